@@ -1,0 +1,180 @@
+// Package adapter is the seam between the engine and a database. A dialect
+// implements these interfaces for one database (sqlite, postgresql, ...); the
+// engine never switches on the database name, and a dialect never knows about
+// Python. The split follows RelStorage's: load connections (snapshots),
+// store connections (commit), OID allocation and schema live behind it.
+package adapter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Settings are the options every dialect receives at open.
+type Settings struct {
+	KeepHistory  bool
+	CreateSchema bool
+	ReadOnly     bool
+	LockTimeout  time.Duration   // commit-lock-timeout
+	Options      json.RawMessage // the adapter's own section, e.g. data_dir and pragmas
+}
+
+// Opener opens a dialect for one database.
+type Opener func(ctx context.Context, s Settings) (Dialect, error)
+
+var (
+	registryMu sync.Mutex
+	registry   = map[string]Opener{}
+)
+
+// Register makes a dialect available under name; dialect packages call it from init.
+func Register(name string, open Opener) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	registry[name] = open
+}
+
+// Lookup returns the opener registered under name.
+func Lookup(name string) (Opener, bool) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	o, ok := registry[name]
+	return o, ok
+}
+
+// Names lists the registered dialects, sorted.
+func Names() []string {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// ErrLockTimeout is returned (wrapped) when a lock could not be taken within the timeout.
+var ErrLockTimeout = errors.New("lock timeout")
+
+// Dialect is one open database.
+type Dialect interface {
+	// Describe names the database without secrets, e.g. "sqlite3:/srv/data".
+	// It is stable across processes and used for sortKey.
+	Describe() string
+	OpenLoad(ctx context.Context) (LoadConn, error)
+	OpenStore(ctx context.Context) (StoreConn, error)
+	// NewOIDs returns the next block of 16 OIDs, ascending.
+	NewOIDs(ctx context.Context) ([]uint64, error)
+	// SetMinOID makes sure OIDs up to oid are never issued again.
+	SetMinOID(ctx context.Context, oid uint64) error
+	// Size returns the number of current objects and the database size in bytes.
+	Size(ctx context.Context) (objects int64, bytes int64, err error)
+	Close() error
+}
+
+// Revision is one stored state of an object. State is nil for a deletion or an
+// undone creation.
+type Revision struct {
+	OID   uint64
+	TID   uint64
+	State []byte
+}
+
+// Change is one row of a poll: oid's current tid is TID.
+type Change struct {
+	OID uint64
+	TID uint64
+}
+
+// TxnInfo is one transaction's metadata. History-free databases keep none.
+type TxnInfo struct {
+	TID         uint64
+	Packed      bool
+	User        []byte
+	Description []byte
+	Extension   []byte
+}
+
+// HistoryEntry is one revision of an object with its transaction's metadata.
+type HistoryEntry struct {
+	TxnInfo
+	Size int64
+}
+
+// TxnQuery selects transactions: TIDs in [Start, Stop], newest or oldest
+// first, Offset and Limit applied after ordering.
+type TxnQuery struct {
+	Start, Stop   uint64
+	NewestFirst   bool
+	SkipPacked    bool
+	Offset, Limit int
+}
+
+// LoadConn reads through a snapshot. Between Begin and End every read sees one
+// consistent state of the database; outside, each read sees the latest.
+type LoadConn interface {
+	Begin(ctx context.Context) error
+	End()
+	// LastTID is the newest committed tid, 0 for an empty database.
+	LastTID(ctx context.Context) (uint64, error)
+	// Changes lists objects whose current tid is in (after, upTo], at most limit rows.
+	Changes(ctx context.Context, after, upTo uint64, limit int) ([]Change, error)
+	// Current returns the current revisions of those oids that exist.
+	Current(ctx context.Context, oids []uint64) ([]Revision, error)
+	// Revision returns the state of oid written by tid.
+	Revision(ctx context.Context, oid, tid uint64) (state []byte, found bool, err error)
+	// Before returns the newest revision of oid with tid < before and the tid of
+	// the revision after it (0 if current). found is false when no revision
+	// precedes before; exists tells whether the oid has any revision at all.
+	Before(ctx context.Context, oid, before uint64) (rev Revision, end uint64, found, exists bool, err error)
+	History(ctx context.Context, oid uint64, size int) ([]HistoryEntry, error)
+	Transactions(ctx context.Context, q TxnQuery) ([]TxnInfo, error)
+	// TxnRecords returns the revisions written by tid, in oid order.
+	TxnRecords(ctx context.Context, tid uint64) ([]Revision, error)
+	// CurrentFrom returns current revisions with oid >= start in oid order.
+	CurrentFrom(ctx context.Context, start uint64, limit int) ([]Revision, error)
+	Close() error
+}
+
+// Write is one object change sent at commit.
+type Write struct {
+	OID     uint64
+	PrevTID uint64 // the object's current tid at lock time, 0 if new
+	State   []byte // nil: deletion (history-free) or a revision without state (history-preserving)
+}
+
+// UndoItem describes one object of a transaction to undo.
+type UndoItem struct {
+	OID        uint64
+	CurrentTID uint64
+	CurrentMD5 []byte
+	UndoneMD5  []byte
+	PrevTID    uint64 // revision before the undone one, 0 if the undone one created the object
+	PrevState  []byte
+}
+
+// StoreConn writes one transaction at a time.
+type StoreConn interface {
+	// BeginCommit starts the write transaction; LockObjects and Move run inside it.
+	BeginCommit(ctx context.Context) error
+	// LockObjects locks readCurrent oids shared and modified oids exclusively
+	// (both sorted), and returns the current tid of each that exists.
+	LockObjects(ctx context.Context, readCurrent, modified []uint64) (map[uint64]uint64, error)
+	// States returns the current states of oids, read inside the write transaction.
+	States(ctx context.Context, oids []uint64) (map[uint64]Revision, error)
+	// LockCommit takes the commit lock and returns the newest committed tid.
+	LockCommit(ctx context.Context) (uint64, error)
+	// Move writes the transaction: its metadata (history-preserving) and its writes.
+	Move(ctx context.Context, tid uint64, meta TxnInfo, writes []Write) error
+	Commit(ctx context.Context) error
+	Rollback()
+	// UndoPlan reads, from the latest committed state, what undoing tid means.
+	// found is false when no such transaction exists (or it was packed).
+	UndoPlan(ctx context.Context, tid uint64) (items []UndoItem, found bool, err error)
+	Close() error
+}

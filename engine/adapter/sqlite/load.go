@@ -1,0 +1,245 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
+)
+
+// loadConn is one connection of the read pool. A snapshot is an open WAL
+// read transaction: it starts at BEGIN and is fixed by the first read.
+type loadConn struct {
+	conn        *sql.Conn
+	q           *queries
+	keepHistory bool
+	inTxn       bool
+	stmts       map[string]*sql.Stmt
+}
+
+func (c *loadConn) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if s, ok := c.stmts[query]; ok {
+		return s, nil
+	}
+	s, err := c.conn.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if c.stmts == nil {
+		c.stmts = map[string]*sql.Stmt{}
+	}
+	c.stmts[query] = s
+	return s, nil
+}
+
+func (c *loadConn) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	s, err := c.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return s.QueryContext(ctx, args...)
+}
+
+func (c *loadConn) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	s, err := c.stmt(ctx, q)
+	if err != nil {
+		// Surface the prepare error through Row.Scan.
+		return c.conn.QueryRowContext(ctx, q, args...)
+	}
+	return s.QueryRowContext(ctx, args...)
+}
+
+func (c *loadConn) Begin(ctx context.Context) error {
+	c.End()
+	if _, err := c.conn.ExecContext(ctx, "BEGIN DEFERRED"); err != nil {
+		return err
+	}
+	c.inTxn = true
+	return nil
+}
+
+func (c *loadConn) End() {
+	if c.inTxn {
+		c.conn.ExecContext(context.Background(), "ROLLBACK")
+		c.inTxn = false
+	}
+}
+
+func (c *loadConn) Close() error {
+	c.End()
+	for _, s := range c.stmts {
+		s.Close()
+	}
+	return c.conn.Close()
+}
+
+func (c *loadConn) LastTID(ctx context.Context) (uint64, error) {
+	var tid uint64
+	err := c.queryRow(ctx, c.q.lastTID).Scan(&tid)
+	return tid, err
+}
+
+func (c *loadConn) Changes(ctx context.Context, after, upTo uint64, limit int) ([]adapter.Change, error) {
+	rows, err := c.query(ctx, c.q.changes, int64(after), int64(upTo), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []adapter.Change
+	for rows.Next() {
+		var ch adapter.Change
+		if err := rows.Scan(&ch.OID, &ch.TID); err != nil {
+			return nil, err
+		}
+		out = append(out, ch)
+	}
+	return out, rows.Err()
+}
+
+func scanRevisions(rows *sql.Rows, out []adapter.Revision) ([]adapter.Revision, error) {
+	defer rows.Close()
+	for rows.Next() {
+		var r adapter.Revision
+		if err := rows.Scan(&r.OID, &r.TID, &r.State); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func (c *loadConn) Current(ctx context.Context, oids []uint64) ([]adapter.Revision, error) {
+	if len(oids) == 1 {
+		rows, err := c.query(ctx, c.q.current, int64(oids[0]))
+		if err != nil {
+			return nil, err
+		}
+		return scanRevisions(rows, nil)
+	}
+	out := make([]adapter.Revision, 0, len(oids))
+	err := chunks(oids, func(part []uint64) error {
+		in, args := inList(part)
+		rows, err := c.conn.QueryContext(ctx, c.q.currentIn+in, args...)
+		if err != nil {
+			return err
+		}
+		out, err = scanRevisions(rows, out)
+		return err
+	})
+	return out, err
+}
+
+const (
+	sqlRevision  = `SELECT state FROM object_state WHERE zoid = ? AND tid = ?`
+	sqlBefore    = `SELECT tid, state FROM object_state WHERE zoid = ? AND tid < ? ORDER BY tid DESC LIMIT 1`
+	sqlNextAfter = `SELECT COALESCE(MIN(tid), 0) FROM object_state WHERE zoid = ? AND tid > ?`
+	sqlExists    = `SELECT COUNT(*) FROM object_state WHERE zoid = ?`
+	sqlHistoryHP = `SELECT o.tid, o.state_size, t.packed, t.username, t.description, t.extension
+		FROM object_state o JOIN "transaction" t ON t.tid = o.tid
+		WHERE o.zoid = ? ORDER BY o.tid DESC LIMIT ?`
+	sqlHistoryHF  = `SELECT tid, state_size FROM object_state WHERE zoid = ?`
+	sqlTxnRecords = `SELECT zoid, tid, state FROM object_state WHERE tid = ? ORDER BY zoid`
+)
+
+func (c *loadConn) Revision(ctx context.Context, oid, tid uint64) ([]byte, bool, error) {
+	var state []byte
+	err := c.queryRow(ctx, sqlRevision, int64(oid), int64(tid)).Scan(&state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	return state, err == nil, err
+}
+
+func (c *loadConn) Before(ctx context.Context, oid, before uint64) (adapter.Revision, uint64, bool, bool, error) {
+	rev := adapter.Revision{OID: oid}
+	err := c.queryRow(ctx, sqlBefore, int64(oid), int64(before)).Scan(&rev.TID, &rev.State)
+	if errors.Is(err, sql.ErrNoRows) {
+		var n int
+		if err := c.queryRow(ctx, sqlExists, int64(oid)).Scan(&n); err != nil {
+			return rev, 0, false, false, err
+		}
+		return rev, 0, false, n > 0, nil
+	}
+	if err != nil {
+		return rev, 0, false, false, err
+	}
+	var end uint64
+	if err := c.queryRow(ctx, sqlNextAfter, int64(oid), int64(rev.TID)).Scan(&end); err != nil {
+		return rev, 0, false, false, err
+	}
+	return rev, end, true, true, nil
+}
+
+func (c *loadConn) History(ctx context.Context, oid uint64, size int) ([]adapter.HistoryEntry, error) {
+	var out []adapter.HistoryEntry
+	if !c.keepHistory {
+		var h adapter.HistoryEntry
+		err := c.queryRow(ctx, sqlHistoryHF, int64(oid)).Scan(&h.TID, &h.Size)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, nil
+		}
+		return append(out, h), err
+	}
+	rows, err := c.query(ctx, sqlHistoryHP, int64(oid), size)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var h adapter.HistoryEntry
+		if err := rows.Scan(&h.TID, &h.Size, &h.Packed, &h.User, &h.Description, &h.Extension); err != nil {
+			return nil, err
+		}
+		out = append(out, h)
+	}
+	return out, rows.Err()
+}
+
+func (c *loadConn) Transactions(ctx context.Context, q adapter.TxnQuery) ([]adapter.TxnInfo, error) {
+	var sqlText string
+	if c.keepHistory {
+		sqlText = `SELECT tid, packed, username, description, extension FROM "transaction" WHERE tid > 0 AND tid >= ? AND tid <= ?`
+		if q.SkipPacked {
+			sqlText += ` AND packed = 0`
+		}
+	} else {
+		sqlText = `SELECT DISTINCT tid, 0, x'', x'', x'' FROM object_state WHERE tid >= ? AND tid <= ?`
+	}
+	if q.NewestFirst {
+		sqlText += ` ORDER BY tid DESC`
+	} else {
+		sqlText += ` ORDER BY tid`
+	}
+	sqlText += ` LIMIT ? OFFSET ?`
+	rows, err := c.query(ctx, sqlText, int64(q.Start), int64(q.Stop), q.Limit, q.Offset)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []adapter.TxnInfo
+	for rows.Next() {
+		var t adapter.TxnInfo
+		if err := rows.Scan(&t.TID, &t.Packed, &t.User, &t.Description, &t.Extension); err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+func (c *loadConn) TxnRecords(ctx context.Context, tid uint64) ([]adapter.Revision, error) {
+	rows, err := c.query(ctx, sqlTxnRecords, int64(tid))
+	if err != nil {
+		return nil, err
+	}
+	return scanRevisions(rows, nil)
+}
+
+func (c *loadConn) CurrentFrom(ctx context.Context, start uint64, limit int) ([]adapter.Revision, error) {
+	rows, err := c.query(ctx, c.q.currentFrom, int64(start), limit)
+	if err != nil {
+		return nil, err
+	}
+	return scanRevisions(rows, nil)
+}

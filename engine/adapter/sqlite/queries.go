@@ -1,0 +1,66 @@
+package sqlite
+
+// queries holds the statements that differ between history-preserving and
+// history-free schemas; the rest are constants in load.go and store.go.
+type queries struct {
+	lastTID      string
+	changes      string
+	current      string // one oid
+	currentIn    string // prefix for "zoid IN (...)"
+	currentFrom  string
+	count        string
+	currentTIDIn string
+}
+
+func newQueries(keepHistory bool) queries {
+	if keepHistory {
+		return queries{
+			lastTID:      `SELECT COALESCE(MAX(tid), 0) FROM "transaction"`,
+			changes:      `SELECT zoid, tid FROM current_object WHERE tid > ? AND tid <= ? LIMIT ?`,
+			current:      `SELECT zoid, tid, state FROM current_object_state WHERE zoid = ?`,
+			currentIn:    `SELECT zoid, tid, state FROM current_object_state WHERE zoid IN `,
+			currentFrom:  `SELECT zoid, tid, state FROM current_object_state WHERE zoid >= ? ORDER BY zoid LIMIT ?`,
+			count:        `SELECT COUNT(*) FROM current_object`,
+			currentTIDIn: `SELECT zoid, tid FROM current_object WHERE zoid IN `,
+		}
+	}
+	return queries{
+		lastTID:      `SELECT COALESCE(MAX(tid), 0) FROM object_state`,
+		changes:      `SELECT zoid, tid FROM object_state WHERE tid > ? AND tid <= ? LIMIT ?`,
+		current:      `SELECT zoid, tid, state FROM object_state WHERE zoid = ?`,
+		currentIn:    `SELECT zoid, tid, state FROM object_state WHERE zoid IN `,
+		currentFrom:  `SELECT zoid, tid, state FROM object_state WHERE zoid >= ? ORDER BY zoid LIMIT ?`,
+		count:        `SELECT COUNT(*) FROM object_state`,
+		currentTIDIn: `SELECT zoid, tid FROM object_state WHERE zoid IN `,
+	}
+}
+
+// maxParams keeps IN lists under SQLite's bound-parameter limit.
+const maxParams = 500
+
+// inList returns "(?,?,...)" for n parameters and the arguments for oids.
+func inList(oids []uint64) (string, []any) {
+	b := make([]byte, 0, 2*len(oids)+1)
+	args := make([]any, len(oids))
+	b = append(b, '(')
+	for i, o := range oids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '?')
+		args[i] = int64(o)
+	}
+	return string(append(b, ')')), args
+}
+
+// chunks calls fn for consecutive slices of at most maxParams oids.
+func chunks(oids []uint64, fn func([]uint64) error) error {
+	for len(oids) > 0 {
+		n := min(len(oids), maxParams)
+		if err := fn(oids[:n]); err != nil {
+			return err
+		}
+		oids = oids[n:]
+	}
+	return nil
+}

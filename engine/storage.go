@@ -1,0 +1,175 @@
+// Package engine is GoRelStorage as a Go library: a Storage is one database
+// shared by a process, an Instance is one ZODB Connection's view of it (its
+// own snapshot and its own transaction). Python reaches it through capi; Go
+// programs use it directly.
+package engine
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
+)
+
+// Storage is a process-wide handle on one database.
+type Storage struct {
+	opts    Options
+	dialect adapter.Dialect
+
+	oidMu sync.Mutex
+	oids  []uint64 // the rest of the current OID block, ascending
+
+	mu        sync.Mutex
+	closed    bool
+	instances map[*Instance]struct{}
+}
+
+// Open opens the database named by opts.Adapter.
+func Open(ctx context.Context, opts Options) (*Storage, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	open, ok := adapter.Lookup(opts.Adapter)
+	if !ok {
+		return nil, Errorf(KindConfig, "configuration: unknown database adapter %q (this build has %v)", opts.Adapter, adapter.Names())
+	}
+	d, err := open(ctx, adapter.Settings{
+		KeepHistory:  opts.KeepHistory,
+		CreateSchema: opts.CreateSchema,
+		ReadOnly:     opts.ReadOnly,
+		LockTimeout:  opts.LockTimeout(),
+		Options:      opts.AdapterOptions,
+	})
+	if err != nil {
+		return nil, &Error{Kind: KindStorage, Msg: "open " + opts.Adapter, Err: err}
+	}
+	return &Storage{opts: opts, dialect: d, instances: map[*Instance]struct{}{}}, nil
+}
+
+// Options returns the options the storage was opened with.
+func (s *Storage) Options() Options { return s.opts }
+
+// Name is the storage's name: the name option, else the database description.
+func (s *Storage) Name() string {
+	if s.opts.Name != "" {
+		return s.opts.Name
+	}
+	return "GoRelStorage: " + s.dialect.Describe()
+}
+
+// SortKey is the same for every instance of one database in every process.
+func (s *Storage) SortKey() string { return s.dialect.Describe() }
+
+func (s *Storage) check() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return Errorf(KindClosed, "the storage is closed")
+	}
+	return nil
+}
+
+// NewOID returns an OID never issued before.
+func (s *Storage) NewOID(ctx context.Context) (uint64, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	if s.opts.ReadOnly {
+		return 0, Errorf(KindReadOnly, "new_oid: the storage is read-only")
+	}
+	s.oidMu.Lock()
+	defer s.oidMu.Unlock()
+	if len(s.oids) == 0 {
+		oids, err := s.dialect.NewOIDs(ctx)
+		if err != nil {
+			return 0, classify(err, "new_oid")
+		}
+		s.oids = oids
+	}
+	oid := s.oids[0]
+	s.oids = s.oids[1:]
+	return oid, nil
+}
+
+// Size returns the number of current objects and the database size in bytes.
+func (s *Storage) Size(ctx context.Context) (int64, int64, error) {
+	if err := s.check(); err != nil {
+		return 0, 0, err
+	}
+	n, b, err := s.dialect.Size(ctx)
+	return n, b, classify(err, "size")
+}
+
+// NewInstance returns a new view for one ZODB Connection.
+func (s *Storage) NewInstance() (*Instance, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, Errorf(KindClosed, "the storage is closed")
+	}
+	in := &Instance{s: s}
+	s.instances[in] = struct{}{}
+	return in, nil
+}
+
+func (s *Storage) forget(in *Instance) {
+	s.mu.Lock()
+	delete(s.instances, in)
+	s.mu.Unlock()
+}
+
+// Close releases every instance and the database.
+func (s *Storage) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	ins := make([]*Instance, 0, len(s.instances))
+	for in := range s.instances {
+		ins = append(ins, in)
+	}
+	s.mu.Unlock()
+	for _, in := range ins {
+		in.Release()
+	}
+	return s.dialect.Close()
+}
+
+// freshRead runs fn on a short-lived snapshot of the latest state (iteration,
+// undo log): these see the newest data whatever the instance's view is.
+func (s *Storage) freshRead(ctx context.Context, fn func(adapter.LoadConn) error) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	c, err := s.dialect.OpenLoad(ctx)
+	if err != nil {
+		return classify(err, "open read connection")
+	}
+	defer c.Close()
+	if err := c.Begin(ctx); err != nil {
+		return classify(err, "begin read")
+	}
+	defer c.End()
+	return fn(c)
+}
+
+// classify turns a dialect error into an engine error with the right kind.
+func classify(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return Wrap(e.Kind, err, "%s", what)
+	}
+	if errors.Is(err, adapter.ErrLockTimeout) {
+		return &Error{Kind: KindLockTimeout, Msg: what, Err: err}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return &Error{Kind: KindLockTimeout, Msg: what, Err: err}
+	}
+	return &Error{Kind: KindStorage, Msg: what, Err: err}
+}
