@@ -1,0 +1,19 @@
+"""GoRelStorage: a RelStorage-compatible ZODB storage with its engine in Go.
+
+Importing this package does not load the Go library; the first storage opened does.
+"""
+from ._native import ConfigurationError
+from ._native import ForkedProcessError
+from ._native import GoRelStorageError
+from ._native import InternalError
+from ._native import StorageClosedError
+from ._native import UnableToLockError
+from .adapters import SQLite3
+from .options import Options
+from .storage import GoRelStorage
+
+__all__ = [
+    'GoRelStorage', 'Options', 'SQLite3',
+    'GoRelStorageError', 'ConfigurationError', 'ForkedProcessError', 'InternalError',
+    'StorageClosedError', 'UnableToLockError',
+]

@@ -1,0 +1,258 @@
+"""The only module that knows GoRelStorage's C ABI.
+
+It loads the Go library on first use (never at import: a Go runtime does not
+survive fork), refuses calls from a forked child, turns error records into
+ZODB exceptions and copies returned bytes once into Python objects.
+"""
+import ctypes
+import os
+import struct
+import threading
+
+from ZODB.POSException import ConflictError
+from ZODB.POSException import POSKeyError
+from ZODB.POSException import ReadConflictError
+from ZODB.POSException import ReadOnlyError
+from ZODB.POSException import StorageError
+from ZODB.POSException import StorageTransactionError
+from ZODB.POSException import UndoError
+from ZODB.POSException import Unsupported
+
+ABI_VERSION = 1
+LIBRARY_ENV = 'GORELSTORAGE_LIBRARY'
+
+
+class GoRelStorageError(StorageError):
+    """The database failed, or the storage was misconfigured or misused."""
+
+
+class ConfigurationError(GoRelStorageError, ValueError):
+    """An option has a bad value or is not supported by this build."""
+
+
+class StorageClosedError(GoRelStorageError):
+    """The storage or instance was closed or released."""
+
+
+class InternalError(GoRelStorageError):
+    """A bug inside the engine was caught; the process is unharmed."""
+
+
+class UnableToLockError(ConflictError):
+    """A lock could not be taken within commit-lock-timeout. Retryable."""
+
+
+class ForkedProcessError(GoRelStorageError):
+    """The library was loaded before this process was forked."""
+
+    def __init__(self, parent, child):
+        super().__init__(
+            'GoRelStorage was loaded in process %d and is being used in its forked child %d. '
+            'Go code cannot run in a child forked after it started. Open storages after the fork: '
+            'run gunicorn without --preload (preload_app = False), uWSGI with lazy-apps = true, '
+            'or multiprocessing with the "spawn" or "forkserver" start method.' % (parent, child))
+
+
+class Result(ctypes.Structure):
+    _fields_ = [
+        ('kind', ctypes.c_int32),
+        ('has_oid', ctypes.c_int32),
+        ('oid', ctypes.c_uint64),
+        ('serials', ctypes.c_uint64 * 2),
+        ('message', ctypes.c_void_p),
+        ('data', ctypes.c_void_p),
+        ('len', ctypes.c_int64),
+        ('v', ctypes.c_uint64 * 3),
+    ]
+
+
+_u64 = ctypes.c_uint64
+_i64 = ctypes.c_int64
+_i32 = ctypes.c_int32
+_buf = ctypes.c_char_p
+_res = ctypes.POINTER(Result)
+
+# Argument types of every export, before the trailing result pointer.
+_SIGNATURES = {
+    'grs_open': (_buf, _i64),
+    'grs_close': (_u64,),
+    'grs_new_instance': (_u64,),
+    'grs_release': (_u64,),
+    'grs_new_oid': (_u64,),
+    'grs_size': (_u64,),
+    'grs_load': (_u64, _u64),
+    'grs_load_serial': (_u64, _u64, _u64),
+    'grs_load_before': (_u64, _u64, _u64),
+    'grs_prefetch': (_u64, _buf, _i64),
+    'grs_poll': (_u64,),
+    'grs_sync': (_u64,),
+    'grs_last_transaction': (_u64,),
+    'grs_history': (_u64, _u64, _i64),
+    'grs_transactions': (_u64, _u64, _u64, _i64, _i64, _i64),
+    'grs_txn_records': (_u64, _u64),
+    'grs_current_from': (_u64, _u64, _i64),
+    'grs_tpc_begin': (_u64, _buf, _i64, _u64, _i32),
+    'grs_store': (_u64, _u64, _u64, _buf, _i64),
+    'grs_restore': (_u64, _u64, _buf, _i64),
+    'grs_delete_object': (_u64, _u64, _u64),
+    'grs_check_current': (_u64, _u64, _u64),
+    'grs_undo': (_u64, _u64),
+    'grs_vote': (_u64,),
+    'grs_resolve': (_u64, _buf, _i64),
+    'grs_finish_lock': (_u64,),
+    'grs_finish_commit': (_u64,),
+    'grs_abort': (_u64,),
+    'grs_test_panic': (),
+}
+
+_lock = threading.Lock()
+_lib = None
+_pid = None
+_funcs = {}
+
+
+def library_path():
+    """Where the Go library is: $GORELSTORAGE_LIBRARY, else beside this module."""
+    override = os.environ.get(LIBRARY_ENV)
+    if override:
+        return override
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), 'libgorelstorage.so')
+
+
+def is_loaded():
+    return _lib is not None
+
+
+def _load():
+    global _lib, _pid
+    with _lock:
+        if _lib is not None:
+            return
+        path = library_path()
+        if not os.path.exists(path):
+            raise GoRelStorageError(
+                'the GoRelStorage engine library is missing at %s; reinstall with "pip install ." '
+                '(it needs Go and a C compiler) or set %s' % (path, LIBRARY_ENV))
+        lib = ctypes.CDLL(path)  # CDLL releases the GIL during every call
+        lib.grs_abi_version.restype = ctypes.c_int32
+        lib.grs_abi_version.argtypes = ()
+        version = lib.grs_abi_version()
+        if version != ABI_VERSION:
+            raise GoRelStorageError('%s has ABI version %d, this package needs %d; reinstall GoRelStorage'
+                                    % (path, version, ABI_VERSION))
+        lib.grs_free_result.restype = None
+        lib.grs_free_result.argtypes = (_res,)
+        for name, args in _SIGNATURES.items():
+            fn = getattr(lib, name)
+            fn.restype = ctypes.c_int32
+            fn.argtypes = args + (_res,)
+            _funcs[name] = fn
+        _pid = os.getpid()
+        _lib = lib
+
+
+def _error(r):
+    message = ctypes.string_at(r.message).decode('utf-8', 'replace') if r.message else 'unknown error'
+    kind = r.kind
+    oid = struct.pack('>Q', r.oid) if r.has_oid else None
+    serials = (struct.pack('>Q', r.serials[0]), struct.pack('>Q', r.serials[1]))
+    if kind == 1:
+        return POSKeyError(oid) if oid is not None else POSKeyError(message)
+    if kind == 2:
+        return ConflictError(message=message, oid=oid, serials=serials)
+    if kind == 3:
+        return ReadConflictError(message=message, oid=oid, serials=serials)
+    if kind == 4:
+        return StorageTransactionError(message)
+    if kind == 5:
+        return ReadOnlyError(message)
+    if kind == 6:
+        return UndoError(message, oid)
+    if kind == 7:
+        return Unsupported(message)
+    if kind == 9:
+        return ConfigurationError(message)
+    if kind == 10:
+        return UnableToLockError(message=message, oid=oid)
+    if kind == 11:
+        return StorageClosedError(message)
+    if kind == 12:
+        return InternalError(message)
+    if kind == 13:
+        return ValueError(message)
+    return GoRelStorageError(message)
+
+
+def call(name, *args):
+    """Call export ``name``; return (data bytes or None, v0, v1, v2)."""
+    if _lib is None:
+        _load()
+    elif os.getpid() != _pid:
+        raise ForkedProcessError(_pid, os.getpid())
+    r = Result()
+    kind = _funcs[name](*args, ctypes.byref(r))
+    try:
+        if kind:
+            raise _error(r)
+        data = ctypes.string_at(r.data, r.len) if r.data else None
+        return data, r.v[0], r.v[1], r.v[2]
+    finally:
+        if r.message or r.data:
+            _lib.grs_free_result(ctypes.byref(r))
+
+
+# The encoding of batched arguments and results (capi/codec.go).
+
+_NONE = 0xFFFFFFFFFFFFFFFF
+_U64 = struct.Struct('<Q')
+
+
+def encode(*fields):
+    """Encode ints as u64 and bytes/None as length-prefixed strings."""
+    out = []
+    for f in fields:
+        if f is None:
+            out.append(_U64.pack(_NONE))
+        elif isinstance(f, int):
+            out.append(_U64.pack(f))
+        else:
+            out.append(_U64.pack(len(f)))
+            out.append(f)
+    return b''.join(out)
+
+
+class Reader:
+    """Reads what capi's encoder wrote."""
+
+    __slots__ = ('data', 'pos')
+
+    def __init__(self, data):
+        self.data = data or b''
+        self.pos = 0
+
+    def more(self):
+        return self.pos < len(self.data)
+
+    def u64(self):
+        v, = _U64.unpack_from(self.data, self.pos)
+        self.pos += 8
+        return v
+
+    def bytes(self):
+        n = self.u64()
+        if n == _NONE:
+            return None
+        b = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return b
+
+
+def u64_array(values):
+    """Pack ints as the uint64 array an export takes."""
+    return struct.pack('<%dQ' % len(values), *values)
+
+
+def u64_list(data):
+    if not data:
+        return []
+    return list(struct.unpack('<%dQ' % (len(data) // 8), data))

@@ -1,0 +1,126 @@
+"""GoRelStorage's options: RelStorage's names and defaults.
+
+Every RelStorage option is known here. Options this build implements are
+passed to the engine; options RelStorage itself ignores are accepted with a
+warning; an option this build does not implement yet is refused when set to
+anything but its default, naming the option, so nothing is silently ignored.
+"""
+import warnings
+
+from ._native import ConfigurationError
+
+# name: default, for the options the engine implements.
+IMPLEMENTED = {
+    'name': None,
+    'read_only': False,
+    'keep_history': True,
+    'create_schema': True,
+    'commit_lock_timeout': 30,
+    'cache_delta_size_limit': 100000,
+}
+
+# RelStorage accepts these and ignores them (deprecated or removed features).
+IGNORED = {
+    'poll_interval': 0,
+    'pack_commit_busy_delay': 5.0,
+    'cache_local_storage': None,
+    'cache_local_dir_count': None,
+    'cache_local_dir_read_count': None,
+    'cache_local_dir_compress': None,
+    'cache_local_dir_write_max_size': None,
+    'pack_dry_run': False,
+    'pack_duty_cycle': None,
+    'pack_max_delay': None,
+    'blob_cache_chunk_size': None,
+}
+
+# RelStorage options not implemented by this build yet, with their defaults
+# (the defaults are what the build does).
+NOT_YET = {
+    'blob_dir': None,
+    'shared_blob_dir': False,
+    'blob_cache_size': None,
+    'blob_cache_size_check': 10,
+    'blob_cache_size_check_external': False,
+    'blob_chunk_size': 1 << 20,
+    'replica_conf': None,
+    'ro_replica_conf': None,
+    'replica_timeout': 600.0,
+    'revert_when_stale': False,
+    'pack_gc': True,
+    'pack_prepack_only': False,
+    'pack_skip_prepack': False,
+    'pack_batch_timeout': 15.0,
+    'cache_local_mb': 10,
+    'cache_local_object_max': 16384,
+    'cache_local_compression': 'none',
+    'cache_local_dir': None,
+    'cache_prefix': None,
+    'cache_servers': None,
+    'cache_module_name': 'relstorage.pylibmc_wrapper',
+    'commit_lock_id': 0,
+    'driver': 'auto',
+}
+
+_BOOL = ('read_only', 'keep_history', 'create_schema')
+
+
+def _spelled(name):
+    return name.replace('_', '-')
+
+
+def _same(value, default):
+    if isinstance(default, bool) or default is None or isinstance(default, str):
+        return value == default or (default is None and value in ('', None))
+    try:
+        return float(value) == float(default)
+    except (TypeError, ValueError):
+        return False
+
+
+class Options:
+    """Validated options. Build one from keyword arguments named as RelStorage names them
+    (underscores or hyphens)."""
+
+    def __init__(self, **kwargs):
+        values = dict(IMPLEMENTED)
+        for key, value in kwargs.items():
+            name = key.replace('-', '_')
+            if name in IMPLEMENTED:
+                values[name] = value
+            elif name in IGNORED:
+                if value is not None and not _same(value, IGNORED[name]):
+                    warnings.warn('option %s is ignored (as RelStorage ignores it)' % _spelled(name),
+                                  FutureWarning, stacklevel=2)
+            elif name in NOT_YET:
+                if not _same(value, NOT_YET[name]):
+                    raise ConfigurationError(
+                        'option %s is not implemented in this build of GoRelStorage; remove it '
+                        '(it is set to %r)' % (_spelled(name), value))
+            else:
+                raise ConfigurationError('unknown option %s' % _spelled(key))
+        for name in _BOOL:
+            if not isinstance(values[name], bool):
+                raise ConfigurationError('option %s must be true or false, not %r'
+                                         % (_spelled(name), values[name]))
+        try:
+            values['commit_lock_timeout'] = float(values['commit_lock_timeout'])
+            values['cache_delta_size_limit'] = int(values['cache_delta_size_limit'])
+        except (TypeError, ValueError) as e:
+            raise ConfigurationError('bad option value: %s' % e)
+        if values['name'] is not None and not isinstance(values['name'], str):
+            raise ConfigurationError('option name must be a string, not %r' % (values['name'],))
+        self.__dict__.update(values)
+
+    def copy(self, **changes):
+        values = {k: getattr(self, k) for k in IMPLEMENTED}
+        values.update(changes)
+        return Options(**values)
+
+    def engine_dict(self):
+        d = {k: getattr(self, k) for k in IMPLEMENTED}
+        d['name'] = d['name'] or ''
+        return d
+
+    def __repr__(self):
+        return 'Options(%s)' % ', '.join('%s=%r' % (k, getattr(self, k)) for k in sorted(IMPLEMENTED))

@@ -1,0 +1,456 @@
+"""GoRelStorage: the ZODB storage class. ZODB glue only: the work is in Go."""
+import base64
+import json
+import threading
+import time
+
+from persistent.TimeStamp import TimeStamp
+from zope.interface import alsoProvides
+from zope.interface import implementer
+from ZODB import POSException
+from ZODB.BaseStorage import DataRecord
+from ZODB.BaseStorage import TransactionRecord
+from ZODB.BaseStorage import copy as copy_transactions
+from ZODB.ConflictResolution import ConflictResolvingStorage
+from ZODB.interfaces import IExternalGC
+from ZODB.interfaces import IMultiCommitStorage
+from ZODB.interfaces import IMVCCAfterCompletionStorage
+from ZODB.interfaces import IMVCCPrefetchStorage
+from ZODB.interfaces import IMVCCStorage
+from ZODB.interfaces import IStorageCurrentRecordIteration
+from ZODB.interfaces import IStorageIteration
+from ZODB.interfaces import IStorageRestoreable
+from ZODB.interfaces import IStorageUndoable
+from ZODB.interfaces import ReadVerifyingStorage
+from ZODB.UndoLogCompatible import UndoLogCompatible
+from ZODB.utils import p64
+from ZODB.utils import u64
+from ZODB.utils import z64
+from zodbpickle.pickle import loads
+
+from . import _native
+from .options import Options
+
+_MAX_TID = 0x7FFFFFFFFFFFFFFF
+
+
+def _oid_int(oid, what='oid'):
+    if not isinstance(oid, bytes) or len(oid) != 8:
+        raise TypeError('%s must be 8 bytes, not %r' % (what, oid))
+    return u64(oid)
+
+
+def _serial_int(serial):
+    if serial is None:
+        return 0
+    if isinstance(serial, str):  # ZODB's blob tests pass '\0' * 8
+        serial = serial.encode('latin-1')
+    return _oid_int(serial, 'serial')
+
+
+def _extension(ext_bytes):
+    return loads(ext_bytes) if ext_bytes else {}
+
+
+class _Database:
+    """What all instances of one opened database share."""
+
+    def __init__(self, adapter, options):
+        config = options.engine_dict()
+        config['adapter'] = adapter.engine_name
+        config['adapter_options'] = adapter.engine_dict()
+        data, handle, _, _ = _native.call('grs_open', *_bytes_arg(json.dumps(config).encode('utf-8')))
+        r = _native.Reader(data)
+        self.handle = handle
+        self.name = r.bytes().decode('utf-8')
+        self.sort_key = r.bytes().decode('utf-8')
+        self.adapter = adapter
+        self.options = options
+        self.closed = False
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            _native.call('grs_close', self.handle)
+
+
+def _bytes_arg(b):
+    return b, len(b)
+
+
+@implementer(IMVCCStorage, IMVCCAfterCompletionStorage, IMVCCPrefetchStorage, IMultiCommitStorage,
+             IStorageRestoreable, IStorageIteration, IStorageCurrentRecordIteration, ReadVerifyingStorage,
+             IExternalGC)
+class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
+    """A ZODB storage keeping pickles in a relational database, RelStorage-compatible.
+
+    ``GoRelStorage(SQLite3('/path/to/data-dir'), keep_history=False)``; options
+    take RelStorage's names. Each ZODB Connection gets its own instance from
+    :meth:`new_instance`.
+    """
+
+    def __init__(self, adapter, options=None, _database=None, **kwargs):
+        if _database is None:
+            if options is None:
+                options = Options(**kwargs)
+            elif kwargs:
+                options = options.copy(**kwargs)
+            if not hasattr(adapter, 'engine_dict'):
+                raise TypeError('adapter must be a database description such as gorelstorage.SQLite3, not %r'
+                                % (adapter,))
+            _database = _Database(adapter, options)
+            self._is_base = True
+        else:
+            self._is_base = False
+        self._db = _database
+        self._options = _database.options
+        self._instance = None
+        self._instance = _native.call('grs_new_instance', _database.handle)[1]
+        self._lock = threading.RLock()          # one native call at a time on this instance
+        self._tpc_cond = threading.Condition()  # one transaction at a time
+        self._transaction = None
+        self._undone_oids = []
+        if self._options.keep_history:
+            alsoProvides(self, IStorageUndoable)
+
+    # --- identity -------------------------------------------------------
+
+    def __repr__(self):
+        return '<%s %s at %#x>' % (type(self).__name__, self._db.name, id(self))
+
+    def getName(self):
+        return self._db.name
+
+    def sortKey(self):
+        return self._db.sort_key
+
+    def isReadOnly(self):
+        return self._options.read_only
+
+    def supportsUndo(self):
+        return self._options.keep_history
+
+    def getSize(self):
+        return self._call_db('grs_size')[2]
+
+    def __len__(self):
+        return self._call_db('grs_size')[1]
+
+    def _call_db(self, name):
+        if self._db.closed:
+            raise _native.StorageClosedError('the storage is closed')
+        return _native.call(name, self._db.handle)
+
+    def _call(self, name, *args):
+        if self._instance is None:
+            raise _native.StorageClosedError('the storage instance is released or closed')
+        with self._lock:
+            return _native.call(name, self._instance, *args)
+
+    # --- instances ------------------------------------------------------
+
+    def new_instance(self):
+        return type(self)(self._db.adapter, _database=self._db)
+
+    def release(self):
+        inst, self._instance = self._instance, None
+        if inst is not None and not self._db.closed:
+            with self._lock:
+                _native.call('grs_release', inst)
+
+    def close(self):
+        self.release()
+        if self._is_base:
+            self._db.close()
+
+    def registerDB(self, wrapper):
+        ConflictResolvingStorage.registerDB(self, wrapper)
+
+    # --- MVCC -----------------------------------------------------------
+
+    def poll_invalidations(self):
+        data, all_, _, _ = self._call('grs_poll')
+        if all_:
+            return None
+        return [p64(o) for o in _native.u64_list(data)]
+
+    def sync(self, force=True):
+        self._call('grs_sync')
+
+    def afterCompletion(self):
+        self._call('grs_sync')
+
+    def lastTransaction(self):
+        return p64(self._call('grs_last_transaction')[1])
+
+    # --- loading --------------------------------------------------------
+
+    def load(self, oid, version=''):
+        data, tid, _, _ = self._call('grs_load', _oid_int(oid))
+        return data or b'', p64(tid)
+
+    def getTid(self, oid):
+        return self.load(oid)[1]
+
+    def loadSerial(self, oid, serial):
+        data = self._call('grs_load_serial', _oid_int(oid), _oid_int(serial, 'serial'))[0]
+        return data or b''
+
+    def loadBefore(self, oid, tid):
+        data, start, end, found = self._call('grs_load_before', _oid_int(oid), _oid_int(tid, 'tid'))
+        if not found:
+            return None
+        return data or b'', p64(start), (p64(end) if end else None)
+
+    def prefetch(self, oids):
+        ints = [_oid_int(o) for o in oids]
+        if ints:
+            self._call('grs_prefetch', _native.u64_array(ints), len(ints))
+
+    def new_oid(self):
+        if self._options.read_only:
+            raise POSException.ReadOnlyError()
+        return p64(self._call_db('grs_new_oid')[1])
+
+    # --- history, iteration ---------------------------------------------
+
+    def history(self, oid, size=1):
+        data = self._call('grs_history', _oid_int(oid), int(size))[0]
+        r = _native.Reader(data)
+        out = []
+        while r.more():
+            tid, _packed, user, desc, ext = r.u64(), r.u64(), r.bytes(), r.bytes(), r.bytes()
+            size_ = r.u64()
+            entry = dict(_extension(ext))
+            entry.update(time=TimeStamp(p64(tid)).timeTime(), tid=p64(tid), serial=p64(tid),
+                         user_name=user or b'', description=desc or b'', size=size_)
+            out.append(entry)
+        return out
+
+    def _transactions(self, start, stop, newest_first, skip_packed, offset, limit):
+        flags = (1 if newest_first else 0) | (2 if skip_packed else 0)
+        data = self._call('grs_transactions', start, stop, flags, offset, limit)[0]
+        r = _native.Reader(data)
+        while r.more():
+            yield r.u64(), bool(r.u64()), r.bytes() or b'', r.bytes() or b'', r.bytes() or b''
+
+    def iterator(self, start=None, stop=None):
+        return _TransactionIterator(self, start, stop)
+
+    def record_iternext(self, next=None):
+        start = u64(next) if next else 0
+        data = self._call('grs_current_from', start, 2)[0]
+        r = _native.Reader(data)
+        if not r.more():
+            raise ValueError('no current record at or after oid %r' % (next,))
+        oid, tid, state = r.u64(), r.u64(), r.bytes()
+        following = p64(r.u64()) if r.more() else None
+        return p64(oid), p64(tid), state, following
+
+    def undoLog(self, first=0, last=-20, filter=None):
+        if last < 0:
+            last = first - last
+        if not self._options.keep_history or last <= first:
+            return []
+        out, offset, page = [], 0, max(last, 100)
+        while len(out) < last:
+            rows = list(self._transactions(0, _MAX_TID, True, True, offset, page))
+            for tid, _packed, user, desc, ext in rows:
+                d = dict(_extension(ext))
+                d.update(id=base64.encodebytes(p64(tid)).rstrip(b'\n'),
+                         time=TimeStamp(p64(tid)).timeTime(), user_name=user, description=desc)
+                if filter is None or filter(d):
+                    out.append(d)
+            if len(rows) < page:
+                break
+            offset += page
+        return out[first:last]
+
+    # --- two-phase commit -----------------------------------------------
+
+    def _check_txn(self, transaction):
+        if transaction is not self._transaction:
+            raise POSException.StorageTransactionError(self, transaction)
+
+    def tpc_begin(self, transaction, tid=None, status=' '):
+        if self._options.read_only:
+            raise POSException.ReadOnlyError()
+        with self._tpc_cond:
+            if self._transaction is transaction:
+                raise POSException.StorageTransactionError(
+                    'Duplicate tpc_begin calls for same transaction')
+            while self._transaction is not None:
+                self._tpc_cond.wait()
+            self._transaction = transaction
+        try:
+            user = transaction.user
+            desc = transaction.description
+            ext = getattr(transaction, 'extension_bytes', None)
+            if ext is None:
+                from ZODB.Connection import TransactionMetaData
+                ext = TransactionMetaData(extension=getattr(transaction, 'extension', None)).extension_bytes
+            meta = _native.encode(_as_bytes(user), _as_bytes(desc), ext)
+            self._undone_oids = []
+            self._call('grs_tpc_begin', meta, len(meta), _oid_int(tid, 'tid') if tid else 0,
+                       1 if status == 'p' else 0)
+        except BaseException:
+            self._end_transaction()
+            raise
+
+    def _end_transaction(self):
+        with self._tpc_cond:
+            self._transaction = None
+            self._tpc_cond.notify()
+
+    def store(self, oid, serial, data, version, transaction):
+        self._check_txn(transaction)
+        if version:
+            raise POSException.Unsupported('versions are not supported')
+        if not isinstance(data, bytes):
+            raise TypeError('data must be bytes, not %s' % type(data).__name__)
+        self._call('grs_store', _oid_int(oid), _serial_int(serial), data, len(data))
+
+    def restore(self, oid, serial, data, version, prev_txn, transaction):
+        self._check_txn(transaction)
+        if version:
+            raise POSException.Unsupported('versions are not supported')
+        if data is None:
+            self._call('grs_restore', _oid_int(oid), None, -1)
+        else:
+            self._call('grs_restore', _oid_int(oid), data, len(data))
+
+    def deleteObject(self, oid, oldserial, transaction):
+        self._check_txn(transaction)
+        self._call('grs_delete_object', _oid_int(oid), _serial_int(oldserial))
+
+    def checkCurrentSerialInTransaction(self, oid, serial, transaction):
+        self._check_txn(transaction)
+        self._call('grs_check_current', _oid_int(oid), _serial_int(serial))
+
+    def undo(self, transaction_id, transaction):
+        self._check_txn(transaction)
+        if not self._options.keep_history:
+            raise POSException.Unsupported('undo needs a history-preserving storage (keep-history true)')
+        try:
+            tid = base64.decodebytes(transaction_id + b'\n')
+        except Exception:
+            raise POSException.UndoError('invalid undo id %r' % (transaction_id,))
+        if len(tid) != 8:
+            raise POSException.UndoError('invalid undo id %r' % (transaction_id,))
+        data = self._call('grs_undo', u64(tid))[0]
+        oids = [p64(o) for o in _native.u64_list(data)]
+        self._undone_oids.extend(oids)
+        return None, oids
+
+    def tpc_vote(self, transaction):
+        self._check_txn(transaction)
+        data, count, _, _ = self._call('grs_vote')
+        if not count:
+            return None
+        r = _native.Reader(data)
+        resolved, oids = [], []
+        while r.more():
+            oid, committed, old = r.u64(), r.u64(), r.u64()
+            new_state, committed_state = r.bytes(), r.bytes()
+            state = self.tryToResolveConflict(p64(oid), p64(committed), p64(old), new_state or b'',
+                                              committed_state or b'')
+            resolved.append(_native.encode(oid, committed, state))
+            oids.append(p64(oid))
+        buf = b''.join(resolved)
+        self._call('grs_resolve', buf, len(buf))
+        return oids
+
+    def tpc_finish(self, transaction, f=None):
+        self._check_txn(transaction)
+        with self._lock:  # loads from other threads wait until the commit is visible
+            tid = p64(self._call('grs_finish_lock')[1])
+            try:
+                if f is not None:
+                    f(tid)
+            finally:
+                self._call('grs_finish_commit')
+        self._end_transaction()
+        return tid
+
+    def tpc_abort(self, transaction):
+        if transaction is not self._transaction:
+            return
+        try:
+            self._call('grs_abort')
+        finally:
+            self._end_transaction()
+
+    def tpc_transaction(self):
+        return self._transaction
+
+    # --- copying, packing -----------------------------------------------
+
+    def copyTransactionsFrom(self, other):
+        copy_transactions(other, self)
+
+    def pack(self, t, referencesf, gc=None):
+        raise POSException.Unsupported('pack is not implemented in this version of GoRelStorage')
+
+
+def _as_bytes(v):
+    if v is None:
+        return b''
+    return v if isinstance(v, bytes) else v.encode('utf-8')
+
+
+class _TransactionIterator:
+    """Transactions in [start, stop] as they were when iteration began; consumable once."""
+
+    _PAGE = 100
+
+    def __init__(self, storage, start, stop):
+        self._storage = storage
+        self._start = u64(start) if start else 0
+        last = u64(storage.lastTransaction()) if storage._instance is not None else 0
+        stop_int = u64(stop) if stop else _MAX_TID
+        self._stop = min(stop_int, max(last, self._fresh_last()))
+        self._page = []
+        self._done = False
+
+    def _fresh_last(self):
+        rows = list(self._storage._transactions(0, _MAX_TID, True, False, 0, 1))
+        return rows[0][0] if rows else 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if not self._page:
+            if self._done or self._start > self._stop:
+                raise StopIteration
+            self._page = list(self._storage._transactions(self._start, self._stop, False, False, 0, self._PAGE))
+            if len(self._page) < self._PAGE:
+                self._done = True
+            if not self._page:
+                raise StopIteration
+            self._page.reverse()
+        tid, packed, user, desc, ext = self._page.pop()
+        self._start = tid + 1
+        data = self._storage._call('grs_txn_records', tid)[0]
+        r = _native.Reader(data)
+        records = []
+        while r.more():
+            oid, rtid, state = r.u64(), r.u64(), r.bytes()
+            rec = DataRecord(p64(oid), p64(rtid), state, None)
+            rec.version = ''
+            records.append(rec)
+        return _Transaction(p64(tid), 'p' if packed else ' ', user, desc, ext, records)
+
+    def close(self):
+        self._done, self._page = True, []
+
+
+class _Transaction(TransactionRecord):
+
+    def __init__(self, tid, status, user, description, extension_bytes, records):
+        TransactionRecord.__init__(self, tid, status, user, description, _extension(extension_bytes))
+        self.extension_bytes = extension_bytes
+        self._records = records
+
+    def __iter__(self):
+        return iter(self._records)
