@@ -438,6 +438,7 @@ func grs_vote(h C.uint64_t, r *C.grs_result) C.int32_t {
 			e.u64(c.OldTID)
 			e.bytes(c.NewState)
 			e.bytes(c.CommittedState)
+			e.bool(c.Undo)
 		}
 		r.v[0] = C.uint64_t(len(conflicts))
 		setData(r, e.b)

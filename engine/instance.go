@@ -3,6 +3,8 @@ package engine
 import (
 	"bytes"
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"sort"
 	"sync"
 	"time"
@@ -27,7 +29,11 @@ type Instance struct {
 	ownTIDs    map[uint64]bool // own commits since the last poll
 	lastCommit uint64
 	prefetched map[uint64]adapter.Revision // valid for the current snapshot only
-	released   bool
+	// recent keeps states this instance loaded or committed, by (oid, tid), in
+	// history-free mode: conflict resolution needs the revision a transaction
+	// read, which the database no longer holds once another commit replaced it.
+	recent   map[[2]uint64][]byte
+	released bool
 
 	txn *commit
 }
@@ -40,6 +46,7 @@ type Conflict struct {
 	OldTID         uint64 // the serial the write was based on
 	NewState       []byte
 	CommittedState []byte
+	Undo           bool // the write undoes a transaction: failure is an UndoError
 }
 
 // TxnMeta is a transaction's user, description and pickled extension.
@@ -251,7 +258,30 @@ func (in *Instance) Load(ctx context.Context, oid uint64) ([]byte, uint64, error
 	if len(revs) == 0 || revs[0].State == nil {
 		return nil, 0, POSKeyError(oid, "no object %#x", oid)
 	}
+	in.remember(oid, revs[0].TID, revs[0].State)
 	return revs[0].State, revs[0].TID, nil
+}
+
+// stateMD5 is the hex MD5 RelStorage keeps for each history-preserving revision.
+func stateMD5(state []byte) []byte {
+	if state == nil {
+		return nil
+	}
+	sum := md5.Sum(state)
+	return []byte(hex.EncodeToString(sum[:]))
+}
+
+// maxRecent bounds the history-free revision memory; past it, it starts over.
+const maxRecent = 20000
+
+func (in *Instance) remember(oid, tid uint64, state []byte) {
+	if in.s.opts.KeepHistory {
+		return
+	}
+	if in.recent == nil || len(in.recent) >= maxRecent {
+		in.recent = make(map[[2]uint64][]byte)
+	}
+	in.recent[[2]uint64{oid, tid}] = state
 }
 
 // Prefetch loads the current states of oids into the instance's snapshot
@@ -293,6 +323,9 @@ func (in *Instance) LoadSerial(ctx context.Context, oid, tid uint64) ([]byte, er
 	if err != nil {
 		return nil, err
 	}
+	if state, ok := in.recent[[2]uint64{oid, tid}]; ok {
+		return state, nil
+	}
 	state, found, err := c.Revision(ctx, oid, tid)
 	if err != nil {
 		return nil, in.readErr(err, "loadSerial")
@@ -324,7 +357,10 @@ func (in *Instance) LoadBefore(ctx context.Context, oid, before uint64) (adapter
 	if in.polled && end > in.snapTID {
 		end = 0 // a revision newer than the snapshot is not visible yet
 	}
-	return rev, end, found && rev.State != nil, nil
+	if found && rev.State == nil {
+		return rev, 0, false, POSKeyError(oid, "object %#x was deleted or its creation undone", oid)
+	}
+	return rev, end, found, nil
 }
 
 // History returns up to size revisions of oid, newest first.
@@ -503,23 +539,32 @@ func (in *Instance) Undo(ctx context.Context, tid uint64) ([]uint64, error) {
 	}
 	var undos []*write
 	for _, it := range items {
-		changed := it.CurrentTID != tid && !(it.CurrentMD5 != nil && bytes.Equal(it.CurrentMD5, it.UndoneMD5))
-		if changed {
-			return nil, &Error{Kind: KindUndo, OID: it.OID, HasOID: true,
-				Msg: "undo: some data were modified by a later transaction"}
-		}
 		if it.OID == 0 && it.PrevTID == 0 {
 			return nil, &Error{Kind: KindUndo, OID: 0, HasOID: true, Msg: "undo: cannot undo the creation of the root object"}
-		}
-		if w, ok := t.writes[it.OID]; ok && w.kind != writeUndo {
-			return nil, &Error{Kind: KindUndo, OID: it.OID, HasOID: true,
-				Msg: "undo: the object was also changed in this transaction"}
 		}
 		var state []byte
 		if it.PrevTID != 0 {
 			state = it.PrevState
 		}
-		undos = append(undos, &write{oid: it.OID, serial: it.CurrentTID, state: state, kind: writeUndo})
+		serial := it.CurrentTID
+		if w, ok := t.writes[it.OID]; ok {
+			// Undoing several transactions at once: the pending undo must have
+			// brought the object back to the revision undone now.
+			if w.kind != writeUndo || !bytes.Equal(stateMD5(w.state), it.UndoneMD5) {
+				return nil, &Error{Kind: KindUndo, OID: it.OID, HasOID: true,
+					Msg: "undo: the object was also changed in this transaction"}
+			}
+			serial = w.serial
+		} else if it.CurrentTID != tid && !(it.CurrentMD5 != nil && bytes.Equal(it.CurrentMD5, it.UndoneMD5)) {
+			// Changed since: base the undo on the undone revision, so that
+			// vote hands it to conflict resolution against the current state.
+			if state == nil {
+				return nil, &Error{Kind: KindUndo, OID: it.OID, HasOID: true,
+					Msg: "undo: some data were modified by a later transaction"}
+			}
+			serial = tid
+		}
+		undos = append(undos, &write{oid: it.OID, serial: serial, state: state, kind: writeUndo})
 	}
 	oids := make([]uint64, len(undos))
 	for i, w := range undos {
@@ -586,9 +631,9 @@ func (in *Instance) Vote(ctx context.Context) ([]Conflict, error) {
 			continue
 		}
 		switch {
-		case w.kind == writeUndo:
+		case w.kind == writeUndo && cur == 0:
 			return nil, in.voteErr(&Error{Kind: KindUndo, OID: oid, HasOID: true,
-				Msg: "undo: the object was changed by another transaction"})
+				Msg: "undo: the object was deleted by another transaction"})
 		case w.kind == writeDelete || w.serial == 0 || cur == 0:
 			return nil, in.voteErr(ConflictError(KindConflict, oid, cur, w.serial, "database conflict error"))
 		}
@@ -611,7 +656,7 @@ func (in *Instance) Vote(ctx context.Context) ([]Conflict, error) {
 	for _, oid := range toResolve {
 		w := t.writes[oid]
 		c := Conflict{OID: oid, CommittedTID: current[oid], OldTID: w.serial, NewState: w.state,
-			CommittedState: committed[oid].State}
+			CommittedState: committed[oid].State, Undo: w.kind == writeUndo}
 		t.conflicts[oid] = c
 		out = append(out, c)
 	}
@@ -720,6 +765,11 @@ func (in *Instance) FinishCommit(ctx context.Context) error {
 		return classify(err, "tpc_finish: commit")
 	}
 	in.lastCommit = t.tid
+	for _, w := range t.writes {
+		if w.state != nil && w.kind != writeDelete {
+			in.remember(w.oid, t.tid, w.state)
+		}
+	}
 	if in.ownTIDs == nil {
 		in.ownTIDs = map[uint64]bool{}
 	}

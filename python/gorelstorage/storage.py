@@ -269,6 +269,8 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     # --- two-phase commit -----------------------------------------------
 
     def _check_txn(self, transaction):
+        if self._options.read_only:
+            raise POSException.ReadOnlyError()
         if transaction is not self._transaction:
             raise POSException.StorageTransactionError(self, transaction)
 
@@ -351,9 +353,14 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         resolved, oids = [], []
         while r.more():
             oid, committed, old = r.u64(), r.u64(), r.u64()
-            new_state, committed_state = r.bytes(), r.bytes()
-            state = self.tryToResolveConflict(p64(oid), p64(committed), p64(old), new_state or b'',
-                                              committed_state or b'')
+            new_state, committed_state, is_undo = r.bytes(), r.bytes(), r.u64()
+            try:
+                state = self.tryToResolveConflict(p64(oid), p64(committed), p64(old), new_state or b'',
+                                                  committed_state or b'')
+            except POSException.ConflictError:
+                if is_undo:
+                    raise POSException.UndoError('some data were modified by a later transaction', p64(oid))
+                raise
             resolved.append(_native.encode(oid, committed, state))
             oids.append(p64(oid))
         buf = b''.join(resolved)
