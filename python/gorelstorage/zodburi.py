@@ -1,0 +1,66 @@
+"""zodburi resolvers: ``gosqlite://?data_dir=/path&keep_history=false``.
+
+Query arguments take RelStorage's option names; those this resolver does not
+consume go back to zodburi as database keywords (database_name,
+connection_cache_size, ...).
+"""
+from urllib.parse import parse_qsl
+from urllib.parse import unquote
+from urllib.parse import urlsplit
+
+from ._native import ConfigurationError
+from .adapters import SQLite3
+from .options import IGNORED
+from .options import IMPLEMENTED
+from .options import NOT_YET
+from .storage import GoRelStorage
+
+_BOOLS = {'read_only', 'keep_history', 'create_schema', 'shared_blob_dir', 'pack_gc', 'pack_prepack_only',
+          'pack_skip_prepack', 'revert_when_stale', 'blob_cache_size_check_external', 'demostorage'}
+_TRUE = {'1', 'true', 'yes', 'on'}
+_FALSE = {'0', 'false', 'no', 'off', ''}
+
+
+def _bool(name, value):
+    v = value.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ConfigurationError('query argument %s must be true or false, not %r' % (name, value))
+
+
+def _split(uri):
+    """Return (path, storage options, adapter args, leftover database keywords)."""
+    parts = urlsplit(uri)
+    options, adapter_args, leftover = {}, {}, {}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in _BOOLS:
+            options[key] = _bool(key, value)
+        elif key in IMPLEMENTED or key in IGNORED or key in NOT_YET:
+            options[key] = value
+        elif key == 'data_dir':
+            adapter_args[key] = value
+        else:
+            leftover[key] = value
+    return unquote(parts.netloc + parts.path), options, adapter_args, leftover
+
+
+def _factory(adapter, options):
+    demo = options.pop('demostorage', False)
+
+    def factory():
+        storage = GoRelStorage(adapter, **options)
+        if demo:
+            from ZODB.DemoStorage import DemoStorage
+            return DemoStorage(base=storage)
+        return storage
+    return factory
+
+
+def sqlite_resolver(uri):
+    path, options, args, leftover = _split(uri)
+    data_dir = args.get('data_dir') or path
+    if not data_dir:
+        raise ConfigurationError('gosqlite URI needs a data directory: gosqlite://?data_dir=/path/to/dir')
+    return _factory(SQLite3(data_dir), options), leftover
