@@ -1,0 +1,45 @@
+package engine
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Reference values from persistent.TimeStamp(y, m, d, h, mi, s).raw().
+func TestTIDAtMatchesPersistentTimeStamp(t *testing.T) {
+	cases := []struct {
+		at   time.Time
+		want uint64
+	}{
+		{time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), 0x0331620000000000},
+		{time.Date(2026, 11, 21, 19, 13, 30, 500_000_000, time.UTC), 0x040d2bc182222222},
+		{time.Date(1999, 12, 31, 23, 59, 59, 999_000_000, time.UTC), 0x033161fffffee861},
+	}
+	for _, c := range cases {
+		require.Equal(t, c.want, TIDAt(c.at), c.at.String())
+	}
+}
+
+func TestNextTIDNeverGoesBack(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	require.Equal(t, TIDAt(now), NextTID(now, 1))
+	future := TIDAt(now.Add(time.Hour))
+	require.Equal(t, future+1, NextTID(now, future), "a clock behind the database still moves forward")
+}
+
+func TestParseOptionsRejectsUnknownKeys(t *testing.T) {
+	_, err := ParseOptions([]byte(`{"adapter": "sqlite3", "blob_dir": "/tmp"}`))
+	require.Error(t, err)
+	require.Equal(t, KindConfig, KindOf(err))
+	require.Contains(t, err.Error(), "blob_dir")
+
+	o, err := ParseOptions([]byte(`{"adapter": "sqlite3", "keep_history": false}`))
+	require.NoError(t, err)
+	require.False(t, o.KeepHistory)
+	require.Equal(t, 30.0, o.CommitLockTimeout, "defaults are RelStorage's")
+
+	_, err = ParseOptions([]byte(`{"adapter": "sqlite3", "commit_lock_timeout": -1}`))
+	require.ErrorContains(t, err, "commit-lock-timeout")
+}
