@@ -41,6 +41,9 @@ func Open(ctx context.Context, opts Options) (*Storage, error) {
 		LockTimeout:  opts.LockTimeout(),
 		Options:      opts.AdapterOptions,
 	})
+	if errors.Is(err, adapter.ErrBadConfig) {
+		return nil, &Error{Kind: KindConfig, Msg: "open " + opts.Adapter, Err: err}
+	}
 	if err != nil {
 		return nil, &Error{Kind: KindStorage, Msg: "open " + opts.Adapter, Err: err}
 	}

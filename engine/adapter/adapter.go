@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -56,6 +57,14 @@ func Names() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// ErrBadConfig marks errors caused by the adapter's configuration, not the database.
+var ErrBadConfig = errors.New("bad configuration")
+
+// ConfigError returns an error wrapping ErrBadConfig.
+func ConfigError(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrBadConfig}, args...)...)
 }
 
 // ErrLockTimeout is returned (wrapped) when a lock could not be taken within the timeout.

@@ -56,15 +56,15 @@ func Open(ctx context.Context, s adapter.Settings) (adapter.Dialect, error) {
 	dec.DisallowUnknownFields()
 	if len(s.Options) > 0 {
 		if err := dec.Decode(&o); err != nil {
-			return nil, fmt.Errorf("sqlite3 options: %w", err)
+			return nil, adapter.ConfigError("sqlite3 options: %v", err)
 		}
 	}
 	if o.DataDir == "" {
-		return nil, errors.New("sqlite3: data-dir is required")
+		return nil, adapter.ConfigError("sqlite3: data-dir is required")
 	}
 	dir, err := filepath.Abs(o.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("sqlite3: data-dir %q: %w", o.DataDir, err)
+		return nil, adapter.ConfigError("sqlite3: data-dir %q: %v", o.DataDir, err)
 	}
 	pragmas, err := checkPragmas(o.Pragmas)
 	if err != nil {
@@ -117,7 +117,7 @@ func checkPragmas(p map[string]string) ([]string, error) {
 	for k, v := range p {
 		k = strings.ToLower(k)
 		if !pragmaName.MatchString(k) || !pragmaValue.MatchString(v) {
-			return nil, fmt.Errorf("sqlite3: invalid pragma %q = %q", k, v)
+			return nil, adapter.ConfigError("sqlite3: invalid pragma %q = %q", k, v)
 		}
 		switch k {
 		case "journal_mode", "busy_timeout", "query_only":
