@@ -32,8 +32,9 @@ type Instance struct {
 	// recent keeps states this instance loaded or committed, by (oid, tid), in
 	// history-free mode: conflict resolution needs the revision a transaction
 	// read, which the database no longer holds once another commit replaced it.
-	recent   map[[2]uint64][]byte
-	released bool
+	recent      map[[2]uint64][]byte
+	recentBytes int
+	released    bool
 
 	txn *commit
 }
@@ -271,17 +272,19 @@ func stateMD5(state []byte) []byte {
 	return []byte(hex.EncodeToString(sum[:]))
 }
 
-// maxRecent bounds the history-free revision memory; past it, it starts over.
-const maxRecent = 20000
+// maxRecentBytes bounds the history-free revision memory of one instance;
+// past it, it starts over.
+const maxRecentBytes = 8 << 20
 
 func (in *Instance) remember(oid, tid uint64, state []byte) {
-	if in.s.opts.KeepHistory {
+	if in.s.opts.KeepHistory || len(state) > maxRecentBytes/4 {
 		return
 	}
-	if in.recent == nil || len(in.recent) >= maxRecent {
-		in.recent = make(map[[2]uint64][]byte)
+	if in.recent == nil || in.recentBytes+len(state) > maxRecentBytes {
+		in.recent, in.recentBytes = make(map[[2]uint64][]byte), 0
 	}
 	in.recent[[2]uint64{oid, tid}] = state
+	in.recentBytes += len(state)
 }
 
 // Prefetch loads the current states of oids into the instance's snapshot

@@ -141,3 +141,27 @@ def test_a_blocked_call_releases_the_gil(tmp_path):
     finally:
         waiter.release()
         holder.close()
+
+
+def test_lock_timeout_is_a_retryable_conflict(tmp_path):
+    import transaction.interfaces
+    holder = GoRelStorage(SQLite3(tmp_path / 'd'), commit_lock_timeout=1)
+    other = holder.new_instance()
+    try:
+        t1 = TransactionMetaData()
+        holder.tpc_begin(t1)
+        holder.store(z64, None, b'one', '', t1)
+        holder.tpc_vote(t1)  # holds the database write lock
+        t2 = TransactionMetaData()
+        other.tpc_begin(t2)
+        other.store(holder.new_oid(), None, b'two', '', t2)
+        with pytest.raises(gorelstorage.UnableToLockError) as info:
+            other.tpc_vote(t2)
+        assert isinstance(info.value, transaction.interfaces.TransientError)
+        assert 'lock' in str(info.value)
+        other.tpc_abort(t2)
+        holder.tpc_finish(t1)
+        assert holder.load(z64)[0] == b'one'
+    finally:
+        other.release()
+        holder.close()
