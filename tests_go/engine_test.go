@@ -20,15 +20,16 @@ import (
 var ctx = context.Background()
 
 type database struct {
-	name    string
-	options func(t *testing.T, label string) engine.Options
+	name string
+	// options returns options for a fresh database kept under dir.
+	options func(dir string) engine.Options
 }
 
 func databases() []database {
 	return []database{{
 		name: "sqlite",
-		options: func(t *testing.T, label string) engine.Options {
-			raw, _ := json.Marshal(map[string]any{"data_dir": filepath.Join(t.TempDir(), label)})
+		options: func(dir string) engine.Options {
+			raw, _ := json.Marshal(map[string]any{"data_dir": filepath.Join(dir, "data")})
 			o := engine.DefaultOptions()
 			o.Adapter, o.AdapterOptions = "sqlite3", raw
 			return o
@@ -42,7 +43,7 @@ func eachDatabase(t *testing.T, fn func(t *testing.T, opts engine.Options)) {
 		for _, hp := range []bool{true, false} {
 			mode := map[bool]string{true: "hp", false: "hf"}[hp]
 			t.Run(db.name+"/"+mode, func(t *testing.T) {
-				o := db.options(t, "data")
+				o := db.options(t.TempDir())
 				o.KeepHistory = hp
 				fn(t, o)
 			})
@@ -273,7 +274,7 @@ func TestAbortWritesNothing(t *testing.T) {
 func TestUndoRestoresThePreviousState(t *testing.T) {
 	for _, db := range databases() {
 		t.Run(db.name, func(t *testing.T) {
-			s := open(t, db.options(t, "data"))
+			s := open(t, db.options(t.TempDir()))
 			in := instance(t, s)
 			tid1 := commit(t, in, nil, map[uint64]string{0: "v1"})
 			tid2 := commit(t, in, map[uint64]uint64{0: tid1}, map[uint64]string{0: "v2"})
@@ -301,7 +302,7 @@ func TestUndoRestoresThePreviousState(t *testing.T) {
 func TestHistoryModeMismatchIsRefused(t *testing.T) {
 	for _, db := range databases() {
 		t.Run(db.name, func(t *testing.T) {
-			o := db.options(t, "data")
+			o := db.options(t.TempDir())
 			s := open(t, o)
 			require.NoError(t, s.Close())
 			o.KeepHistory = false
