@@ -1,0 +1,113 @@
+"""Storage methods ZODB's conformance mixins do not exercise, per database x history mode."""
+import shutil
+import subprocess
+
+import pytest
+import ZODB
+from persistent.mapping import PersistentMapping
+from ZODB.Connection import TransactionMetaData
+from ZODB.FileStorage import FileStorage
+from ZODB.POSException import ConflictError
+from ZODB.POSException import POSKeyError
+from ZODB.utils import p64
+from ZODB.utils import z64
+
+from gorelstorage import _native
+
+
+def _commit(storage, writes):
+    t = TransactionMetaData()
+    storage.tpc_begin(t)
+    for oid, (serial, data) in writes.items():
+        storage.store(oid, serial, data, '', t)
+    storage.tpc_vote(t)
+    return storage.tpc_finish(t)
+
+
+@pytest.fixture
+def storage(database, keep_history):
+    s = database.make(keep_history)
+    yield s
+    s.close()
+
+
+def test_record_iternext_walks_every_current_record(storage):
+    oids = [z64] + [storage.new_oid() for _ in range(5)]
+    tid = _commit(storage, {oid: (None, b'state-%d' % i) for i, oid in enumerate(oids)})
+    seen, token = [], None
+    while True:
+        oid, serial, data, token = storage.record_iternext(token)
+        seen.append((oid, serial, data))
+        if token is None:
+            break
+    assert seen == [(oid, tid, b'state-%d' % i) for i, oid in enumerate(oids)]
+
+
+def test_delete_object(storage, keep_history):
+    oid = storage.new_oid()
+    tid1 = _commit(storage, {z64: (None, b'root'), oid: (None, b'doomed')})
+    t = TransactionMetaData()
+    storage.tpc_begin(t)
+    storage.deleteObject(oid, tid1, t)
+    storage.tpc_vote(t)
+    tid2 = storage.tpc_finish(t)
+    with pytest.raises(POSKeyError):
+        storage.load(oid)
+    if keep_history:
+        assert storage.loadBefore(oid, tid2) == (b'doomed', tid1, tid2)
+    assert storage.load(z64)[0] == b'root'
+
+
+def test_delete_object_with_a_stale_serial_conflicts(storage):
+    oid = storage.new_oid()
+    tid1 = _commit(storage, {oid: (None, b'a')})
+    _commit(storage, {oid: (tid1, b'b')})
+    t = TransactionMetaData()
+    storage.tpc_begin(t)
+    storage.deleteObject(oid, tid1, t)
+    with pytest.raises(ConflictError):
+        storage.tpc_vote(t)
+    storage.tpc_abort(t)
+    assert storage.load(oid)[0] == b'b'
+
+
+def test_prefetch_then_load(storage):
+    oids = [storage.new_oid() for _ in range(50)]
+    tid = _commit(storage, {oid: (None, b'x%d' % i) for i, oid in enumerate(oids)})
+    instance = storage.new_instance()
+    try:
+        instance.poll_invalidations()
+        instance.prefetch(oids + [p64(999999)])  # unknown oids are ignored
+        assert [instance.load(oid) for oid in oids] == [(b'x%d' % i, tid) for i in range(len(oids))]
+    finally:
+        instance.release()
+
+
+def test_copy_transactions_from_filestorage(storage, tmp_path):
+    fs = FileStorage(str(tmp_path / 'source.fs'))
+    db = ZODB.DB(fs)
+    for i in range(3):
+        with db.transaction('txn %d' % i) as conn:
+            conn.root()['k%d' % i] = PersistentMapping(n=i)
+    db.close()
+    fs = FileStorage(str(tmp_path / 'source.fs'), read_only=True)
+    try:
+        storage.copyTransactionsFrom(fs)
+        assert storage.lastTransaction() == fs.lastTransaction()
+        assert storage.load(z64)[1] == fs.load(z64)[1]
+    finally:
+        fs.close()
+    db = ZODB.DB(storage)
+    with db.transaction() as conn:
+        assert sorted((k, v['n']) for k, v in conn.root().items()) == [('k0', 0), ('k1', 1), ('k2', 2)]
+
+
+def test_only_grs_symbols_are_exported():
+    nm = shutil.which('nm')
+    if nm is None:
+        pytest.skip('nm (binutils) is not installed')
+    out = subprocess.run([nm, '-D', '--defined-only', _native.library_path()],
+                         capture_output=True, text=True, check=True).stdout
+    names = [line.split()[-1] for line in out.splitlines() if line.strip()]
+    assert 'grs_open' in names
+    assert [n for n in names if not n.startswith('grs_')] == []
