@@ -9,8 +9,9 @@ import zodburi
 import gorelstorage
 
 
-def _zconfig(data_dir, extra='', adapter_extra=''):
+def _zconfig(data_dir, extra='', adapter_extra='', imports=''):
     return """
+    %s
     %%import gorelstorage
     <zodb>
       <gorelstorage>
@@ -21,7 +22,7 @@ def _zconfig(data_dir, extra='', adapter_extra=''):
         </gosqlite3>
       </gorelstorage>
     </zodb>
-    """ % (extra, data_dir, adapter_extra)
+    """ % (imports, extra, data_dir, adapter_extra)
 
 
 def test_zconfig_opens_a_working_database(tmp_path):
@@ -58,18 +59,7 @@ def test_zconfig_accepts_options_left_at_relstorage_defaults(tmp_path):
 
 
 def test_zconfig_sits_beside_relstorage(tmp_path):
-    config = """
-    %%import relstorage
-    %%import gorelstorage
-    <zodb>
-      <gorelstorage>
-        <gosqlite3>
-          data-dir %s
-        </gosqlite3>
-      </gorelstorage>
-    </zodb>
-    """ % (tmp_path / 'data')
-    db = ZODB.config.databaseFromString(config)
+    db = ZODB.config.databaseFromString(_zconfig(tmp_path / 'data', imports='%import relstorage'))
     db.close()
 
 

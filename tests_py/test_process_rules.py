@@ -105,17 +105,24 @@ def test_a_go_panic_becomes_an_exception(tmp_path):
         storage.close()
 
 
+def _hold_write_lock(tmp_path, commit_lock_timeout):
+    """Return (holder, other, t1, t2): holder has voted (so holds the database
+    write lock); other has begun t2 with one store and not voted yet."""
+    holder = GoRelStorage(SQLite3(tmp_path / 'd'), commit_lock_timeout=commit_lock_timeout)
+    other = holder.new_instance()
+    t1 = TransactionMetaData()
+    holder.tpc_begin(t1)
+    holder.store(z64, None, b'one', '', t1)
+    holder.tpc_vote(t1)
+    t2 = TransactionMetaData()
+    other.tpc_begin(t2)
+    other.store(holder.new_oid(), None, b'two', '', t2)
+    return holder, other, t1, t2
+
+
 def test_a_blocked_call_releases_the_gil(tmp_path):
-    holder = GoRelStorage(SQLite3(tmp_path / 'd'), commit_lock_timeout=30)
-    waiter = holder.new_instance()
+    holder, waiter, t1, t2 = _hold_write_lock(tmp_path, 30)
     try:
-        t1 = TransactionMetaData()
-        holder.tpc_begin(t1)
-        holder.store(z64, None, b'one', '', t1)
-        holder.tpc_vote(t1)  # holds the database write lock
-        t2 = TransactionMetaData()
-        waiter.tpc_begin(t2)
-        waiter.store(holder.new_oid(), None, b'two', '', t2)
         outcome = []
 
         def vote():
@@ -145,16 +152,8 @@ def test_a_blocked_call_releases_the_gil(tmp_path):
 
 def test_lock_timeout_is_a_retryable_conflict(tmp_path):
     import transaction.interfaces
-    holder = GoRelStorage(SQLite3(tmp_path / 'd'), commit_lock_timeout=1)
-    other = holder.new_instance()
+    holder, other, t1, t2 = _hold_write_lock(tmp_path, 1)
     try:
-        t1 = TransactionMetaData()
-        holder.tpc_begin(t1)
-        holder.store(z64, None, b'one', '', t1)
-        holder.tpc_vote(t1)  # holds the database write lock
-        t2 = TransactionMetaData()
-        other.tpc_begin(t2)
-        other.store(holder.new_oid(), None, b'two', '', t2)
         with pytest.raises(gorelstorage.UnableToLockError) as info:
             other.tpc_vote(t2)
         assert isinstance(info.value, transaction.interfaces.TransientError)
