@@ -1,6 +1,7 @@
 """GoRelStorage: the ZODB storage class. ZODB glue only: the work is in Go."""
 import base64
 import json
+import logging
 import threading
 import time
 
@@ -32,6 +33,7 @@ from . import _native
 from .options import Options
 
 _MAX_TID = 0x7FFFFFFFFFFFFFFF
+logger = logging.getLogger(__name__)
 
 
 def _oid_int(oid, what='oid'):
@@ -105,7 +107,12 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         self._db = _database
         self._options = _database.options
         self._instance = None
-        self._instance = _native.call('grs_new_instance', _database.handle)[1]
+        try:
+            self._instance = _native.call('grs_new_instance', _database.handle)[1]
+        except BaseException:
+            if self._is_base:
+                _database.close()
+            raise
         self._lock = threading.RLock()          # one native call at a time on this instance
         self._tpc_cond = threading.Condition()  # one transaction at a time
         self._transaction = None
@@ -316,6 +323,8 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         self._check_txn(transaction)
         if version:
             raise POSException.Unsupported('versions are not supported')
+        if data is not None and not isinstance(data, bytes):
+            raise TypeError('data must be bytes or None, not %s' % type(data).__name__)
         if data is None:
             self._call('grs_restore', _oid_int(oid), None, -1)
         else:
@@ -369,23 +378,32 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
 
     def tpc_finish(self, transaction, f=None):
         self._check_txn(transaction)
-        with self._lock:  # loads from other threads wait until the commit is visible
-            tid = p64(self._call('grs_finish_lock')[1])
-            try:
-                if f is not None:
-                    f(tid)
-            finally:
-                self._call('grs_finish_commit')
+        try:
+            with self._lock:  # loads from other threads wait until the commit is visible
+                tid = p64(self._call('grs_finish_lock')[1])
+                try:
+                    if f is not None:
+                        f(tid)
+                finally:
+                    self._call('grs_finish_commit')
+        except BaseException:
+            self._abort_quietly()
+            raise
         self._end_transaction()
         return tid
 
-    def tpc_abort(self, transaction):
-        if transaction is not self._transaction:
-            return
+    def _abort_quietly(self):
         try:
-            self._call('grs_abort')
+            if self._instance is not None:
+                self._call('grs_abort')
+        except Exception:
+            logger.exception('aborting the transaction failed; its writes were not committed')
         finally:
             self._end_transaction()
+
+    def tpc_abort(self, transaction):
+        if transaction is self._transaction:
+            self._abort_quietly()
 
     def tpc_transaction(self):
         return self._transaction
@@ -413,13 +431,12 @@ class _TransactionIterator:
     def __init__(self, storage, start, stop):
         self._storage = storage
         self._start = u64(start) if start else 0
-        last = u64(storage.lastTransaction()) if storage._instance is not None else 0
-        stop_int = u64(stop) if stop else _MAX_TID
-        self._stop = min(stop_int, max(last, self._fresh_last()))
+        # The view is fixed now: transactions committed while iterating are not seen.
+        self._stop = min(u64(stop) if stop else _MAX_TID, self._newest_tid())
         self._page = []
         self._done = False
 
-    def _fresh_last(self):
+    def _newest_tid(self):
         rows = list(self._storage._transactions(0, _MAX_TID, True, False, 0, 1))
         return rows[0][0] if rows else 0
 
