@@ -1,9 +1,12 @@
 """A separate process incrementing BTrees.Length counters with conflict resolution.
 
-python counter_worker.py go|relstorage DATA_DIR hp|hf INCREMENTS
-Prints the counters' values it read at the end.
+python counter_worker.py go|relstorage DATA_DIR hp|hf INCREMENTS [BARRIER_DIR WORKERS]
+With a barrier, every worker waits until all have started, so that they commit at the same time.
+Prints the counters' values it read at the end, its retries and the conflicts it resolved.
 """
+import os
 import sys
+import time
 
 import transaction
 import ZODB
@@ -36,8 +39,19 @@ def open_storage(kind, data_dir, keep_history):
     return RelStorage(Sqlite3Adapter(data_dir, {}, options=opts), options=opts)
 
 
-def main(kind, data_dir, mode, increments):
+def wait_for_all(barrier_dir, workers):
+    open(os.path.join(barrier_dir, 'ready-%d' % os.getpid()), 'w').close()
+    deadline = time.monotonic() + 120
+    while len(os.listdir(barrier_dir)) < int(workers):
+        if time.monotonic() > deadline:
+            raise SystemExit('the other workers did not start')
+        time.sleep(0.01)
+
+
+def main(kind, data_dir, mode, increments, barrier_dir=None, workers=None):
     db = ZODB.DB(open_storage(kind, data_dir, mode == 'hp'))
+    if barrier_dir:
+        wait_for_all(barrier_dir, workers)
     retries = 0
     for _ in range(int(increments)):
         for _attempt in range(200):
@@ -82,4 +96,4 @@ if __name__ == '__main__':
     elif sys.argv[1] == 'read':
         read(*sys.argv[2:5])
     else:
-        main(*sys.argv[1:5])
+        main(*sys.argv[1:])

@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -21,7 +22,9 @@ def run_workers(data_dir, mode, kinds, increments):
     init = subprocess.run([sys.executable, WORKER, 'init', kinds[0], data_dir, mode],
                           capture_output=True, text=True, timeout=300)
     assert init.returncode == 0, init.stderr
-    procs = [subprocess.Popen([sys.executable, WORKER, kind, data_dir, mode, str(increments)],
+    barrier = tempfile.mkdtemp(prefix='barrier-', dir=os.path.dirname(data_dir))
+    procs = [subprocess.Popen([sys.executable, WORKER, kind, data_dir, mode, str(increments), barrier,
+                               str(len(kinds))],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for kind in kinds]
     outputs = []
