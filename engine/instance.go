@@ -96,11 +96,7 @@ func (in *Instance) Release() {
 	}
 	in.released = true
 	in.abortLocked()
-	in.endSnapshot()
-	if in.load != nil {
-		in.load.Close()
-		in.load = nil
-	}
+	in.dropLoad()
 	in.s.forget(in)
 }
 
@@ -188,7 +184,14 @@ func (in *Instance) Poll(ctx context.Context) (oids []uint64, all bool, err erro
 		in.polled, in.polledTID, in.ownTIDs = true, newTID, nil
 		return nil, true, nil
 	}
+	in.s.sawTID(newTID)
 	if newTID < in.polledTID {
+		if !in.s.opts.KeepHistory {
+			// Deleting the object that held the newest tid lowers MAX(tid);
+			// nothing newer than what we polled exists.
+			in.ownTIDs = nil
+			return nil, false, nil
+		}
 		return nil, false, Errorf(KindReadConflict,
 			"the database went back in time: last seen tid %d, now %d (restored from a backup?)", in.polledTID, newTID)
 	}
@@ -734,7 +737,8 @@ func (in *Instance) FinishLock(ctx context.Context) (uint64, error) {
 	}
 	tid := t.restoreTID
 	if tid == 0 {
-		tid = NextTID(time.Now(), last)
+		// A history-free deletion can hide the newest tid from the database.
+		tid = NextTID(time.Now(), max(last, in.s.newestTID.Load()))
 	}
 	writes := make([]adapter.Write, 0, len(t.order))
 	for _, oid := range t.order {
@@ -768,6 +772,7 @@ func (in *Instance) FinishCommit(ctx context.Context) error {
 		return classify(err, "tpc_finish: commit")
 	}
 	in.lastCommit = t.tid
+	in.s.sawTID(t.tid)
 	for _, w := range t.writes {
 		if w.state != nil && w.kind != writeDelete {
 			in.remember(w.oid, t.tid, w.state)

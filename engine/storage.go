@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 )
@@ -19,6 +20,8 @@ type Storage struct {
 
 	oidMu sync.Mutex
 	oids  []uint64 // the rest of the current OID block, ascending
+
+	newestTID atomic.Uint64 // the newest tid this process has committed or polled
 
 	mu        sync.Mutex
 	closed    bool
@@ -139,6 +142,16 @@ func (s *Storage) Close() error {
 		in.Release()
 	}
 	return s.dialect.Close()
+}
+
+// sawTID records tid as seen, keeping the maximum.
+func (s *Storage) sawTID(tid uint64) {
+	for {
+		cur := s.newestTID.Load()
+		if tid <= cur || s.newestTID.CompareAndSwap(cur, tid) {
+			return
+		}
+	}
 }
 
 // freshRead runs fn on a short-lived snapshot of the latest state (iteration,

@@ -375,3 +375,31 @@ func TestConcurrentCommittersAllLand(t *testing.T) {
 		require.Equal(t, int64(1+workers*each), n)
 	})
 }
+
+// In history-free mode a deletion removes the row holding the newest tid, so
+// the newest tid in the database goes back; polling and the next tid must not.
+func TestDeletingTheNewestObjectDoesNotTurnTimeBack(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, o engine.Options) {
+		s := open(t, o)
+		a, b := instance(t, s), instance(t, s)
+		commit(t, a, nil, map[uint64]string{0: "root"})
+		tid1 := commit(t, a, nil, map[uint64]string{5: "doomed"})
+		_, _, err := b.Poll(ctx)
+		require.NoError(t, err)
+
+		require.NoError(t, a.Begin(engine.TxnMeta{}, 0, false))
+		require.NoError(t, a.DeleteObject(5, tid1))
+		_, err = a.Vote(ctx)
+		require.NoError(t, err)
+		tidDel, err := a.FinishLock(ctx)
+		require.NoError(t, err)
+		require.NoError(t, a.FinishCommit(ctx))
+
+		_, _, err = b.Poll(ctx)
+		require.NoError(t, err, "a deletion is not the database going back in time")
+		tidNext := commit(t, a, nil, map[uint64]string{6: "after"})
+		require.Greater(t, tidNext, tidDel)
+		_, _, err = b.Load(ctx, 5)
+		require.Equal(t, engine.KindPOSKey, engine.KindOf(err))
+	})
+}
