@@ -142,6 +142,7 @@ func (in *Instance) beginSnapshot(ctx context.Context) error {
 		in.dropLoad() // a broken connection is reopened by the next read
 		return classify(err, "begin snapshot")
 	}
+	in.s.sawTID(in.snapTID)
 	return nil
 }
 
@@ -184,7 +185,6 @@ func (in *Instance) Poll(ctx context.Context) (oids []uint64, all bool, err erro
 		in.polled, in.polledTID, in.ownTIDs = true, newTID, nil
 		return nil, true, nil
 	}
-	in.s.sawTID(newTID)
 	if newTID < in.polledTID {
 		if !in.s.opts.KeepHistory {
 			// Deleting the object that held the newest tid lowers MAX(tid);
@@ -266,7 +266,8 @@ func (in *Instance) Load(ctx context.Context, oid uint64) ([]byte, uint64, error
 	return revs[0].State, revs[0].TID, nil
 }
 
-// stateMD5 is the hex MD5 RelStorage keeps for each history-preserving revision.
+// stateMD5 is the hex MD5 RelStorage keeps for each history-preserving
+// revision (undo compares them); nil for a revision without state.
 func stateMD5(state []byte) []byte {
 	if state == nil {
 		return nil
@@ -325,12 +326,15 @@ func (in *Instance) Prefetch(ctx context.Context, oids []uint64) error {
 func (in *Instance) LoadSerial(ctx context.Context, oid, tid uint64) ([]byte, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	c, err := in.view(ctx)
-	if err != nil {
+	if err := in.check(); err != nil {
 		return nil, err
 	}
 	if state, ok := in.recent[[2]uint64{oid, tid}]; ok {
 		return state, nil
+	}
+	c, err := in.view(ctx)
+	if err != nil {
+		return nil, err
 	}
 	state, found, err := c.Revision(ctx, oid, tid)
 	if err != nil {
@@ -747,7 +751,11 @@ func (in *Instance) FinishLock(ctx context.Context) (uint64, error) {
 		if w.kind == writeDelete {
 			state = nil
 		}
-		writes = append(writes, adapter.Write{OID: oid, PrevTID: t.current[oid], State: state})
+		wr := adapter.Write{OID: oid, PrevTID: t.current[oid], State: state}
+		if in.s.opts.KeepHistory {
+			wr.MD5 = stateMD5(state)
+		}
+		writes = append(writes, wr)
 	}
 	meta := adapter.TxnInfo{TID: tid, Packed: t.packed, User: t.meta.User, Description: t.meta.Description,
 		Extension: t.meta.Extension}

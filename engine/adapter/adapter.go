@@ -155,6 +155,7 @@ type Write struct {
 	OID     uint64
 	PrevTID uint64 // the object's current tid at lock time, 0 if new
 	State   []byte // nil: deletion (history-free) or a revision without state (history-preserving)
+	MD5     []byte // hex MD5 of State, history-preserving only; nil with State
 }
 
 // UndoItem describes one object of a transaction to undo.

@@ -2,9 +2,7 @@ package sqlite
 
 import (
 	"context"
-	"crypto/md5"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
@@ -122,10 +120,9 @@ func (c *storeConn) moveHP(ctx context.Context, tid uint64, meta adapter.TxnInfo
 	}
 	defer cur.Close()
 	for _, w := range writes {
-		var sum any
-		if w.State != nil {
-			h := md5.Sum(w.State)
-			sum = hex.EncodeToString(h[:])
+		var sum any // NULL without state
+		if w.MD5 != nil {
+			sum = string(w.MD5)
 		}
 		if _, err := ins.ExecContext(ctx, int64(w.OID), int64(tid), int64(w.PrevTID), sum, len(w.State), w.State); err != nil {
 			return fmt.Errorf("insert state of oid %d: %w", w.OID, err)
