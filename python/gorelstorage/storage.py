@@ -54,6 +54,18 @@ def _extension(ext_bytes):
     return loads(ext_bytes) if ext_bytes else {}
 
 
+def _read_txn(r):
+    """One transaction record as capi's encodeTxn wrote it: (tid, packed, user, description, extension)."""
+    return r.u64(), bool(r.u64()), r.bytes() or b'', r.bytes() or b'', r.bytes() or b''
+
+
+def _txn_info(tid, user, description, extension):
+    """The dict history() and undoLog() entries share: extension keys, then time and metadata."""
+    info = dict(_extension(extension))
+    info.update(time=TimeStamp(p64(tid)).timeTime(), user_name=user, description=description)
+    return info
+
+
 class _Database:
     """What all instances of one opened database share."""
 
@@ -226,11 +238,9 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         r = _native.Reader(data)
         out = []
         while r.more():
-            tid, _packed, user, desc, ext = r.u64(), r.u64(), r.bytes(), r.bytes(), r.bytes()
-            size_ = r.u64()
-            entry = dict(_extension(ext))
-            entry.update(time=TimeStamp(p64(tid)).timeTime(), tid=p64(tid), serial=p64(tid),
-                         user_name=user or b'', description=desc or b'', size=size_)
+            tid, _packed, user, desc, ext = _read_txn(r)
+            entry = _txn_info(tid, user, desc, ext)
+            entry.update(tid=p64(tid), serial=p64(tid), size=r.u64())
             out.append(entry)
         return out
 
@@ -239,7 +249,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         data = self._call('grs_transactions', start, stop, flags, offset, limit)[0]
         r = _native.Reader(data)
         while r.more():
-            yield r.u64(), bool(r.u64()), r.bytes() or b'', r.bytes() or b'', r.bytes() or b''
+            yield _read_txn(r)
 
     def iterator(self, start=None, stop=None):
         return _TransactionIterator(self, start, stop)
@@ -263,9 +273,8 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         while len(out) < last:
             rows = list(self._transactions(0, _MAX_TID, True, True, offset, page))
             for tid, _packed, user, desc, ext in rows:
-                d = dict(_extension(ext))
-                d.update(id=base64.encodebytes(p64(tid)).rstrip(b'\n'),
-                         time=TimeStamp(p64(tid)).timeTime(), user_name=user, description=desc)
+                d = _txn_info(tid, user, desc, ext)
+                d['id'] = base64.encodebytes(p64(tid)).rstrip(b'\n')
                 if filter is None or filter(d):
                     out.append(d)
             if len(rows) < page:
