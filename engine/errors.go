@@ -26,6 +26,7 @@ const (
 	KindClosed          Kind = 11 // use after close
 	KindInternal        Kind = 12 // a bug: panic recovered, invariant broken
 	KindInvalidArgument Kind = 13 // caller passed a bad value
+	KindDisconnected    Kind = 14 // connection lost mid-transaction: retryable
 )
 
 // Error is the engine's error type. OID and Serials are set where they apply.

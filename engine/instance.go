@@ -146,6 +146,31 @@ func (in *Instance) beginSnapshot(ctx context.Context) error {
 	return nil
 }
 
+// beginPollSnapshot starts a snapshot and, where the dialect can do both in
+// one round trip, lists the changes after `after` with it (ok is true).
+func (in *Instance) beginPollSnapshot(ctx context.Context, after uint64, limit int) (changes []adapter.Change, ok bool, err error) {
+	in.endSnapshot()
+	if in.load == nil {
+		c, err := in.s.dialect.OpenLoad(ctx)
+		if err != nil {
+			return nil, false, classify(err, "open load connection")
+		}
+		in.load = c
+	}
+	p, isPoller := in.load.(adapter.SnapshotPoller)
+	if !isPoller {
+		return nil, false, in.beginSnapshot(ctx)
+	}
+	last, changes, err := p.BeginPoll(ctx, after, limit)
+	if err != nil {
+		in.dropLoad()
+		return nil, false, classify(err, "poll")
+	}
+	in.inSnapshot, in.snapTID = true, last
+	in.s.sawTID(last)
+	return changes, true, nil
+}
+
 // view returns the load connection positioned for a read: the held snapshot
 // once polled, else a fresh one.
 func (in *Instance) view(ctx context.Context) (adapter.LoadConn, error) {
@@ -163,7 +188,7 @@ func (in *Instance) view(ctx context.Context) (adapter.LoadConn, error) {
 
 // readErr classifies a read failure and drops the connection if it is broken.
 func (in *Instance) readErr(err error, what string) error {
-	if KindOf(err) == KindStorage {
+	if k := KindOf(err); k == KindStorage || k == KindDisconnected {
 		in.dropLoad()
 	}
 	return classify(err, what)
@@ -177,7 +202,15 @@ func (in *Instance) Poll(ctx context.Context) (oids []uint64, all bool, err erro
 	if err := in.check(); err != nil {
 		return nil, false, err
 	}
-	if err := in.beginSnapshot(ctx); err != nil {
+	limit := in.s.opts.CacheDeltaSizeLimit
+	var changes []adapter.Change
+	polledChanges := false
+	if in.polled {
+		changes, polledChanges, err = in.beginPollSnapshot(ctx, in.polledTID, limit+1)
+	} else {
+		err = in.beginSnapshot(ctx)
+	}
+	if err != nil {
 		return nil, false, err
 	}
 	newTID := in.snapTID
@@ -199,10 +232,11 @@ func (in *Instance) Poll(ctx context.Context) (oids []uint64, all bool, err erro
 		in.ownTIDs = nil
 		return nil, false, nil
 	}
-	limit := in.s.opts.CacheDeltaSizeLimit
-	changes, err := in.load.Changes(ctx, in.polledTID, newTID, limit+1)
-	if err != nil {
-		return nil, false, in.readErr(err, "poll")
+	if !polledChanges {
+		changes, err = in.load.Changes(ctx, in.polledTID, newTID, limit+1)
+		if err != nil {
+			return nil, false, in.readErr(err, "poll")
+		}
 	}
 	in.polledTID = newTID
 	own := in.ownTIDs
@@ -649,9 +683,12 @@ func (in *Instance) Vote(ctx context.Context) ([]Conflict, error) {
 		}
 		toResolve = append(toResolve, oid)
 	}
-	// OIDs imported by restore (or chosen by the caller) are never issued again.
-	if err := in.s.dialect.SetMinOID(ctx, t.maxOID); err != nil {
-		return nil, in.voteErr(classify(err, "tpc_vote: set min oid"))
+	// OIDs imported by restore (or chosen by the caller) are never issued
+	// again. OIDs this process was issued are below the counter already.
+	if t.maxOID > in.s.maxIssuedOID.Load() {
+		if err := in.s.dialect.SetMinOID(ctx, t.maxOID); err != nil {
+			return nil, in.voteErr(classify(err, "tpc_vote: set min oid"))
+		}
 	}
 	if len(toResolve) == 0 {
 		t.voted = true
@@ -735,14 +772,17 @@ func (in *Instance) FinishLock(ctx context.Context) (uint64, error) {
 	if t.tid != 0 {
 		return 0, Errorf(KindTransaction, "tpc_finish: already finishing")
 	}
-	last, err := t.store.LockCommit(ctx)
+	last, now, err := t.store.LockCommit(ctx)
 	if err != nil {
 		return 0, classify(err, "tpc_finish: commit lock")
 	}
 	tid := t.restoreTID
 	if tid == 0 {
 		// A history-free deletion can hide the newest tid from the database.
-		tid = NextTID(time.Now(), max(last, in.s.newestTID.Load()))
+		if now.IsZero() {
+			now = time.Now()
+		}
+		tid = NextTID(now, max(last, in.s.newestTID.Load()))
 	}
 	writes := make([]adapter.Write, 0, len(t.order))
 	for _, oid := range t.order {

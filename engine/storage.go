@@ -21,7 +21,8 @@ type Storage struct {
 	oidMu sync.Mutex
 	oids  []uint64 // the rest of the current OID block, ascending
 
-	newestTID atomic.Uint64 // the newest tid this process has committed or polled
+	newestTID    atomic.Uint64 // the newest tid this process has committed or polled
+	maxIssuedOID atomic.Uint64 // the highest OID the database issued to this process
 
 	mu        sync.Mutex
 	closed    bool
@@ -92,6 +93,9 @@ func (s *Storage) NewOID(ctx context.Context) (uint64, error) {
 			return 0, classify(err, "new_oid")
 		}
 		s.oids = oids
+		if n := len(oids); n > 0 && oids[n-1] > s.maxIssuedOID.Load() {
+			s.maxIssuedOID.Store(oids[n-1])
+		}
 	}
 	oid := s.oids[0]
 	s.oids = s.oids[1:]
@@ -183,6 +187,16 @@ func classify(err error, what string) error {
 	}
 	if errors.Is(err, adapter.ErrLockTimeout) {
 		return &Error{Kind: KindLockTimeout, Msg: what, Err: err}
+	}
+	var rc *adapter.ReadCurrentLockedError
+	if errors.As(err, &rc) {
+		return &Error{Kind: KindReadConflict, OID: rc.OID, HasOID: true, Msg: what, Err: err}
+	}
+	if errors.Is(err, adapter.ErrDeadlock) {
+		return &Error{Kind: KindConflict, Msg: what, Err: err}
+	}
+	if errors.Is(err, adapter.ErrDisconnected) {
+		return &Error{Kind: KindDisconnected, Msg: what, Err: err}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return &Error{Kind: KindLockTimeout, Msg: what, Err: err}

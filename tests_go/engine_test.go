@@ -1,6 +1,6 @@
 // Engine tests against real databases. Each test runs for every database in
-// databases() and both history modes; PostgreSQL and MySQL join by adding
-// an entry there.
+// databases() and both history modes: SQLite always, PostgreSQL when
+// GORELSTORAGE_PG_DSN names a server (scripts/test starts one).
 package tests_go
 
 import (
@@ -26,7 +26,7 @@ type database struct {
 }
 
 func databases() []database {
-	return []database{{
+	dbs := []database{{
 		name: "sqlite",
 		options: func(dir string) engine.Options {
 			raw, _ := json.Marshal(map[string]any{"data_dir": filepath.Join(dir, "data")})
@@ -35,6 +35,10 @@ func databases() []database {
 			return o
 		},
 	}}
+	if pg, ok := postgresDatabase(); ok {
+		dbs = append(dbs, pg)
+	}
+	return dbs
 }
 
 // eachDatabase runs fn for every database x history mode with fresh options.

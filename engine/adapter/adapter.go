@@ -70,6 +70,25 @@ func ConfigError(format string, args ...any) error {
 // ErrLockTimeout is returned (wrapped) when a lock could not be taken within the timeout.
 var ErrLockTimeout = errors.New("lock timeout")
 
+// ErrDisconnected is returned (wrapped) when the connection to the database
+// was lost in the middle of a transaction: nothing of it was committed, and
+// retrying the transaction on a new connection is safe.
+var ErrDisconnected = errors.New("connection to the database lost")
+
+// ErrDeadlock is returned (wrapped) when the database broke a deadlock by
+// aborting this transaction. Retryable.
+var ErrDeadlock = errors.New("deadlock detected")
+
+// ReadCurrentLockedError reports that an object the transaction read with
+// readCurrent is being changed by another transaction right now.
+type ReadCurrentLockedError struct {
+	OID uint64
+}
+
+func (e *ReadCurrentLockedError) Error() string {
+	return fmt.Sprintf("oid %d, read with readCurrent, is being changed by another transaction", e.OID)
+}
+
 // Dialect is one open database.
 type Dialect interface {
 	// Describe names the database without secrets, e.g. "sqlite3:/srv/data".
@@ -77,7 +96,7 @@ type Dialect interface {
 	Describe() string
 	OpenLoad(ctx context.Context) (LoadConn, error)
 	OpenStore(ctx context.Context) (StoreConn, error)
-	// NewOIDs returns the next block of 16 OIDs, ascending.
+	// NewOIDs returns the next block of OIDs (16 per counter value), ascending.
 	NewOIDs(ctx context.Context) ([]uint64, error)
 	// SetMinOID makes sure OIDs up to oid are never issued again.
 	SetMinOID(ctx context.Context, oid uint64) error
@@ -150,6 +169,14 @@ type LoadConn interface {
 	Close() error
 }
 
+// SnapshotPoller is implemented by load connections that can start a
+// snapshot and list what changed in one round trip.
+type SnapshotPoller interface {
+	// BeginPoll starts a snapshot (as Begin) and returns its newest tid and
+	// the objects whose current tid is above after, at most limit rows.
+	BeginPoll(ctx context.Context, after uint64, limit int) (last uint64, changes []Change, err error)
+}
+
 // Write is one object change sent at commit.
 type Write struct {
 	OID     uint64
@@ -177,8 +204,10 @@ type StoreConn interface {
 	LockObjects(ctx context.Context, readCurrent, modified []uint64) (map[uint64]uint64, error)
 	// States returns the current states of oids, read inside the write transaction.
 	States(ctx context.Context, oids []uint64) (map[uint64]Revision, error)
-	// LockCommit takes the commit lock and returns the newest committed tid.
-	LockCommit(ctx context.Context) (uint64, error)
+	// LockCommit takes the commit lock and returns the newest committed tid
+	// and the database server's clock; a zero now means the dialect has no
+	// server clock and the engine uses its own.
+	LockCommit(ctx context.Context) (last uint64, now time.Time, err error)
 	// Move writes the transaction: its metadata (history-preserving) and its writes.
 	Move(ctx context.Context, tid uint64, meta TxnInfo, writes []Write) error
 	Commit(ctx context.Context) error

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 )
@@ -73,10 +74,12 @@ func (c *storeConn) States(ctx context.Context, oids []uint64) (map[uint64]adapt
 	return out, err
 }
 
-func (c *storeConn) LockCommit(ctx context.Context) (uint64, error) {
+// LockCommit: the write lock taken at vote is the commit lock. SQLite has no
+// server clock; the engine uses the client's, as RelStorage does.
+func (c *storeConn) LockCommit(ctx context.Context) (uint64, time.Time, error) {
 	var tid uint64
 	err := c.conn.QueryRowContext(ctx, c.q.lastTID).Scan(&tid)
-	return tid, err
+	return tid, time.Time{}, err
 }
 
 const (

@@ -1,0 +1,304 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
+)
+
+// loadConn reads through one REPEATABLE READ READ ONLY transaction: the
+// snapshot is fixed by its first statement. BEGIN is not sent on its own; it
+// travels in the same pipelined batch as the snapshot's first query.
+type loadConn struct {
+	d       *dialect
+	conn    *pgx.Conn
+	pending bool // Begin was called; BEGIN goes out with the next query
+	inTxn   bool // BEGIN was sent
+}
+
+func (c *loadConn) Begin(ctx context.Context) error {
+	c.End()
+	c.pending = true
+	return nil
+}
+
+// End ends the snapshot at once, so an idle ZODB connection never holds one
+// open on the server (that would hold back VACUUM).
+func (c *loadConn) End() {
+	c.pending = false
+	if c.inTxn {
+		c.inTxn = false
+		if c.conn != nil && !c.conn.IsClosed() {
+			if _, err := c.conn.Exec(context.Background(), "ROLLBACK"); err != nil {
+				c.conn.Close(context.Background())
+			}
+		}
+	}
+}
+
+func (c *loadConn) Close() error {
+	c.End()
+	c.d.putLoad(c.conn)
+	c.conn = nil
+	return nil
+}
+
+// run sends the queued statements, with BEGIN first when the snapshot has
+// not started, and hands the results to read. A snapshot's first batch is
+// retried once on a new connection when the old one turns out dead (the
+// server restarted while it sat idle): nothing was read from it yet.
+func (c *loadConn) run(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error) error {
+	if c.conn == nil {
+		return c.d.wrap(nil, errors.New("load connection closed"))
+	}
+	for attempt := 0; ; attempt++ {
+		begin := c.pending
+		b := &pgx.Batch{}
+		if begin {
+			b.Queue(sqlBeginLoad)
+		}
+		queue(b)
+		br := c.conn.SendBatch(ctx, b)
+		var err error
+		if begin {
+			_, err = br.Exec()
+		}
+		if err == nil {
+			err = read(br)
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if begin {
+			c.pending, c.inTxn = false, true
+		}
+		if err == nil {
+			return nil
+		}
+		if begin && attempt == 0 && isDisconnect(c.conn, err) {
+			c.conn.Close(context.Background())
+			c.inTxn = false
+			conn, cerr := c.d.connect(ctx, c.d.loadConfig)
+			if cerr != nil {
+				return cerr
+			}
+			c.conn, c.pending = conn, true
+			continue
+		}
+		return c.d.wrap(c.conn, err)
+	}
+}
+
+// query runs one statement in the snapshot and scans each row with scan.
+func (c *loadConn) query(ctx context.Context, sql string, args []any, scan func(pgx.Rows) error) error {
+	return c.run(ctx, func(b *pgx.Batch) { b.Queue(sql, args...) }, func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := scan(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+}
+
+func (c *loadConn) LastTID(ctx context.Context) (uint64, error) {
+	var tid int64
+	err := c.query(ctx, c.d.q.lastTID, nil, func(r pgx.Rows) error { return r.Scan(&tid) })
+	return uint64(tid), err
+}
+
+// BeginPoll starts a snapshot and reads its newest tid and the changes
+// after `after` in one round trip.
+func (c *loadConn) BeginPoll(ctx context.Context, after uint64, limit int) (uint64, []adapter.Change, error) {
+	if err := c.Begin(ctx); err != nil {
+		return 0, nil, err
+	}
+	var last int64
+	var changes []adapter.Change
+	err := c.run(ctx, func(b *pgx.Batch) {
+		b.Queue(c.d.q.lastTID)
+		b.Queue(c.d.q.changes, int64(after), int64(1<<63-1), limit)
+	}, func(br pgx.BatchResults) error {
+		changes = changes[:0]
+		if err := br.QueryRow().Scan(&last); err != nil {
+			return err
+		}
+		var err error
+		changes, err = collectChanges(br.Query())
+		return err
+	})
+	return uint64(last), changes, err
+}
+
+func collectChanges(rows pgx.Rows, err error) ([]adapter.Change, error) {
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []adapter.Change
+	for rows.Next() {
+		var oid, tid int64
+		if err := rows.Scan(&oid, &tid); err != nil {
+			return nil, err
+		}
+		out = append(out, adapter.Change{OID: uint64(oid), TID: uint64(tid)})
+	}
+	return out, rows.Err()
+}
+
+func (c *loadConn) Changes(ctx context.Context, after, upTo uint64, limit int) ([]adapter.Change, error) {
+	var out []adapter.Change
+	err := c.query(ctx, c.d.q.changes, []any{int64(after), int64(upTo), limit}, func(r pgx.Rows) error {
+		var oid, tid int64
+		if err := r.Scan(&oid, &tid); err != nil {
+			return err
+		}
+		out = append(out, adapter.Change{OID: uint64(oid), TID: uint64(tid)})
+		return nil
+	})
+	return out, err
+}
+
+func scanRevision(out *[]adapter.Revision) func(pgx.Rows) error {
+	return func(r pgx.Rows) error {
+		var oid, tid int64
+		var state []byte
+		if err := r.Scan(&oid, &tid, &state); err != nil {
+			return err
+		}
+		*out = append(*out, adapter.Revision{OID: uint64(oid), TID: uint64(tid), State: state})
+		return nil
+	}
+}
+
+func (c *loadConn) Current(ctx context.Context, oids []uint64) ([]adapter.Revision, error) {
+	out := make([]adapter.Revision, 0, len(oids))
+	if len(oids) == 1 {
+		err := c.query(ctx, c.d.q.current, []any{int64(oids[0])}, scanRevision(&out))
+		return out, err
+	}
+	err := c.query(ctx, c.d.q.currentAny, []any{int64s(oids)}, scanRevision(&out))
+	return out, err
+}
+
+func (c *loadConn) Revision(ctx context.Context, oid, tid uint64) ([]byte, bool, error) {
+	var state []byte
+	found := false
+	err := c.query(ctx, sqlRevision, []any{int64(oid), int64(tid)}, func(r pgx.Rows) error {
+		found = true
+		return r.Scan(&state)
+	})
+	return state, found, err
+}
+
+func (c *loadConn) Before(ctx context.Context, oid, before uint64) (adapter.Revision, uint64, bool, bool, error) {
+	rev := adapter.Revision{OID: oid}
+	var tid, end int64
+	found, exists := false, false
+	err := c.run(ctx, func(b *pgx.Batch) {
+		b.Queue(sqlBefore, int64(oid), int64(before))
+		b.Queue(sqlExists, int64(oid))
+	}, func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			found = true
+			if err := rows.Scan(&tid, &rev.State, &end); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		return br.QueryRow().Scan(&exists)
+	})
+	rev.TID = uint64(tid)
+	return rev, uint64(end), found, exists, err
+}
+
+func (c *loadConn) History(ctx context.Context, oid uint64, size int) ([]adapter.HistoryEntry, error) {
+	var out []adapter.HistoryEntry
+	if !c.d.settings.KeepHistory {
+		err := c.query(ctx, sqlHistoryHF, []any{int64(oid)}, func(r pgx.Rows) error {
+			var h adapter.HistoryEntry
+			var tid int64
+			if err := r.Scan(&tid, &h.Size); err != nil {
+				return err
+			}
+			h.TID = uint64(tid)
+			out = append(out, h)
+			return nil
+		})
+		return out, err
+	}
+	err := c.query(ctx, sqlHistoryHP, []any{int64(oid), size}, func(r pgx.Rows) error {
+		var h adapter.HistoryEntry
+		var tid int64
+		if err := r.Scan(&tid, &h.Size, &h.Packed, &h.User, &h.Description, &h.Extension); err != nil {
+			return err
+		}
+		h.TID = uint64(tid)
+		out = append(out, h)
+		return nil
+	})
+	return out, err
+}
+
+func (c *loadConn) Transactions(ctx context.Context, q adapter.TxnQuery) ([]adapter.TxnInfo, error) {
+	var sqlText string
+	if c.d.settings.KeepHistory {
+		sqlText = `SELECT tid, packed, username, description, COALESCE(extension, ''::bytea) FROM transaction
+			WHERE tid > 0 AND tid >= $1 AND tid <= $2`
+		if q.SkipPacked {
+			sqlText += ` AND NOT packed`
+		}
+	} else {
+		sqlText = `SELECT DISTINCT tid, false, ''::bytea, ''::bytea, ''::bytea FROM object_state WHERE tid >= $1 AND tid <= $2`
+	}
+	if q.NewestFirst {
+		sqlText += ` ORDER BY tid DESC`
+	} else {
+		sqlText += ` ORDER BY tid`
+	}
+	sqlText += ` LIMIT $3 OFFSET $4`
+	stop := q.Stop
+	if stop > 1<<63-1 {
+		stop = 1<<63 - 1
+	}
+	var out []adapter.TxnInfo
+	err := c.query(ctx, sqlText, []any{int64(q.Start), int64(stop), q.Limit, q.Offset}, func(r pgx.Rows) error {
+		var t adapter.TxnInfo
+		var tid int64
+		if err := r.Scan(&tid, &t.Packed, &t.User, &t.Description, &t.Extension); err != nil {
+			return err
+		}
+		t.TID = uint64(tid)
+		out = append(out, t)
+		return nil
+	})
+	return out, err
+}
+
+func (c *loadConn) TxnRecords(ctx context.Context, tid uint64) ([]adapter.Revision, error) {
+	var out []adapter.Revision
+	err := c.query(ctx, sqlTxnRecords, []any{int64(tid)}, scanRevision(&out))
+	return out, err
+}
+
+func (c *loadConn) CurrentFrom(ctx context.Context, start uint64, limit int) ([]adapter.Revision, error) {
+	var out []adapter.Revision
+	err := c.query(ctx, c.d.q.currentFrom, []any{int64(start), limit}, scanRevision(&out))
+	return out, err
+}

@@ -1,0 +1,406 @@
+// Package postgres is the PostgreSQL dialect, built on pgx v5's native
+// interface. It is data- and lock-compatible with RelStorage 4.x: the same
+// schema, the same advisory locks (-1 commit, -2 pack, the zoid for each
+// object), the same zoid_seq and the same tid rule under the commit lock, so
+// RelStorage and GoRelStorage processes can commit to one database at once.
+// It never calls RelStorage's stored functions.
+//
+// Round trips are the cost that matters here: statements that belong together
+// go to the server as one pipelined batch, and many rows travel as arrays
+// bound to one prepared statement (unnest), so a commit of any size takes the
+// same few round trips.
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
+)
+
+func init() {
+	adapter.Register("postgresql", Open)
+}
+
+// Options is the adapter section of the engine's options.
+type Options struct {
+	DSN    string `json:"dsn"`    // libpq keyword/value string or postgres:// URL
+	Driver string `json:"driver"` // RelStorage's driver names are accepted; pgx is always used
+}
+
+// Drivers RelStorage knows for PostgreSQL. Any of them (or "auto"/"pgx") selects pgx.
+var knownDrivers = map[string]bool{"": true, "auto": true, "pgx": true, "psycopg2": true,
+	"gevent psycopg2": true, "psycopg2cffi": true, "pg8000": true}
+
+// defaultConnectTimeout bounds a connection attempt when the DSN sets none
+// (libpq would wait for the operating system, minutes for an unreachable host).
+const defaultConnectTimeout = 15 * time.Second
+
+// maxIdle is the number of idle connections kept per pool.
+const maxIdle = 16
+
+type dialect struct {
+	settings    adapter.Settings
+	loadConfig  *pgx.ConnConfig
+	storeConfig *pgx.ConnConfig
+	describe    string
+	password    string
+	q           queries
+
+	mu        sync.Mutex
+	idleLoad  []*pgx.Conn
+	idleStore []*pgx.Conn
+	closed    bool
+
+	// countRoundTrip, when set (tests), is called once per round trip.
+	countRoundTrip func()
+}
+
+// Open connects to the database, checks (or creates) the schema and returns the dialect.
+func Open(ctx context.Context, s adapter.Settings) (adapter.Dialect, error) {
+	var o Options
+	dec := json.NewDecoder(strings.NewReader(string(s.Options)))
+	dec.DisallowUnknownFields()
+	if len(s.Options) > 0 {
+		if err := dec.Decode(&o); err != nil {
+			return nil, adapter.ConfigError("postgresql options: %v", err)
+		}
+	}
+	return open(ctx, s, o, nil)
+}
+
+func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip func()) (*dialect, error) {
+	if !knownDrivers[o.Driver] {
+		return nil, adapter.ConfigError("postgresql driver %q is not available; use auto (pgx)", o.Driver)
+	}
+	if strings.TrimSpace(o.DSN) == "" {
+		return nil, adapter.ConfigError("postgresql needs a dsn, e.g. \"host=localhost dbname=zodb user=zodb password=...\"")
+	}
+	base, err := pgx.ParseConfig(o.DSN)
+	if err != nil {
+		return nil, adapter.ConfigError("postgresql dsn: %v", scrub(err, passwordOf(o.DSN)))
+	}
+	d := &dialect{settings: s, password: base.Password, q: newQueries(s.KeepHistory), countRoundTrip: countRoundTrip}
+	if base.ConnectTimeout == 0 {
+		base.ConnectTimeout = defaultConnectTimeout
+	}
+	if base.RuntimeParams == nil {
+		base.RuntimeParams = map[string]string{}
+	}
+	if _, ok := base.RuntimeParams["application_name"]; !ok {
+		base.RuntimeParams["application_name"] = "gorelstorage"
+	}
+	if countRoundTrip != nil {
+		dial := base.DialFunc
+		base.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &countingConn{Conn: c, count: countRoundTrip}, nil
+		}
+	}
+	d.loadConfig = base.Copy()
+	d.storeConfig = base.Copy()
+	// The store connections' lock waits (objects and the commit lock) are
+	// bounded by commit-lock-timeout, set in the startup packet: no round trip.
+	timeout := s.LockTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	d.storeConfig.RuntimeParams["lock_timeout"] = fmt.Sprint(timeout.Milliseconds())
+	d.describe = fmt.Sprintf("postgresql:host=%s port=%d dbname=%s user=%s", base.Host, base.Port, base.Database, base.User)
+
+	conn, err := d.connect(ctx, d.storeConfig)
+	if err != nil {
+		return nil, err
+	}
+	defer d.putStore(conn)
+	if err := d.prepareSchema(ctx, conn); err != nil {
+		conn.Close(context.Background())
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *dialect) Describe() string { return d.describe }
+
+// connect opens one connection; errors name the server, never the password.
+func (d *dialect) connect(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, d.connectError(err)
+	}
+	return conn, nil
+}
+
+func (d *dialect) connectError(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "28P01", "28000": // invalid_password, invalid_authorization_specification
+			return adapter.ConfigError("%s: authentication failed: %v", d.describe, scrub(err, d.password))
+		case "3D000": // invalid_catalog_name
+			return adapter.ConfigError("%s: the database does not exist: %v", d.describe, scrub(err, d.password))
+		}
+	}
+	return fmt.Errorf("%s: cannot connect: %w", d.describe, scrubbed{err, d.password})
+}
+
+// getLoad returns an idle load connection or opens one.
+func (d *dialect) getLoad(ctx context.Context) (*pgx.Conn, error) {
+	d.mu.Lock()
+	if n := len(d.idleLoad); n > 0 {
+		c := d.idleLoad[n-1]
+		d.idleLoad = d.idleLoad[:n-1]
+		d.mu.Unlock()
+		return c, nil
+	}
+	d.mu.Unlock()
+	return d.connect(ctx, d.loadConfig)
+}
+
+func (d *dialect) getStore(ctx context.Context) (*pgx.Conn, error) {
+	d.mu.Lock()
+	if n := len(d.idleStore); n > 0 {
+		c := d.idleStore[n-1]
+		d.idleStore = d.idleStore[:n-1]
+		d.mu.Unlock()
+		return c, nil
+	}
+	d.mu.Unlock()
+	return d.connect(ctx, d.storeConfig)
+}
+
+// put returns a connection to an idle list, closing it when the list is
+// full, the dialect closed or the connection broken or inside a transaction.
+func (d *dialect) put(list *[]*pgx.Conn, c *pgx.Conn) {
+	if c == nil {
+		return
+	}
+	if c.IsClosed() || c.PgConn().TxStatus() != 'I' {
+		c.Close(context.Background())
+		return
+	}
+	d.mu.Lock()
+	if !d.closed && len(*list) < maxIdle {
+		*list = append(*list, c)
+		d.mu.Unlock()
+		return
+	}
+	d.mu.Unlock()
+	c.Close(context.Background())
+}
+
+func (d *dialect) putLoad(c *pgx.Conn)  { d.put(&d.idleLoad, c) }
+func (d *dialect) putStore(c *pgx.Conn) { d.put(&d.idleStore, c) }
+
+func (d *dialect) OpenLoad(ctx context.Context) (adapter.LoadConn, error) {
+	c, err := d.getLoad(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &loadConn{d: d, conn: c}, nil
+}
+
+func (d *dialect) OpenStore(ctx context.Context) (adapter.StoreConn, error) {
+	c, err := d.getStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &storeConn{d: d, conn: c}, nil
+}
+
+// withStore runs fn on a pooled store connection outside any transaction,
+// retrying once on a fresh connection if the pooled one turns out broken
+// (the server restarted while it sat idle).
+func (d *dialect) withStore(ctx context.Context, fn func(*pgx.Conn) error) error {
+	for attempt := 0; ; attempt++ {
+		c, err := d.getStore(ctx)
+		if err != nil {
+			return err
+		}
+		err = fn(c)
+		broken := isDisconnect(c, err)
+		d.putStore(c)
+		if err != nil && broken && attempt == 0 {
+			continue
+		}
+		return d.wrap(c, err)
+	}
+}
+
+// NewOIDs takes one value of zoid_seq: value n stands for OIDs n*16-15 .. n*16.
+func (d *dialect) NewOIDs(ctx context.Context) ([]uint64, error) {
+	var n int64
+	err := d.withStore(ctx, func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, `SELECT nextval('zoid_seq')`).Scan(&n)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("allocate oids: %w", err)
+	}
+	out := make([]uint64, 16)
+	for i := range out {
+		out[i] = uint64(n)*16 - 15 + uint64(i)
+	}
+	return out, nil
+}
+
+// SetMinOID raises zoid_seq so that oid is never issued again, as RelStorage
+// does: setval only when the sequence is behind.
+func (d *dialect) SetMinOID(ctx context.Context, oid uint64) error {
+	n := int64((oid + 15) / 16)
+	return d.withStore(ctx, func(c *pgx.Conn) error {
+		_, err := c.Exec(ctx, `SELECT CASE WHEN $1::bigint > nextval('zoid_seq') THEN setval('zoid_seq', $1::bigint) ELSE 0 END`, n)
+		return err
+	})
+}
+
+// Size counts the current objects, exactly while the planner's estimate is
+// under a million rows (RelStorage always returns the estimate, which is 0
+// until the table is analysed; a count is cheap at that size), and returns
+// the database's size in bytes.
+func (d *dialect) Size(ctx context.Context) (int64, int64, error) {
+	var objects, bytes int64
+	table := "current_object"
+	if !d.settings.KeepHistory {
+		table = "object_state"
+	}
+	err := d.withStore(ctx, func(c *pgx.Conn) error {
+		return c.QueryRow(ctx, `SELECT CASE WHEN est < 1000000 THEN (SELECT count(*) FROM `+table+`) ELSE est END,
+			pg_database_size(current_database())
+			FROM (SELECT COALESCE((SELECT reltuples::bigint FROM pg_class WHERE oid = '`+table+`'::regclass), 0) AS est) e`).
+			Scan(&objects, &bytes)
+	})
+	return objects, bytes, err
+}
+
+func (d *dialect) Close() error {
+	d.mu.Lock()
+	d.closed = true
+	conns := append(d.idleLoad, d.idleStore...)
+	d.idleLoad, d.idleStore = nil, nil
+	d.mu.Unlock()
+	for _, c := range conns {
+		c.Close(context.Background())
+	}
+	return nil
+}
+
+// isDisconnect tells whether err means the connection is gone: the socket
+// failed, or the server is shutting down or restarting.
+func isDisconnect(c *pgx.Conn, err error) bool {
+	if err == nil {
+		return false
+	}
+	if c != nil && c.IsClosed() {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P")
+	}
+	var netErr net.Error
+	return errors.As(err, &netErr) || errors.Is(err, net.ErrClosed)
+}
+
+// wrap classifies a database error for the engine and removes the password.
+func (d *dialect) wrap(c *pgx.Conn, err error) error {
+	if err == nil {
+		return nil
+	}
+	if isDisconnect(c, err) {
+		return fmt.Errorf("%s: %w: %v", d.describe, adapter.ErrDisconnected, scrub(err, d.password))
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "55P03": // lock_not_available: lock_timeout expired
+			return fmt.Errorf("%w: %v", adapter.ErrLockTimeout, scrub(err, d.password))
+		case "40P01": // deadlock_detected
+			return fmt.Errorf("%w: %v", adapter.ErrDeadlock, scrub(err, d.password))
+		case "40001": // serialization_failure
+			return fmt.Errorf("%w: %v", adapter.ErrDeadlock, scrub(err, d.password))
+		}
+	}
+	return scrubbed{err, d.password}
+}
+
+// scrubbed hides a password that a driver error might carry.
+type scrubbed struct {
+	err      error
+	password string
+}
+
+func (s scrubbed) Error() string { return scrub(s.err, s.password).Error() }
+func (s scrubbed) Unwrap() error { return s.err }
+
+func scrub(err error, password string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if password != "" && strings.Contains(msg, password) {
+		return errors.New(strings.ReplaceAll(msg, password, "***"))
+	}
+	return errors.New(msg)
+}
+
+// passwordOf finds a password in a DSN that failed to parse, so the parse
+// error can be scrubbed of it.
+func passwordOf(dsn string) string {
+	if i := strings.Index(dsn, "password="); i >= 0 {
+		rest := strings.TrimLeft(dsn[i+len("password="):], "'")
+		if j := strings.IndexAny(rest, "' "); j >= 0 {
+			return rest[:j]
+		}
+		return rest
+	}
+	if u := strings.Index(dsn, "://"); u >= 0 {
+		rest := dsn[u+3:]
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if colon := strings.Index(rest[:at], ":"); colon >= 0 {
+				return rest[colon+1 : at]
+			}
+		}
+	}
+	return ""
+}
+
+// countingConn counts round trips: each write that follows a read (or the
+// first write) sends a new request the client will wait for.
+type countingConn struct {
+	net.Conn
+	count func()
+	mu    sync.Mutex
+	sent  bool // written since the last read
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	if !c.sent {
+		c.sent = true
+		c.count()
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.mu.Lock()
+		c.sent = false
+		c.mu.Unlock()
+	}
+	return n, err
+}

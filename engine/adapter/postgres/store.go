@@ -1,0 +1,328 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
+)
+
+// storeConn commits through one pooled READ COMMITTED connection whose
+// lock_timeout is commit-lock-timeout. A commit takes three round trips
+// whatever its size:
+//
+//  1. vote: BEGIN, readCurrent shared locks, exclusive locks on the modified
+//     objects (advisory, by zoid, in zoid order, as RelStorage takes them),
+//     and their current tids, read after the locks;
+//  2. finish: the commit lock (advisory -1), the newest tid and the server clock;
+//  3. finish: the rows (arrays bound to one INSERT each) and COMMIT.
+//
+// A vote with conflicts adds one round trip to read the committed states.
+type storeConn struct {
+	d       *dialect
+	conn    *pgx.Conn
+	pending bool // BeginCommit was called; BEGIN goes out with the next batch
+	inTxn   bool
+	moved   *pgx.Batch // the writes, sent with COMMIT
+}
+
+func (c *storeConn) BeginCommit(ctx context.Context) error {
+	if c.pending || c.inTxn {
+		return errors.New("postgresql: commit already begun")
+	}
+	c.pending = true
+	return nil
+}
+
+// send runs a batch inside the write transaction, BEGIN first if it has not
+// been sent. The first batch of a transaction is retried once on a new
+// connection when the pooled one is dead: the server rolled back whatever it
+// had seen of it.
+func (c *storeConn) send(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error) error {
+	for attempt := 0; ; attempt++ {
+		begin := c.pending
+		b := &pgx.Batch{}
+		if begin {
+			b.Queue(sqlBeginStore)
+		}
+		queue(b)
+		br := c.conn.SendBatch(ctx, b)
+		var err error
+		if begin {
+			_, err = br.Exec()
+		}
+		if err == nil {
+			err = read(br)
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if begin {
+			c.pending, c.inTxn = false, true
+		}
+		if err == nil {
+			return nil
+		}
+		if begin && attempt == 0 && isDisconnect(c.conn, err) {
+			c.conn.Close(context.Background())
+			c.inTxn = false
+			conn, cerr := c.d.connect(ctx, c.d.storeConfig)
+			if cerr != nil {
+				return cerr
+			}
+			c.conn, c.pending = conn, true
+			continue
+		}
+		return c.classify(err)
+	}
+}
+
+// classify turns a failed readCurrent lock into a read conflict on its oid.
+func (c *storeConn) classify(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "22P02" {
+		if i := strings.Index(pgErr.Message, readCurrentMarker); i >= 0 {
+			digits := strings.TrimRight(pgErr.Message[i+len(readCurrentMarker):], `"`)
+			if oid, perr := strconv.ParseUint(digits, 10, 64); perr == nil {
+				return &adapter.ReadCurrentLockedError{OID: oid}
+			}
+		}
+	}
+	return c.d.wrap(c.conn, err)
+}
+
+func (c *storeConn) LockObjects(ctx context.Context, readCurrent, modified []uint64) (map[uint64]uint64, error) {
+	current := make(map[uint64]uint64, len(readCurrent)+len(modified))
+	all := make([]int64, 0, len(readCurrent)+len(modified))
+	all = append(append(all, int64s(readCurrent)...), int64s(modified)...)
+	err := c.send(ctx, func(b *pgx.Batch) {
+		if len(readCurrent) > 0 {
+			b.Queue(sqlLockShared, int64s(readCurrent))
+		}
+		if len(modified) > 0 {
+			b.Queue(c.d.q.lockObjects, int64s(modified))
+		}
+		// A statement of its own: in READ COMMITTED it sees what was
+		// committed before the locks were granted.
+		b.Queue(c.d.q.currentTIDs, all)
+	}, func(br pgx.BatchResults) error {
+		if len(readCurrent) > 0 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		if len(modified) > 0 {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var oid, tid int64
+			if err := rows.Scan(&oid, &tid); err != nil {
+				return err
+			}
+			current[uint64(oid)] = uint64(tid)
+		}
+		return rows.Err()
+	})
+	return current, err
+}
+
+func (c *storeConn) States(ctx context.Context, oids []uint64) (map[uint64]adapter.Revision, error) {
+	out := make(map[uint64]adapter.Revision, len(oids))
+	err := c.send(ctx, func(b *pgx.Batch) { b.Queue(c.d.q.currentAny, int64s(oids)) }, func(br pgx.BatchResults) error {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var oid, tid int64
+			var state []byte
+			if err := rows.Scan(&oid, &tid, &state); err != nil {
+				return err
+			}
+			out[uint64(oid)] = adapter.Revision{OID: uint64(oid), TID: uint64(tid), State: state}
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// LockCommit takes RelStorage's commit lock, advisory lock -1, then reads
+// the newest tid and the server's clock in a second statement, which sees
+// every transaction committed before the lock was granted.
+func (c *storeConn) LockCommit(ctx context.Context) (uint64, time.Time, error) {
+	var last int64
+	var now time.Time
+	err := c.send(ctx, func(b *pgx.Batch) {
+		b.Queue(sqlCommitLock)
+		b.Queue(`SELECT (` + c.d.q.lastTID + `), clock_timestamp()`)
+	}, func(br pgx.BatchResults) error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		return br.QueryRow().Scan(&last, &now)
+	})
+	return uint64(last), now, err
+}
+
+// Move queues the writes; Commit sends them with COMMIT in one round trip.
+func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, writes []adapter.Write) error {
+	if !c.inTxn {
+		return errors.New("postgresql: move outside a write transaction")
+	}
+	b := &pgx.Batch{}
+	if c.d.settings.KeepHistory {
+		b.Queue(sqlInsertTxn, int64(tid), meta.Packed, len(writes) == 0,
+			nonNil(meta.User), nonNil(meta.Description), nonNil(meta.Extension))
+		if len(writes) > 0 {
+			oids := make([]int64, len(writes))
+			prev := make([]int64, len(writes))
+			sums := make([]*string, len(writes))
+			states := make([][]byte, len(writes))
+			for i, w := range writes {
+				oids[i], prev[i], states[i] = int64(w.OID), int64(w.PrevTID), w.State
+				if w.MD5 != nil {
+					s := string(w.MD5)
+					sums[i] = &s
+				}
+			}
+			b.Queue(sqlInsertStatesHP, int64(tid), oids, prev, sums, states)
+			b.Queue(sqlUpsertCurrent, int64(tid), oids)
+		}
+	} else {
+		var upOIDs, delOIDs []int64
+		var states [][]byte
+		for _, w := range writes {
+			if w.State == nil {
+				delOIDs = append(delOIDs, int64(w.OID))
+			} else {
+				upOIDs = append(upOIDs, int64(w.OID))
+				states = append(states, w.State)
+			}
+		}
+		if len(upOIDs) > 0 {
+			b.Queue(sqlUpsertStatesHF, int64(tid), upOIDs, states)
+		}
+		if len(delOIDs) > 0 {
+			b.Queue(sqlDeleteHF, delOIDs)
+		}
+	}
+	c.moved = b
+	return nil
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func (c *storeConn) Commit(ctx context.Context) error {
+	if !c.inTxn {
+		return errors.New("postgresql: commit without a transaction")
+	}
+	b := c.moved
+	if b == nil {
+		b = &pgx.Batch{}
+	}
+	c.moved = nil
+	n := b.Len()
+	b.Queue("COMMIT")
+	br := c.conn.SendBatch(ctx, b)
+	var err error
+	for i := 0; i <= n && err == nil; i++ {
+		var tag pgconn.CommandTag
+		tag, err = br.Exec()
+		if err == nil && i == n && tag.String() != "COMMIT" {
+			err = fmt.Errorf("postgresql: the transaction was rolled back (%s)", tag)
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		c.Rollback()
+		return c.classify(err)
+	}
+	c.inTxn = false
+	return nil
+}
+
+func (c *storeConn) Rollback() {
+	c.moved = nil
+	c.pending = false
+	if c.inTxn {
+		c.inTxn = false
+		if !c.conn.IsClosed() {
+			if _, err := c.conn.Exec(context.Background(), "ROLLBACK"); err != nil {
+				c.conn.Close(context.Background())
+			}
+		}
+	}
+}
+
+func (c *storeConn) UndoPlan(ctx context.Context, tid uint64) ([]adapter.UndoItem, bool, error) {
+	var packed, found bool
+	var items []adapter.UndoItem
+	err := c.send(ctx, func(b *pgx.Batch) {
+		b.Queue(sqlUndoTxn, int64(tid))
+		b.Queue(sqlUndoPlan, int64(tid))
+	}, func(br pgx.BatchResults) error {
+		err := br.QueryRow().Scan(&packed)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // Close reads the plan's empty result
+		}
+		if err != nil {
+			return err
+		}
+		found = true
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var it adapter.UndoItem
+			var oid, cur, prev int64
+			var curMD5, undoneMD5 *string
+			if err := rows.Scan(&oid, &cur, &curMD5, &undoneMD5, &prev, &it.PrevState); err != nil {
+				return err
+			}
+			it.OID, it.CurrentTID, it.PrevTID = uint64(oid), uint64(cur), uint64(prev)
+			if curMD5 != nil {
+				it.CurrentMD5 = []byte(*curMD5)
+			}
+			if undoneMD5 != nil {
+				it.UndoneMD5 = []byte(*undoneMD5)
+			}
+			items = append(items, it)
+		}
+		return rows.Err()
+	})
+	if err != nil || !found || packed {
+		return nil, false, err
+	}
+	return items, true, nil
+}
+
+func (c *storeConn) Close() error {
+	c.Rollback()
+	c.d.putStore(c.conn)
+	c.conn = nil
+	return nil
+}
