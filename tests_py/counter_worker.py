@@ -1,6 +1,7 @@
 """A separate process incrementing BTrees.Length counters with conflict resolution.
 
-python counter_worker.py go|relstorage DATA_DIR hp|hf INCREMENTS [BARRIER_DIR WORKERS]
+python counter_worker.py go|relstorage DATABASE LOCATION hp|hf INCREMENTS [BARRIER_DIR WORKERS]
+DATABASE is a key of databases.DATABASES, LOCATION what its location() returned.
 With a barrier, every worker waits until all have started, so that they commit at the same time.
 Prints the counters' values it read at the end, its retries and the conflicts it resolved.
 """
@@ -24,19 +25,16 @@ def _counting(resolve):
     return wrapper
 
 
-def open_storage(kind, data_dir, keep_history):
+def open_storage(kind, database, location, keep_history):
+    from databases import DATABASES
+    db = DATABASES[database]
     if kind == 'go':
         import gorelstorage
         if not hasattr(gorelstorage.GoRelStorage.tryToResolveConflict, '__wrapped_count__'):
             gorelstorage.GoRelStorage.tryToResolveConflict = _counting(gorelstorage.GoRelStorage.tryToResolveConflict)
             gorelstorage.GoRelStorage.tryToResolveConflict.__wrapped_count__ = True
-        return gorelstorage.GoRelStorage(gorelstorage.SQLite3(data_dir), keep_history=keep_history,
-                                         commit_lock_timeout=60)
-    from relstorage.adapters.sqlite.adapter import Sqlite3Adapter
-    from relstorage.options import Options
-    from relstorage.storage import RelStorage
-    opts = Options(keep_history=keep_history, commit_lock_timeout=60)
-    return RelStorage(Sqlite3Adapter(data_dir, {}, options=opts), options=opts)
+        return db.open_go(location, keep_history, commit_lock_timeout=60)
+    return db.open_relstorage(location, keep_history, commit_lock_timeout=60)
 
 
 def wait_for_all(barrier_dir, workers):
@@ -48,8 +46,8 @@ def wait_for_all(barrier_dir, workers):
         time.sleep(0.01)
 
 
-def main(kind, data_dir, mode, increments, barrier_dir=None, workers=None):
-    db = ZODB.DB(open_storage(kind, data_dir, mode == 'hp'))
+def main(kind, database, location, mode, increments, barrier_dir=None, workers=None):
+    db = ZODB.DB(open_storage(kind, database, location, mode == 'hp'))
     if barrier_dir:
         wait_for_all(barrier_dir, workers)
     retries = 0
@@ -75,16 +73,16 @@ def main(kind, data_dir, mode, increments, barrier_dir=None, workers=None):
     db.close()
 
 
-def init(kind, data_dir, mode):
-    db = ZODB.DB(open_storage(kind, data_dir, mode == 'hp'))
+def init(kind, database, location, mode):
+    db = ZODB.DB(open_storage(kind, database, location, mode == 'hp'))
     with db.transaction() as conn:
         conn.root()['a'] = Length()
         conn.root()['b'] = Length()
     db.close()
 
 
-def read(kind, data_dir, mode):
-    db = ZODB.DB(open_storage(kind, data_dir, mode == 'hp'))
+def read(kind, database, location, mode):
+    db = ZODB.DB(open_storage(kind, database, location, mode == 'hp'))
     with db.transaction() as conn:
         print(conn.root()['a'](), conn.root()['b']())
     db.close()
@@ -92,8 +90,8 @@ def read(kind, data_dir, mode):
 
 if __name__ == '__main__':
     if sys.argv[1] == 'init':
-        init(*sys.argv[2:5])
+        init(*sys.argv[2:6])
     elif sys.argv[1] == 'read':
-        read(*sys.argv[2:5])
+        read(*sys.argv[2:6])
     else:
         main(*sys.argv[1:])

@@ -1,10 +1,12 @@
 """The databases the shared suites run against.
 
-Each entry makes GoRelStorage (and, where the interop tests need it,
-RelStorage) storages for one database. PostgreSQL and MySQL join by adding an
-entry here: every suite is parametrised over ``DATABASES`` x history mode.
+Each entry makes GoRelStorage (and, for the interop tests, RelStorage)
+storages for one database. Every suite is parametrised over ``DATABASES`` x
+history mode. A database object belongs to one test: the first use of each of
+its locations starts from an empty database.
 """
 import os
+import re
 
 import gorelstorage
 
@@ -20,18 +22,80 @@ class SQLiteDatabase:
         return os.path.join(self.workdir, '%s-%s' % (label, 'hp' if keep_history else 'hf'))
 
     def make(self, keep_history, label='main', **options):
-        adapter = gorelstorage.SQLite3(self.location(keep_history, label))
-        return gorelstorage.GoRelStorage(adapter, keep_history=keep_history, **options)
+        return self.open_go(self.location(keep_history, label), keep_history, **options)
 
     def make_relstorage(self, keep_history, label='main', **options):
+        return self.open_relstorage(self.location(keep_history, label), keep_history, **options)
+
+    @staticmethod
+    def open_go(location, keep_history, **options):
+        return gorelstorage.GoRelStorage(gorelstorage.SQLite3(location), keep_history=keep_history, **options)
+
+    @staticmethod
+    def open_relstorage(location, keep_history, **options):
         from relstorage.adapters.sqlite.adapter import Sqlite3Adapter
         from relstorage.options import Options
         from relstorage.storage import RelStorage
         opts = Options(keep_history=keep_history, **options)
-        adapter = Sqlite3Adapter(self.location(keep_history, label), {}, options=opts)
-        return RelStorage(adapter, options=opts)
+        return RelStorage(Sqlite3Adapter(location, {}, options=opts), options=opts)
+
+
+PG_DSN = os.environ.get('GORELSTORAGE_PG_DSN', '')
+
+
+def zap_postgresql(dsn):
+    """Drop everything in the database's public schema (RelStorage's objects included)."""
+    import psycopg2
+    conn = psycopg2.connect(dsn)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute('SELECT lo_unlink(oid) FROM pg_largeobject_metadata')
+            cur.execute('DROP SCHEMA public CASCADE')
+            cur.execute('CREATE SCHEMA public')
+    finally:
+        conn.close()
+
+
+class PostgreSQLDatabase:
+    """The test server scripts/pg-server starts: databases gorelstorage[2][_hf]."""
+    name = 'postgresql'
+    skip_reason = None if PG_DSN else (
+        'GORELSTORAGE_PG_DSN is not set: no PostgreSQL server to test against (scripts/test starts one)')
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self._fresh = set()
+
+    def location(self, keep_history, label='main'):
+        name = {'main': 'gorelstorage', 'dst': 'gorelstorage2', 'second': 'gorelstorage2'}[label]
+        name += '' if keep_history else '_hf'
+        dsn = re.sub(r'dbname=\S+', 'dbname=' + name, PG_DSN)
+        if dsn not in self._fresh:
+            self._fresh.add(dsn)
+            zap_postgresql(dsn)
+        return dsn
+
+    def make(self, keep_history, label='main', **options):
+        return self.open_go(self.location(keep_history, label), keep_history, **options)
+
+    def make_relstorage(self, keep_history, label='main', **options):
+        return self.open_relstorage(self.location(keep_history, label), keep_history, **options)
+
+    @staticmethod
+    def open_go(location, keep_history, **options):
+        return gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(location), keep_history=keep_history, **options)
+
+    @staticmethod
+    def open_relstorage(location, keep_history, **options):
+        from relstorage.adapters.postgresql import PostgreSQLAdapter
+        from relstorage.options import Options
+        from relstorage.storage import RelStorage
+        opts = Options(keep_history=keep_history, **options)
+        return RelStorage(PostgreSQLAdapter(dsn=location, options=opts), options=opts)
 
 
 DATABASES = {
     'sqlite': SQLiteDatabase,
+    'postgresql': PostgreSQLDatabase,
 }

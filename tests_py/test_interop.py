@@ -55,10 +55,11 @@ def test_both_commit_to_one_database_at_once(database, keep_history):
     mode = 'hp' if keep_history else 'hf'
     location = database.location(keep_history)
     increments = 40
-    run_workers(location, mode, ['go', 'relstorage', 'go', 'relstorage'], increments)
+    outputs = run_workers(database.name, location, mode, ['go', 'relstorage', 'go', 'relstorage'], increments)
     expected = [4 * increments, 8 * increments]
-    assert read_counters('go', location, mode) == expected
-    assert read_counters('relstorage', location, mode) == expected
+    assert read_counters('go', database.name, location, mode) == expected
+    assert read_counters('relstorage', database.name, location, mode) == expected
+    assert sum(o[2] + o[3] for o in outputs) > 0, 'the processes ran into each other'
 
 
 def _schema(path):

@@ -9,6 +9,7 @@ import os
 import struct
 import threading
 
+from transaction.interfaces import TransientError
 from ZODB.POSException import ConflictError
 from ZODB.POSException import POSKeyError
 from ZODB.POSException import ReadConflictError
@@ -40,6 +41,12 @@ class InternalError(GoRelStorageError):
 
 class UnableToLockError(ConflictError):
     """A lock could not be taken within commit-lock-timeout. Retryable."""
+
+
+class DisconnectedError(GoRelStorageError, TransientError):
+    """The connection to the database was lost during a transaction; nothing of it
+    was committed. Retryable: ``transaction`` managers run the transaction again,
+    and GoRelStorage reconnects."""
 
 
 class ForkedProcessError(GoRelStorageError):
@@ -180,6 +187,8 @@ def _error(r):
         return InternalError(message)
     if kind == 13:
         return ValueError(message)
+    if kind == 14:
+        return DisconnectedError(message)
     return GoRelStorageError(message)
 
 

@@ -1,5 +1,6 @@
 """Descriptions of the databases GoRelStorage can use, as the engine takes them."""
 import os
+import re
 
 from ._native import ConfigurationError
 
@@ -24,3 +25,39 @@ class SQLite3:
 
     def __repr__(self):
         return 'SQLite3(%r)' % self.data_dir
+
+
+# RelStorage's PostgreSQL driver names; GoRelStorage always talks to the server through pgx.
+POSTGRESQL_DRIVERS = ('auto', 'pgx', 'psycopg2', 'gevent psycopg2', 'psycopg2cffi', 'pg8000')
+
+_PASSWORD_KV = re.compile(r"""(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)""")
+_PASSWORD_URL = re.compile(r'(://[^:/@]*:)([^@]*)(@)')
+
+
+def hide_password(dsn):
+    """``dsn`` with its password replaced by ``***`` (keyword/value or URL form)."""
+    dsn = _PASSWORD_KV.sub(lambda m: m.group(1) + '***', dsn)
+    return _PASSWORD_URL.sub(lambda m: m.group(1) + '***' + m.group(3), dsn)
+
+
+class PostgreSQL:
+    """A PostgreSQL database (RelStorage's ``<postgresql>``), named by a libpq DSN:
+    ``"host=db.example.com dbname=zodb user=zodb password=..."`` or a ``postgresql://`` URL."""
+
+    engine_name = 'postgresql'
+
+    def __init__(self, dsn, driver='auto'):
+        if not isinstance(dsn, str) or not dsn.strip():
+            raise ConfigurationError('postgresql dsn must be a non-empty string such as '
+                                     '"host=localhost dbname=zodb user=zodb password=..."')
+        if driver not in POSTGRESQL_DRIVERS:
+            raise ConfigurationError('postgresql driver %r is not available; use one of %s'
+                                     % (driver, ', '.join(POSTGRESQL_DRIVERS)))
+        self._dsn = dsn
+        self.driver = driver
+
+    def engine_dict(self):
+        return {'dsn': self._dsn, 'driver': self.driver}
+
+    def __repr__(self):
+        return 'PostgreSQL(%r)' % hide_password(self._dsn)

@@ -2,6 +2,7 @@
 from ZODB.config import BaseConfig
 
 from ._native import ConfigurationError
+from .adapters import PostgreSQL
 from .adapters import SQLite3
 from .storage import GoRelStorage
 
@@ -44,3 +45,11 @@ class SQLitePragmas(BaseConfig):
             if attr != 'pragmas' and getattr(config, attr) is not None:
                 pragmas[attr] = getattr(config, attr)
         return pragmas
+
+
+class PostgreSQLAdapterFactory(BaseConfig):
+    """The <gopostgresql> section: RelStorage's ``dsn`` and ``driver``."""
+
+    def create(self):
+        config = self.config
+        return PostgreSQL(config.dsn, driver=config.driver)

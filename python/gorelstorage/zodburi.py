@@ -1,4 +1,5 @@
-"""zodburi resolvers: ``gosqlite://?data_dir=/path&keep_history=false``.
+"""zodburi resolvers: ``gosqlite://?data_dir=/path&keep_history=false``,
+``gopostgres://user:password@host:5432/dbname?connect_timeout=10``.
 
 Query arguments take RelStorage's option names; those this resolver does not
 consume go back to zodburi as database keywords (database_name,
@@ -9,6 +10,7 @@ from urllib.parse import unquote
 from urllib.parse import urlsplit
 
 from ._native import ConfigurationError
+from .adapters import PostgreSQL
 from .adapters import SQLite3
 from .options import IGNORED
 from .options import IMPLEMENTED
@@ -17,6 +19,8 @@ from .storage import GoRelStorage
 
 _BOOLS = {'read_only', 'keep_history', 'create_schema', 'shared_blob_dir', 'pack_gc', 'pack_prepack_only',
           'pack_skip_prepack', 'revert_when_stale', 'blob_cache_size_check_external', 'demostorage'}
+# Query arguments that describe the database, not the storage.
+_ADAPTER_ARGS = {'data_dir', 'connect_timeout', 'ssl_mode', 'sslmode', 'driver'}
 _TRUE = {'1', 'true', 'yes', 'on'}
 _FALSE = {'0', 'false', 'no', 'off', ''}
 
@@ -39,7 +43,7 @@ def _split(uri):
             options[key] = _bool(key, value)
         elif key in IMPLEMENTED or key in IGNORED or key in NOT_YET:
             options[key] = value
-        elif key == 'data_dir':
+        elif key in _ADAPTER_ARGS:
             adapter_args[key] = value
         else:
             leftover[key] = value
@@ -64,3 +68,33 @@ def sqlite_resolver(uri):
     if not data_dir:
         raise ConfigurationError('gosqlite URI needs a data directory: gosqlite://?data_dir=/path/to/dir')
     return _factory(SQLite3(data_dir), options), leftover
+
+
+def _dsn_value(value):
+    """Quote a value for a libpq keyword/value DSN."""
+    return "'%s'" % str(value).replace('\\', '\\\\').replace("'", "\\'")
+
+
+def postgres_resolver(uri):
+    """``gopostgres://user:password@host:port/dbname?...``, as RelStorage's ``postgres://``:
+    the URL's parts and ``connect_timeout``/``ssl_mode`` make the libpq DSN."""
+    parts = urlsplit(uri)
+    _path, options, args, leftover = _split(uri)
+    dsn = []
+    for key, value in (('dbname', unquote(parts.path[1:])), ('user', unquote(parts.username or '')),
+                       ('password', unquote(parts.password or '')), ('host', parts.hostname),
+                       ('port', parts.port)):
+        if value:
+            dsn.append('%s=%s' % (key, _dsn_value(value)))
+    if 'connect_timeout' in args:
+        try:
+            dsn.append('connect_timeout=%d' % int(args['connect_timeout']))
+        except ValueError:
+            raise ConfigurationError('query argument connect_timeout must be an integer, not %r'
+                                     % (args['connect_timeout'],)) from None
+    ssl_mode = args.get('ssl_mode') or args.get('sslmode')
+    if ssl_mode:
+        dsn.append('sslmode=%s' % _dsn_value(ssl_mode))
+    if 'data_dir' in args:
+        raise ConfigurationError('gopostgres URIs take no data_dir')
+    return _factory(PostgreSQL(' '.join(dsn), driver=args.get('driver', 'auto')), options), leftover
