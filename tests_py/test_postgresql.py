@@ -273,3 +273,96 @@ def test_schema_is_relstorages(keep_history):
     go, rs = _pg_schema(go_dsn), _pg_schema(rs_dsn)
     for part in rs:
         assert go[part] == rs[part], part
+
+
+# Locks, as RelStorage takes them: an outside session holding RelStorage's
+# lock ids must stop our commits, and commit-lock-timeout bounds the wait.
+
+def _commit_root(storage, value):
+    from ZODB.Connection import TransactionMetaData
+    from ZODB.utils import z64
+    try:
+        serial = storage.load(z64)[1]
+    except KeyError:
+        serial = None
+    t = TransactionMetaData()
+    storage.tpc_begin(t)
+    try:
+        storage.store(z64, serial, value, '', t)
+        storage.tpc_vote(t)
+        storage.tpc_finish(t)
+    except BaseException:
+        storage.tpc_abort(t)
+        raise
+
+
+def _holding(dsn, lock_id, shared=False):
+    import psycopg2
+    conn = psycopg2.connect(dsn)
+    conn.cursor().execute('SELECT pg_advisory_lock%s(%%s)' % ('_shared' if shared else ''), (lock_id,))
+    return conn
+
+
+def test_the_commit_lock_is_advisory_lock_minus_one(dsn):
+    storage = gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(dsn), commit_lock_timeout=1)
+    try:
+        _commit_root(storage, b'one')
+        holder = _holding(dsn, -1)
+        try:
+            start = time.monotonic()
+            with pytest.raises(gorelstorage.UnableToLockError):
+                _commit_root(storage, b'two')
+            assert time.monotonic() - start >= 0.9
+        finally:
+            holder.close()
+        _commit_root(storage, b'three')
+        assert storage.load(b'\0' * 8)[0] == b'three'
+    finally:
+        storage.close()
+
+
+def test_a_modified_object_waits_for_its_advisory_lock(dsn):
+    storage = gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(dsn), commit_lock_timeout=1)
+    try:
+        _commit_root(storage, b'one')
+        holder = _holding(dsn, 0, shared=True)  # a RelStorage readCurrent of the root
+        try:
+            with pytest.raises(gorelstorage.UnableToLockError) as info:
+                _commit_root(storage, b'two')
+            assert isinstance(info.value, TransientError)
+        finally:
+            holder.close()
+        _commit_root(storage, b'two')
+    finally:
+        storage.close()
+
+
+def test_read_current_does_not_wait_for_a_writer(dsn):
+    from ZODB.Connection import TransactionMetaData
+    from ZODB.POSException import ReadConflictError
+    storage = gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(dsn), commit_lock_timeout=30)
+    try:
+        _commit_root(storage, b'root')
+        other_oid = storage.new_oid()
+        t = TransactionMetaData()
+        storage.tpc_begin(t)
+        storage.store(other_oid, None, b'other', '', t)
+        storage.tpc_vote(t)
+        storage.tpc_finish(t)
+        serial = storage.load(b'\0' * 8)[1]
+        holder = _holding(dsn, 0)  # a writer holds the root
+        try:
+            t = TransactionMetaData()
+            storage.tpc_begin(t)
+            storage.checkCurrentSerialInTransaction(b'\0' * 8, serial, t)
+            storage.store(other_oid, storage.load(other_oid)[1], b'changed', '', t)
+            start = time.monotonic()
+            with pytest.raises(ReadConflictError) as info:
+                storage.tpc_vote(t)
+            assert time.monotonic() - start < 5, 'a readCurrent lock never waits'
+            assert info.value.oid == b'\0' * 8
+            storage.tpc_abort(t)
+        finally:
+            holder.close()
+    finally:
+        storage.close()

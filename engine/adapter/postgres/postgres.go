@@ -359,8 +359,15 @@ func scrub(err error, password string) error {
 // error can be scrubbed of it.
 func passwordOf(dsn string) string {
 	if i := strings.Index(dsn, "password="); i >= 0 {
-		rest := strings.TrimLeft(dsn[i+len("password="):], "'")
-		if j := strings.IndexAny(rest, "' "); j >= 0 {
+		rest := dsn[i+len("password="):]
+		if strings.HasPrefix(rest, "'") {
+			rest = rest[1:]
+			if j := strings.Index(rest, "'"); j >= 0 {
+				return rest[:j]
+			}
+			return rest
+		}
+		if j := strings.IndexByte(rest, ' '); j >= 0 {
 			return rest[:j]
 		}
 		return rest

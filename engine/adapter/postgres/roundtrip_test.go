@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"regexp"
 	"sync/atomic"
 	"testing"
 
@@ -27,12 +28,14 @@ func init() {
 	})
 }
 
+// testDSN names the test server's second database: tests_go, run in
+// parallel with this package by go test ./..., uses the first.
 func testDSN(t *testing.T) string {
 	dsn := os.Getenv("GORELSTORAGE_PG_DSN")
 	if dsn == "" {
 		t.Skip("GORELSTORAGE_PG_DSN is not set: no PostgreSQL server to test against (scripts/test starts one)")
 	}
-	return dsn
+	return regexp.MustCompile(`dbname=\S+`).ReplaceAllString(dsn, "dbname=gorelstorage2")
 }
 
 func zap(t *testing.T, dsn string) {
