@@ -15,15 +15,19 @@ def demo(args):
     from persistent.mapping import PersistentMapping
 
     from . import GoRelStorage
+    from . import PostgreSQL
     from . import SQLite3
 
     workdir = None
     data_dir = args.data_dir
-    if data_dir is None:
+    if data_dir is None and not args.postgresql:
         workdir = tempfile.mkdtemp(prefix='gorelstorage-demo-')
         data_dir = os.path.join(workdir, 'data')
+
+    def adapter():
+        return PostgreSQL(args.postgresql) if args.postgresql else SQLite3(data_dir)
     try:
-        storage = GoRelStorage(SQLite3(data_dir), keep_history=not args.history_free)
+        storage = GoRelStorage(adapter(), keep_history=not args.history_free)
         db = ZODB.DB(storage)
         print('storage: %s (%s)' % (storage.getName(), 'history-free' if args.history_free else 'history-preserving'))
 
@@ -43,7 +47,7 @@ def demo(args):
               % (written, args.transactions, elapsed_write, elapsed_write / written * 1e6))
 
         db.close()
-        storage = GoRelStorage(SQLite3(data_dir), keep_history=not args.history_free)
+        storage = GoRelStorage(adapter(), keep_history=not args.history_free)
         db = ZODB.DB(storage)
         start = time.perf_counter()
         total = 0
@@ -77,6 +81,8 @@ def main(argv=None):
     sub = parser.add_subparsers(dest='command', required=True)
     p = sub.add_parser('demo', help=demo.__doc__)
     p.add_argument('--data-dir', help='SQLite data directory (default: a temporary one, removed afterwards)')
+    p.add_argument('--postgresql', metavar='DSN',
+                   help='use this PostgreSQL database instead of SQLite (libpq DSN or postgresql:// URL)')
     p.add_argument('--objects', type=int, default=5000)
     p.add_argument('--transactions', type=int, default=10)
     p.add_argument('--history-free', action='store_true')
