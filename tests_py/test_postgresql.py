@@ -86,8 +86,8 @@ def test_history_mode_that_does_not_match(dsn):
 
 
 def test_bad_dsn_and_driver():
-    with pytest.raises(gorelstorage.ConfigurationError, match='dsn'):
-        gorelstorage.PostgreSQL('')
+    with pytest.raises(gorelstorage.ConfigurationError, match='dsn must be a string'):
+        gorelstorage.PostgreSQL(None)
     with pytest.raises(gorelstorage.ConfigurationError, match='driver'):
         gorelstorage.PostgreSQL(PG_DSN, driver='libpq-magic')
     message = _open_error('host=127.0.0.1 port=notaport password=%s' % PASSWORD)
@@ -366,3 +366,17 @@ def test_read_current_does_not_wait_for_a_writer(dsn):
             holder.close()
     finally:
         storage.close()
+
+
+def test_empty_dsn_uses_the_pg_environment_variables(dsn):
+    """As in RelStorage, an empty dsn means libpq's defaults and PG* variables."""
+    import sys
+    fields = dict(part.split('=', 1) for part in dsn.split())
+    env = dict(os.environ, PGHOST=fields['host'], PGPORT=fields['port'], PGUSER=fields['user'],
+               PGPASSWORD=fields['password'], PGDATABASE=fields['dbname'])
+    script = ('import gorelstorage, ZODB\n'
+              'db = ZODB.DB(gorelstorage.GoRelStorage(gorelstorage.PostgreSQL("")))\n'
+              'print(sorted(db.open().root().keys()))\n')
+    out = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == '[]'

@@ -46,10 +46,12 @@ class PostgreSQL:
 
     engine_name = 'postgresql'
 
-    def __init__(self, dsn, driver='auto'):
-        if not isinstance(dsn, str) or not dsn.strip():
-            raise ConfigurationError('postgresql dsn must be a non-empty string such as '
-                                     '"host=localhost dbname=zodb user=zodb password=..."')
+    def __init__(self, dsn='', driver='auto'):
+        # An empty DSN means libpq's defaults and PG* environment variables, as in RelStorage.
+        if not isinstance(dsn, str):
+            raise ConfigurationError('postgresql dsn must be a string such as '
+                                     '"host=localhost dbname=zodb user=zodb password=...", not %r'
+                                     % type(dsn).__name__)
         if driver not in POSTGRESQL_DRIVERS:
             raise ConfigurationError('postgresql driver %r is not available; use one of %s'
                                      % (driver, ', '.join(POSTGRESQL_DRIVERS)))

@@ -64,6 +64,8 @@ def _factory(adapter, options):
 
 def sqlite_resolver(uri):
     path, options, args, leftover = _split(uri)
+    for key in sorted(set(args) - {'data_dir'}):
+        raise ConfigurationError('gosqlite URIs take no %s' % key)
     data_dir = args.get('data_dir') or path
     if not data_dir:
         raise ConfigurationError('gosqlite URI needs a data directory: gosqlite://?data_dir=/path/to/dir')

@@ -82,9 +82,7 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 	if !knownDrivers[o.Driver] {
 		return nil, adapter.ConfigError("postgresql driver %q is not available; use auto (pgx)", o.Driver)
 	}
-	if strings.TrimSpace(o.DSN) == "" {
-		return nil, adapter.ConfigError("postgresql needs a dsn, e.g. \"host=localhost dbname=zodb user=zodb password=...\"")
-	}
+	// An empty DSN means libpq's defaults and the PG* environment variables.
 	base, err := pgx.ParseConfig(o.DSN)
 	if err != nil {
 		return nil, adapter.ConfigError("postgresql dsn: %v", scrub(err, passwordOf(o.DSN)))
