@@ -11,21 +11,27 @@ import re
 import gorelstorage
 
 
-class SQLiteDatabase:
-    name = 'sqlite'
+class Database:
+    """One database server or directory; subclasses say where a location is
+    (``location``) and how each storage opens one (``open_go``, ``open_relstorage``)."""
+    name = None
     skip_reason = None
 
     def __init__(self, workdir):
         self.workdir = workdir
-
-    def location(self, keep_history, label='main'):
-        return os.path.join(self.workdir, '%s-%s' % (label, 'hp' if keep_history else 'hf'))
 
     def make(self, keep_history, label='main', **options):
         return self.open_go(self.location(keep_history, label), keep_history, **options)
 
     def make_relstorage(self, keep_history, label='main', **options):
         return self.open_relstorage(self.location(keep_history, label), keep_history, **options)
+
+
+class SQLiteDatabase(Database):
+    name = 'sqlite'
+
+    def location(self, keep_history, label='main'):
+        return os.path.join(self.workdir, '%s-%s' % (label, 'hp' if keep_history else 'hf'))
 
     @staticmethod
     def open_go(location, keep_history, **options):
@@ -57,14 +63,14 @@ def zap_postgresql(dsn):
         conn.close()
 
 
-class PostgreSQLDatabase:
+class PostgreSQLDatabase(Database):
     """The test server scripts/pg-server starts: databases gorelstorage[2][_hf]."""
     name = 'postgresql'
     skip_reason = None if PG_DSN else (
         'GORELSTORAGE_PG_DSN is not set: no PostgreSQL server to test against (scripts/test starts one)')
 
     def __init__(self, workdir):
-        self.workdir = workdir
+        super().__init__(workdir)
         self._fresh = set()
 
     def location(self, keep_history, label='main'):
@@ -75,12 +81,6 @@ class PostgreSQLDatabase:
             self._fresh.add(dsn)
             zap_postgresql(dsn)
         return dsn
-
-    def make(self, keep_history, label='main', **options):
-        return self.open_go(self.location(keep_history, label), keep_history, **options)
-
-    def make_relstorage(self, keep_history, label='main', **options):
-        return self.open_relstorage(self.location(keep_history, label), keep_history, **options)
 
     @staticmethod
     def open_go(location, keep_history, **options):

@@ -6,6 +6,7 @@
 package adapter
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -65,6 +66,20 @@ var ErrBadConfig = errors.New("bad configuration")
 // ConfigError returns an error wrapping ErrBadConfig.
 func ConfigError(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrBadConfig}, args...)...)
+}
+
+// DecodeOptions reads a dialect's section of the options into v, refusing
+// unknown keys; an empty section leaves v as it is.
+func DecodeOptions(dialect string, raw json.RawMessage, v any) error {
+	if len(raw) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return ConfigError("%s options: %v", dialect, err)
+	}
+	return nil
 }
 
 // ErrLockTimeout is returned (wrapped) when a lock could not be taken within the timeout.

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 
 	"github.com/jackc/pgx/v5"
 
@@ -10,13 +9,10 @@ import (
 )
 
 // loadConn reads through one REPEATABLE READ READ ONLY transaction: the
-// snapshot is fixed by its first statement. BEGIN is not sent on its own; it
-// travels in the same pipelined batch as the snapshot's first query.
+// snapshot is fixed by its first statement.
 type loadConn struct {
-	d       *dialect
-	conn    *pgx.Conn
-	pending bool // Begin was called; BEGIN goes out with the next query
-	inTxn   bool // BEGIN was sent
+	d *dialect
+	session
 }
 
 func (c *loadConn) Begin(ctx context.Context) error {
@@ -27,69 +23,16 @@ func (c *loadConn) Begin(ctx context.Context) error {
 
 // End ends the snapshot at once, so an idle ZODB connection never holds one
 // open on the server (that would hold back VACUUM).
-func (c *loadConn) End() {
-	c.pending = false
-	if c.inTxn {
-		c.inTxn = false
-		if c.conn != nil && !c.conn.IsClosed() {
-			if _, err := c.conn.Exec(context.Background(), "ROLLBACK"); err != nil {
-				c.conn.Close(context.Background())
-			}
-		}
-	}
-}
+func (c *loadConn) End() { c.rollback() }
 
 func (c *loadConn) Close() error {
-	c.End()
-	c.d.putLoad(c.conn)
-	c.conn = nil
+	c.release()
 	return nil
 }
 
-// run sends the queued statements, with BEGIN first when the snapshot has
-// not started, and hands the results to read. A snapshot's first batch is
-// retried once on a new connection when the old one turns out dead (the
-// server restarted while it sat idle): nothing was read from it yet.
+// run sends a batch in the snapshot, starting it if it has not started.
 func (c *loadConn) run(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error) error {
-	if c.conn == nil {
-		return c.d.wrap(nil, errors.New("load connection closed"))
-	}
-	for attempt := 0; ; attempt++ {
-		begin := c.pending
-		b := &pgx.Batch{}
-		if begin {
-			b.Queue(sqlBeginLoad)
-		}
-		queue(b)
-		br := c.conn.SendBatch(ctx, b)
-		var err error
-		if begin {
-			_, err = br.Exec()
-		}
-		if err == nil {
-			err = read(br)
-		}
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
-		if begin {
-			c.pending, c.inTxn = false, true
-		}
-		if err == nil {
-			return nil
-		}
-		if begin && attempt == 0 && isDisconnect(c.conn, err) {
-			c.conn.Close(context.Background())
-			c.inTxn = false
-			conn, cerr := c.d.connect(ctx, c.d.loadConfig)
-			if cerr != nil {
-				return cerr
-			}
-			c.conn, c.pending = conn, true
-			continue
-		}
-		return c.d.wrap(c.conn, err)
-	}
+	return c.send(ctx, queue, read, func(err error) error { return c.d.wrap(c.conn, err) })
 }
 
 // query runs one statement in the snapshot and scans each row with scan.

@@ -13,7 +13,6 @@ package postgres
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -49,17 +48,13 @@ const defaultConnectTimeout = 15 * time.Second
 const maxIdle = 16
 
 type dialect struct {
-	settings    adapter.Settings
-	loadConfig  *pgx.ConnConfig
-	storeConfig *pgx.ConnConfig
-	describe    string
-	password    string
-	q           queries
+	settings adapter.Settings
+	describe string
+	password string
+	q        queries
 
-	mu        sync.Mutex
-	idleLoad  []*pgx.Conn
-	idleStore []*pgx.Conn
-	closed    bool
+	load  pool // REPEATABLE READ READ ONLY snapshots
+	store pool // READ COMMITTED commits, lock_timeout = commit-lock-timeout
 
 	// countRoundTrip, when set (tests), is called once per round trip.
 	countRoundTrip func()
@@ -68,12 +63,8 @@ type dialect struct {
 // Open connects to the database, checks (or creates) the schema and returns the dialect.
 func Open(ctx context.Context, s adapter.Settings) (adapter.Dialect, error) {
 	var o Options
-	dec := json.NewDecoder(strings.NewReader(string(s.Options)))
-	dec.DisallowUnknownFields()
-	if len(s.Options) > 0 {
-		if err := dec.Decode(&o); err != nil {
-			return nil, adapter.ConfigError("postgresql options: %v", err)
-		}
+	if err := adapter.DecodeOptions("postgresql", s.Options, &o); err != nil {
+		return nil, err
 	}
 	return open(ctx, s, o, nil)
 }
@@ -107,22 +98,22 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 			return &countingConn{Conn: c, count: countRoundTrip}, nil
 		}
 	}
-	d.loadConfig = base.Copy()
-	d.storeConfig = base.Copy()
+	d.load = pool{d: d, config: base.Copy()}
+	d.store = pool{d: d, config: base.Copy()}
 	// The store connections' lock waits (objects and the commit lock) are
 	// bounded by commit-lock-timeout, set in the startup packet: no round trip.
 	timeout := s.LockTimeout
 	if timeout <= 0 {
 		timeout = 30 * time.Second
 	}
-	d.storeConfig.RuntimeParams["lock_timeout"] = fmt.Sprint(timeout.Milliseconds())
+	d.store.config.RuntimeParams["lock_timeout"] = fmt.Sprint(timeout.Milliseconds())
 	d.describe = fmt.Sprintf("postgresql:host=%s port=%d dbname=%s user=%s", base.Host, base.Port, base.Database, base.User)
 
-	conn, err := d.connect(ctx, d.storeConfig)
+	conn, err := d.store.get(ctx)
 	if err != nil {
 		return nil, err
 	}
-	defer d.putStore(conn)
+	defer d.store.put(conn)
 	if err := d.prepareSchema(ctx, conn); err != nil {
 		conn.Close(context.Background())
 		return nil, err
@@ -154,68 +145,20 @@ func (d *dialect) connectError(err error) error {
 	return fmt.Errorf("%s: cannot connect: %w", d.describe, scrubbed{err, d.password})
 }
 
-// getLoad returns an idle load connection or opens one.
-func (d *dialect) getLoad(ctx context.Context) (*pgx.Conn, error) {
-	d.mu.Lock()
-	if n := len(d.idleLoad); n > 0 {
-		c := d.idleLoad[n-1]
-		d.idleLoad = d.idleLoad[:n-1]
-		d.mu.Unlock()
-		return c, nil
-	}
-	d.mu.Unlock()
-	return d.connect(ctx, d.loadConfig)
-}
-
-func (d *dialect) getStore(ctx context.Context) (*pgx.Conn, error) {
-	d.mu.Lock()
-	if n := len(d.idleStore); n > 0 {
-		c := d.idleStore[n-1]
-		d.idleStore = d.idleStore[:n-1]
-		d.mu.Unlock()
-		return c, nil
-	}
-	d.mu.Unlock()
-	return d.connect(ctx, d.storeConfig)
-}
-
-// put returns a connection to an idle list, closing it when the list is
-// full, the dialect closed or the connection broken or inside a transaction.
-func (d *dialect) put(list *[]*pgx.Conn, c *pgx.Conn) {
-	if c == nil {
-		return
-	}
-	if c.IsClosed() || c.PgConn().TxStatus() != 'I' {
-		c.Close(context.Background())
-		return
-	}
-	d.mu.Lock()
-	if !d.closed && len(*list) < maxIdle {
-		*list = append(*list, c)
-		d.mu.Unlock()
-		return
-	}
-	d.mu.Unlock()
-	c.Close(context.Background())
-}
-
-func (d *dialect) putLoad(c *pgx.Conn)  { d.put(&d.idleLoad, c) }
-func (d *dialect) putStore(c *pgx.Conn) { d.put(&d.idleStore, c) }
-
 func (d *dialect) OpenLoad(ctx context.Context) (adapter.LoadConn, error) {
-	c, err := d.getLoad(ctx)
+	c, err := d.load.get(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &loadConn{d: d, conn: c}, nil
+	return &loadConn{d: d, session: session{pool: &d.load, conn: c, begin: sqlBeginLoad}}, nil
 }
 
 func (d *dialect) OpenStore(ctx context.Context) (adapter.StoreConn, error) {
-	c, err := d.getStore(ctx)
+	c, err := d.store.get(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &storeConn{d: d, conn: c}, nil
+	return &storeConn{d: d, session: session{pool: &d.store, conn: c, begin: sqlBeginStore}}, nil
 }
 
 // withStore runs fn on a pooled store connection outside any transaction,
@@ -223,13 +166,13 @@ func (d *dialect) OpenStore(ctx context.Context) (adapter.StoreConn, error) {
 // (the server restarted while it sat idle).
 func (d *dialect) withStore(ctx context.Context, fn func(*pgx.Conn) error) error {
 	for attempt := 0; ; attempt++ {
-		c, err := d.getStore(ctx)
+		c, err := d.store.get(ctx)
 		if err != nil {
 			return err
 		}
 		err = fn(c)
 		broken := isDisconnect(c, err)
-		d.putStore(c)
+		d.store.put(c)
 		if err != nil && broken && attempt == 0 {
 			continue
 		}
@@ -283,14 +226,8 @@ func (d *dialect) Size(ctx context.Context) (int64, int64, error) {
 }
 
 func (d *dialect) Close() error {
-	d.mu.Lock()
-	d.closed = true
-	conns := append(d.idleLoad, d.idleStore...)
-	d.idleLoad, d.idleStore = nil, nil
-	d.mu.Unlock()
-	for _, c := range conns {
-		c.Close(context.Background())
-	}
+	d.load.close()
+	d.store.close()
 	return nil
 }
 

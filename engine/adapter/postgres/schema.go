@@ -60,14 +60,6 @@ var schemaHP = []string{
 	`CREATE TABLE object_refs_added (
 		tid BIGINT NOT NULL PRIMARY KEY
 	)`,
-	`CREATE TABLE pack_object (
-		zoid BIGINT NOT NULL PRIMARY KEY,
-		keep BOOLEAN NOT NULL,
-		keep_tid BIGINT NOT NULL,
-		visited BOOLEAN NOT NULL DEFAULT FALSE
-	)`,
-	`CREATE INDEX pack_object_keep_false ON pack_object (zoid) WHERE keep = false`,
-	`CREATE INDEX pack_object_keep_true ON pack_object (visited) WHERE keep = true`,
 	`CREATE TABLE pack_state (
 		tid BIGINT NOT NULL,
 		zoid BIGINT NOT NULL,
@@ -107,6 +99,10 @@ var schemaHF = []string{
 		zoid BIGINT NOT NULL PRIMARY KEY,
 		tid BIGINT NOT NULL
 	)`,
+}
+
+// schemaCommon is created in both modes, after the tables.
+var schemaCommon = []string{
 	`CREATE TABLE pack_object (
 		zoid BIGINT NOT NULL PRIMARY KEY,
 		keep BOOLEAN NOT NULL,
@@ -115,10 +111,6 @@ var schemaHF = []string{
 	)`,
 	`CREATE INDEX pack_object_keep_false ON pack_object (zoid) WHERE keep = false`,
 	`CREATE INDEX pack_object_keep_true ON pack_object (visited) WHERE keep = true`,
-}
-
-// schemaCommon is created in both modes, after the tables.
-var schemaCommon = []string{
 	`CREATE SEQUENCE zoid_seq`,
 	`CREATE TABLE commit_row_lock (
 		tid BIGINT NOT NULL PRIMARY KEY

@@ -26,11 +26,9 @@ import (
 //
 // A vote with conflicts adds one round trip to read the committed states.
 type storeConn struct {
-	d       *dialect
-	conn    *pgx.Conn
-	pending bool // BeginCommit was called; BEGIN goes out with the next batch
-	inTxn   bool
-	moved   *pgx.Batch // the writes, sent with COMMIT
+	d *dialect
+	session
+	moved *pgx.Batch // the writes, sent with COMMIT
 }
 
 func (c *storeConn) BeginCommit(ctx context.Context) error {
@@ -41,47 +39,9 @@ func (c *storeConn) BeginCommit(ctx context.Context) error {
 	return nil
 }
 
-// send runs a batch inside the write transaction, BEGIN first if it has not
-// been sent. The first batch of a transaction is retried once on a new
-// connection when the pooled one is dead: the server rolled back whatever it
-// had seen of it.
-func (c *storeConn) send(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error) error {
-	for attempt := 0; ; attempt++ {
-		begin := c.pending
-		b := &pgx.Batch{}
-		if begin {
-			b.Queue(sqlBeginStore)
-		}
-		queue(b)
-		br := c.conn.SendBatch(ctx, b)
-		var err error
-		if begin {
-			_, err = br.Exec()
-		}
-		if err == nil {
-			err = read(br)
-		}
-		if cerr := br.Close(); err == nil {
-			err = cerr
-		}
-		if begin {
-			c.pending, c.inTxn = false, true
-		}
-		if err == nil {
-			return nil
-		}
-		if begin && attempt == 0 && isDisconnect(c.conn, err) {
-			c.conn.Close(context.Background())
-			c.inTxn = false
-			conn, cerr := c.d.connect(ctx, c.d.storeConfig)
-			if cerr != nil {
-				return cerr
-			}
-			c.conn, c.pending = conn, true
-			continue
-		}
-		return c.classify(err)
-	}
+// run sends a batch inside the write transaction, starting it if it has not started.
+func (c *storeConn) run(ctx context.Context, queue func(*pgx.Batch), read func(pgx.BatchResults) error) error {
+	return c.send(ctx, queue, read, c.classify)
 }
 
 // classify turns a failed readCurrent lock into a read conflict on its oid.
@@ -102,7 +62,7 @@ func (c *storeConn) LockObjects(ctx context.Context, readCurrent, modified []uin
 	current := make(map[uint64]uint64, len(readCurrent)+len(modified))
 	all := make([]int64, 0, len(readCurrent)+len(modified))
 	all = append(append(all, int64s(readCurrent)...), int64s(modified)...)
-	err := c.send(ctx, func(b *pgx.Batch) {
+	err := c.run(ctx, func(b *pgx.Batch) {
 		if len(readCurrent) > 0 {
 			b.Queue(sqlLockShared, int64s(readCurrent))
 		}
@@ -142,7 +102,7 @@ func (c *storeConn) LockObjects(ctx context.Context, readCurrent, modified []uin
 
 func (c *storeConn) States(ctx context.Context, oids []uint64) (map[uint64]adapter.Revision, error) {
 	out := make(map[uint64]adapter.Revision, len(oids))
-	err := c.send(ctx, func(b *pgx.Batch) { b.Queue(c.d.q.currentAny, int64s(oids)) }, func(br pgx.BatchResults) error {
+	err := c.run(ctx, func(b *pgx.Batch) { b.Queue(c.d.q.currentAny, int64s(oids)) }, func(br pgx.BatchResults) error {
 		rows, err := br.Query()
 		if err != nil {
 			return err
@@ -167,7 +127,7 @@ func (c *storeConn) States(ctx context.Context, oids []uint64) (map[uint64]adapt
 func (c *storeConn) LockCommit(ctx context.Context) (uint64, time.Time, error) {
 	var last int64
 	var now time.Time
-	err := c.send(ctx, func(b *pgx.Batch) {
+	err := c.run(ctx, func(b *pgx.Batch) {
 		b.Queue(sqlCommitLock)
 		b.Queue(`SELECT (` + c.d.q.lastTID + `), clock_timestamp()`)
 	}, func(br pgx.BatchResults) error {
@@ -265,21 +225,13 @@ func (c *storeConn) Commit(ctx context.Context) error {
 
 func (c *storeConn) Rollback() {
 	c.moved = nil
-	c.pending = false
-	if c.inTxn {
-		c.inTxn = false
-		if !c.conn.IsClosed() {
-			if _, err := c.conn.Exec(context.Background(), "ROLLBACK"); err != nil {
-				c.conn.Close(context.Background())
-			}
-		}
-	}
+	c.rollback()
 }
 
 func (c *storeConn) UndoPlan(ctx context.Context, tid uint64) ([]adapter.UndoItem, bool, error) {
 	var packed, found bool
 	var items []adapter.UndoItem
-	err := c.send(ctx, func(b *pgx.Batch) {
+	err := c.run(ctx, func(b *pgx.Batch) {
 		b.Queue(sqlUndoTxn, int64(tid))
 		b.Queue(sqlUndoPlan, int64(tid))
 	}, func(br pgx.BatchResults) error {
@@ -321,8 +273,7 @@ func (c *storeConn) UndoPlan(ctx context.Context, tid uint64) ([]adapter.UndoIte
 }
 
 func (c *storeConn) Close() error {
-	c.Rollback()
-	c.d.putStore(c.conn)
-	c.conn = nil
+	c.moved = nil
+	c.release()
 	return nil
 }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -52,12 +51,8 @@ var (
 // Open opens (and creates, when allowed) the data-dir.
 func Open(ctx context.Context, s adapter.Settings) (adapter.Dialect, error) {
 	var o Options
-	dec := json.NewDecoder(strings.NewReader(string(s.Options)))
-	dec.DisallowUnknownFields()
-	if len(s.Options) > 0 {
-		if err := dec.Decode(&o); err != nil {
-			return nil, adapter.ConfigError("sqlite3 options: %v", err)
-		}
+	if err := adapter.DecodeOptions("sqlite3", s.Options, &o); err != nil {
+		return nil, err
 	}
 	if o.DataDir == "" {
 		return nil, adapter.ConfigError("sqlite3: data-dir is required")
