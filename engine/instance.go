@@ -514,6 +514,9 @@ func (in *Instance) Store(oid, serial uint64, state []byte) error {
 	if state == nil {
 		state = []byte{}
 	}
+	if err := in.checkState(oid, state); err != nil {
+		return err
+	}
 	t.add(&write{oid: oid, serial: serial, state: state, kind: writeStore})
 	return nil
 }
@@ -527,7 +530,20 @@ func (in *Instance) Restore(oid uint64, state []byte) error {
 	if err != nil {
 		return err
 	}
+	if err := in.checkState(oid, state); err != nil {
+		return err
+	}
 	t.add(&write{oid: oid, state: state, kind: writeRestore})
+	return nil
+}
+
+// checkState asks the dialect whether it can store state at all.
+func (in *Instance) checkState(oid uint64, state []byte) error {
+	if c, ok := in.s.dialect.(adapter.StateChecker); ok {
+		if err := c.CheckState(oid, state); err != nil {
+			return &Error{Kind: KindStorage, OID: oid, HasOID: true, Msg: "store", Err: err}
+		}
+	}
 	return nil
 }
 

@@ -38,6 +38,9 @@ func databases() []database {
 	if pg, ok := postgresDatabase(); ok {
 		dbs = append(dbs, pg)
 	}
+	if my, ok := mysqlDatabase(); ok {
+		dbs = append(dbs, my)
+	}
 	return dbs
 }
 

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -118,6 +119,35 @@ type Dialect interface {
 	// Size returns the number of current objects and the database size in bytes.
 	Size(ctx context.Context) (objects int64, bytes int64, err error)
 	Close() error
+}
+
+// StateChecker is implemented by dialects that cannot store every state
+// (MySQL's max_allowed_packet bounds a row). The engine calls CheckState when
+// a state is stored, so the transaction fails before anything is written.
+type StateChecker interface {
+	CheckState(oid uint64, state []byte) error
+}
+
+// Scrubbed is a driver error with a password removed from its text;
+// errors.Is and errors.As still reach the driver's error.
+type Scrubbed struct {
+	Err      error
+	Password string
+}
+
+func (s Scrubbed) Error() string { return Scrub(s.Err, s.Password).Error() }
+func (s Scrubbed) Unwrap() error { return s.Err }
+
+// Scrub returns err's text with every occurrence of password replaced by ***.
+func Scrub(err error, password string) error {
+	if err == nil {
+		return nil
+	}
+	msg := err.Error()
+	if password != "" && strings.Contains(msg, password) {
+		return errors.New(strings.ReplaceAll(msg, password, "***"))
+	}
+	return errors.New(msg)
 }
 
 // Revision is one stored state of an object. State is nil for a deletion or an

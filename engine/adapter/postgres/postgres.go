@@ -76,7 +76,7 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 	// An empty DSN means libpq's defaults and the PG* environment variables.
 	base, err := pgx.ParseConfig(o.DSN)
 	if err != nil {
-		return nil, adapter.ConfigError("postgresql dsn: %v", scrub(err, passwordOf(o.DSN)))
+		return nil, adapter.ConfigError("postgresql dsn: %v", adapter.Scrub(err, passwordOf(o.DSN)))
 	}
 	d := &dialect{settings: s, password: base.Password, q: newQueries(s.KeepHistory), countRoundTrip: countRoundTrip}
 	if base.ConnectTimeout == 0 {
@@ -137,12 +137,12 @@ func (d *dialect) connectError(err error) error {
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "28P01", "28000": // invalid_password, invalid_authorization_specification
-			return adapter.ConfigError("%s: authentication failed: %v", d.describe, scrub(err, d.password))
+			return adapter.ConfigError("%s: authentication failed: %v", d.describe, adapter.Scrub(err, d.password))
 		case "3D000": // invalid_catalog_name
-			return adapter.ConfigError("%s: the database does not exist: %v", d.describe, scrub(err, d.password))
+			return adapter.ConfigError("%s: the database does not exist: %v", d.describe, adapter.Scrub(err, d.password))
 		}
 	}
-	return fmt.Errorf("%s: cannot connect: %w", d.describe, scrubbed{err, d.password})
+	return fmt.Errorf("%s: cannot connect: %w", d.describe, adapter.Scrubbed{Err: err, Password: d.password})
 }
 
 func (d *dialect) OpenLoad(ctx context.Context) (adapter.LoadConn, error) {
@@ -254,41 +254,22 @@ func (d *dialect) wrap(c *pgx.Conn, err error) error {
 		return nil
 	}
 	if isDisconnect(c, err) {
-		return fmt.Errorf("%s: %w: %v", d.describe, adapter.ErrDisconnected, scrub(err, d.password))
+		return fmt.Errorf("%s: %w: %v", d.describe, adapter.ErrDisconnected, adapter.Scrub(err, d.password))
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "55P03": // lock_not_available: lock_timeout expired
-			return fmt.Errorf("%w: %v", adapter.ErrLockTimeout, scrub(err, d.password))
+			return fmt.Errorf("%w: %v", adapter.ErrLockTimeout, adapter.Scrub(err, d.password))
 		case "40P01": // deadlock_detected
-			return fmt.Errorf("%w: %v", adapter.ErrDeadlock, scrub(err, d.password))
+			return fmt.Errorf("%w: %v", adapter.ErrDeadlock, adapter.Scrub(err, d.password))
 		case "40001": // serialization_failure
-			return fmt.Errorf("%w: %v", adapter.ErrDeadlock, scrub(err, d.password))
+			return fmt.Errorf("%w: %v", adapter.ErrDeadlock, adapter.Scrub(err, d.password))
 		}
 	}
-	return scrubbed{err, d.password}
+	return adapter.Scrubbed{Err: err, Password: d.password}
 }
 
-// scrubbed hides a password that a driver error might carry.
-type scrubbed struct {
-	err      error
-	password string
-}
-
-func (s scrubbed) Error() string { return scrub(s.err, s.password).Error() }
-func (s scrubbed) Unwrap() error { return s.err }
-
-func scrub(err error, password string) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	if password != "" && strings.Contains(msg, password) {
-		return errors.New(strings.ReplaceAll(msg, password, "***"))
-	}
-	return errors.New(msg)
-}
 
 // passwordOf finds a password in a DSN that failed to parse, so the parse
 // error can be scrubbed of it.

@@ -20,7 +20,7 @@ func TestPasswordIsFoundAndScrubbed(t *testing.T) {
 	} {
 		require.Equal(t, want, passwordOf(dsn), dsn)
 	}
-	err := scrub(errors.New(`cannot parse "host=h password=s3cret port=x"`), "s3cret")
+	err := adapter.Scrub(errors.New(`cannot parse "host=h password=s3cret port=x"`), "s3cret")
 	require.NotContains(t, err.Error(), "s3cret")
 	require.Contains(t, err.Error(), "***")
 }

@@ -1,0 +1,347 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
+)
+
+// storeConn commits through one pooled READ COMMITTED connection whose
+// innodb_lock_wait_timeout is commit-lock-timeout. A commit takes three
+// round trips whatever its size (as long as it fits in max_allowed_packet):
+//
+//  1. vote: START TRANSACTION, a shared NOWAIT lock on each readCurrent row,
+//     then the modified objects' rows FOR UPDATE in oid order, which also
+//     returns their current tids;
+//  2. finish: the commit_row_lock row FOR UPDATE, the newest tid and the
+//     server clock;
+//  3. finish: the rows (multi-row INSERTs) and COMMIT.
+//
+// A vote with conflicts adds one round trip to read the committed states.
+type storeConn struct {
+	d *dialect
+	session
+	moved []*script // the writes, sent with COMMIT
+}
+
+func (c *storeConn) BeginCommit(ctx context.Context) error {
+	if c.pending || c.inTxn {
+		return errors.New("mysql: commit already begun")
+	}
+	c.pending = true
+	return nil
+}
+
+func (c *storeConn) LockObjects(ctx context.Context, readCurrent, modified []uint64) (map[uint64]uint64, error) {
+	current := make(map[uint64]uint64, len(readCurrent)+len(modified))
+	s := &script{}
+	// One statement per readCurrent oid: when a lock is refused the
+	// statement that failed names the object.
+	for _, oid := range readCurrent {
+		s.add(c.d.q.lockShared, int64(oid))
+	}
+	if len(modified) > 0 {
+		s.add(c.d.q.lockModified+in(len(modified))+lockModifiedEnd, uint64sAsAny(modified)...)
+	}
+	if s.empty() {
+		s.add(`DO 0`)
+	}
+	done := 0 // readCurrent statements read
+	err := c.query(ctx, s, func(rows *sql.Rows) error {
+		r := newResultSets(rows)
+		scan := func(rows *sql.Rows) error {
+			var oid, tid int64
+			if err := rows.Scan(&oid, &tid); err != nil {
+				return err
+			}
+			current[uint64(oid)] = uint64(tid)
+			return nil
+		}
+		for range readCurrent {
+			if err := r.next(scan); err != nil {
+				return err
+			}
+			done++
+		}
+		if len(modified) > 0 {
+			return r.next(scan)
+		}
+		return nil
+	})
+	if err != nil {
+		if done < len(readCurrent) && isLockFailure(err) {
+			return nil, &adapter.ReadCurrentLockedError{OID: readCurrent[done]}
+		}
+		return nil, c.d.wrap(err)
+	}
+	return current, nil
+}
+
+// isLockFailure tells whether a lock was refused (NOWAIT) or timed out.
+func isLockFailure(err error) bool {
+	var myErr *mysql.MySQLError
+	return errors.As(err, &myErr) && (myErr.Number == errLockNowait || myErr.Number == errLockWaitTimeout)
+}
+
+func (c *storeConn) States(ctx context.Context, oids []uint64) (map[uint64]adapter.Revision, error) {
+	out := make(map[uint64]adapter.Revision, len(oids))
+	var revs []adapter.Revision
+	for start := 0; start < len(oids); start += inChunk {
+		part := oids[start:min(len(oids), start+inChunk)]
+		s := &script{}
+		s.add(c.d.q.currentIn+in(len(part)), uint64sAsAny(part)...)
+		err := c.query(ctx, s, func(rows *sql.Rows) error { return newResultSets(rows).next(scanRevision(&revs)) })
+		if err != nil {
+			return nil, c.d.wrap(err)
+		}
+	}
+	for _, r := range revs {
+		out[r.OID] = r
+	}
+	return out, nil
+}
+
+// LockCommit takes RelStorage's commit lock, the commit_row_lock row FOR
+// UPDATE, then reads the newest tid and the server's UTC clock in a second
+// statement, which sees every transaction committed before the lock was granted.
+func (c *storeConn) LockCommit(ctx context.Context) (uint64, time.Time, error) {
+	var last int64
+	var now string
+	s := &script{}
+	s.add(sqlCommitLock)
+	s.add(`SELECT (` + c.d.q.lastTID + `), ` + sqlServerNow)
+	err := c.query(ctx, s, func(rows *sql.Rows) error {
+		r := newResultSets(rows)
+		if err := r.next(func(*sql.Rows) error { return nil }); err != nil {
+			return err
+		}
+		return r.next(func(rows *sql.Rows) error { return rows.Scan(&last, &now) })
+	})
+	if err != nil {
+		return 0, time.Time{}, c.d.wrap(err)
+	}
+	t, err := time.ParseInLocation("2006-01-02 15:04:05.999999", now, time.UTC)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("mysql: cannot read the server clock %q: %w", now, err)
+	}
+	return uint64(last), t, nil
+}
+
+// Move builds the writes; Commit sends them with COMMIT, in one round trip
+// unless they exceed max_allowed_packet, in which case they are split into
+// as many queries as needed.
+func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, writes []adapter.Write) error {
+	if !c.inTxn {
+		return errors.New("mysql: move outside a write transaction")
+	}
+	b := &batcher{limit: c.d.maxQuery}
+	if c.d.settings.KeepHistory {
+		b.statement(sqlInsertTxn, int64(tid), meta.Packed, len(writes) == 0,
+			nonNil(meta.User), nonNil(meta.Description), nonNil(meta.Extension))
+		ins := b.rows(sqlInsertStatesHP, "")
+		for _, w := range writes {
+			var md5 any
+			if w.MD5 != nil {
+				md5 = string(w.MD5)
+			}
+			ins.row("(?, ?, ?, ?, ?, ?)", int64(w.OID), int64(tid), int64(w.PrevTID), md5, len(w.State), w.State)
+		}
+		ins.end()
+		cur := b.rows(sqlInsertCurrent, c.d.q.currentHPEnd)
+		for _, w := range writes {
+			cur.row("(?, ?)", int64(w.OID), int64(tid))
+		}
+		cur.end()
+	} else {
+		up := b.rows(c.d.q.upsertHF, c.d.q.upsertHFEnd)
+		del := []uint64{}
+		for _, w := range writes {
+			if w.State == nil {
+				del = append(del, w.OID)
+				continue
+			}
+			up.row("(?, ?, ?, ?)", int64(w.OID), int64(tid), len(w.State), w.State)
+		}
+		up.end()
+		for start := 0; start < len(del); start += inChunk {
+			part := del[start:min(len(del), start+inChunk)]
+			b.statement(sqlDeleteHF+in(len(part)), uint64sAsAny(part)...)
+		}
+	}
+	c.moved = b.done()
+	return nil
+}
+
+func nonNil(b []byte) []byte {
+	if b == nil {
+		return []byte{}
+	}
+	return b
+}
+
+func (c *storeConn) Commit(ctx context.Context) error {
+	if !c.inTxn {
+		return errors.New("mysql: commit without a transaction")
+	}
+	scripts := c.moved
+	c.moved = nil
+	if len(scripts) == 0 {
+		scripts = []*script{{}}
+	}
+	scripts[len(scripts)-1].add("COMMIT")
+	for _, s := range scripts {
+		if err := c.query(ctx, s, nil); err != nil {
+			c.Rollback()
+			return c.d.wrap(err)
+		}
+	}
+	c.inTxn = false
+	return nil
+}
+
+func (c *storeConn) Rollback() {
+	c.moved = nil
+	c.rollback()
+}
+
+// UndoPlan reads the plan holding RelStorage's pack lock, as RelStorage
+// does, so an undo never runs while a pack does.
+func (c *storeConn) UndoPlan(ctx context.Context, tid uint64) ([]adapter.UndoItem, bool, error) {
+	var locked sql.NullInt64
+	var packed, found bool
+	var items []adapter.UndoItem
+	s := &script{}
+	s.add(sqlPackLock)
+	s.add(sqlUndoTxn, int64(tid))
+	s.add(sqlUndoPlan, int64(tid))
+	s.add(sqlPackRelease)
+	err := c.query(ctx, s, func(rows *sql.Rows) error {
+		r := newResultSets(rows)
+		if err := r.next(func(rows *sql.Rows) error { return rows.Scan(&locked) }); err != nil {
+			return err
+		}
+		if err := r.next(func(rows *sql.Rows) error { found = true; return rows.Scan(&packed) }); err != nil {
+			return err
+		}
+		return r.next(func(rows *sql.Rows) error {
+			var it adapter.UndoItem
+			var oid, cur, prev int64
+			var curMD5, undoneMD5 sql.NullString
+			if err := rows.Scan(&oid, &cur, &curMD5, &undoneMD5, &prev, &it.PrevState); err != nil {
+				return err
+			}
+			it.OID, it.CurrentTID, it.PrevTID = uint64(oid), uint64(cur), uint64(prev)
+			if curMD5.Valid {
+				it.CurrentMD5 = []byte(curMD5.String)
+			}
+			if undoneMD5.Valid {
+				it.UndoneMD5 = []byte(undoneMD5.String)
+			}
+			items = append(items, it)
+			return nil
+		})
+	})
+	if err != nil {
+		// The release at the end of the script did not run.
+		if locked.Int64 == 1 && c.conn != nil {
+			if rerr := c.exec(context.Background(), sqlPackRelease); rerr != nil {
+				c.discard()
+			}
+		}
+		return nil, false, c.d.wrap(err)
+	}
+	if locked.Int64 != 1 {
+		return nil, false, errors.New("a pack or undo operation is in progress")
+	}
+	if !found || packed {
+		return nil, false, nil
+	}
+	return items, true, nil
+}
+
+func (c *storeConn) Close() error {
+	c.moved = nil
+	c.release()
+	return nil
+}
+
+// batcher splits statements into scripts that each fit in one query.
+type batcher struct {
+	limit   int
+	scripts []*script
+	cur     *script
+}
+
+func (b *batcher) room(size int) *script {
+	if b.cur == nil || (!b.cur.empty() && b.cur.size+size+2 > b.limit) {
+		b.cur = &script{}
+		b.scripts = append(b.scripts, b.cur)
+	}
+	return b.cur
+}
+
+// statement adds a whole statement.
+func (b *batcher) statement(stmt string, args ...any) {
+	size := len(stmt)
+	for _, a := range args {
+		size += paramLen(a)
+	}
+	b.room(size).add(stmt, args...)
+}
+
+// rows starts a multi-row statement: head, then rows separated by commas, then tail.
+func (b *batcher) rows(head, tail string) *rowStatement {
+	return &rowStatement{b: b, head: head, tail: tail}
+}
+
+func (b *batcher) done() []*script { return b.scripts }
+
+// rowStatement accumulates the rows of one INSERT, starting a new INSERT
+// when the next row would make the query too long.
+type rowStatement struct {
+	b          *batcher
+	head, tail string
+	text       []byte
+	args       []any
+	size       int
+}
+
+func (r *rowStatement) row(values string, args ...any) {
+	size := len(values) + 2
+	for _, a := range args {
+		size += paramLen(a)
+	}
+	if len(r.args) > 0 && len(r.head)+r.size+size+len(r.tail)+2 > r.b.limit-r.used() {
+		r.end()
+	}
+	if len(r.args) > 0 {
+		r.text = append(r.text, ", "...)
+	}
+	r.text = append(r.text, values...)
+	r.args = append(r.args, args...)
+	r.size += size
+}
+
+// used is what the current script already holds, if this statement would join it.
+func (r *rowStatement) used() int {
+	if r.b.cur == nil {
+		return 0
+	}
+	return r.b.cur.size
+}
+
+func (r *rowStatement) end() {
+	if len(r.args) == 0 {
+		return
+	}
+	stmt := r.head + string(r.text) + r.tail
+	b := r.b
+	b.room(len(r.head) + r.size + len(r.tail)).add(stmt, r.args...)
+	r.text, r.args, r.size = r.text[:0], nil, 0
+}
