@@ -95,7 +95,76 @@ class PostgreSQLDatabase(Database):
         return RelStorage(PostgreSQLAdapter(dsn=location, options=opts), options=opts)
 
 
+MYSQL_URI = os.environ.get('GORELSTORAGE_MYSQL_URI', '')
+
+
+def mysql_params(uri):
+    """MySQLdb keywords from a ``gomysql://user:password@host:port/db`` URI."""
+    from urllib.parse import unquote
+    from urllib.parse import urlsplit
+    parts = urlsplit(uri)
+    return {'host': parts.hostname, 'port': parts.port, 'user': unquote(parts.username),
+            'passwd': unquote(parts.password), 'db': parts.path[1:]}
+
+
+def mysql_connect(uri, **kw):
+    import pymysql
+    params = mysql_params(uri)
+    return pymysql.connect(host=params['host'], port=params['port'], user=params['user'],
+                           password=params['passwd'], database=params['db'], autocommit=True, **kw)
+
+
+def zap_mysql(uri):
+    """Drop and recreate the database (RelStorage's procedures go with it)."""
+    params = mysql_params(uri)
+    import pymysql
+    conn = pymysql.connect(host=params['host'], port=params['port'], user=params['user'],
+                           password=params['passwd'], autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute('DROP DATABASE IF EXISTS `%s`' % params['db'])
+            cur.execute('CREATE DATABASE `%s`' % params['db'])
+    finally:
+        conn.close()
+
+
+class MySQLDatabase(Database):
+    """The test server scripts/mariadb-server starts: databases gorelstorage[2][_hf]."""
+    name = 'mysql'
+    skip_reason = None if MYSQL_URI else (
+        'GORELSTORAGE_MYSQL_URI is not set: no MySQL/MariaDB server to test against (scripts/test starts one)')
+
+    def __init__(self, workdir):
+        super().__init__(workdir)
+        self._fresh = set()
+
+    def location(self, keep_history, label='main'):
+        name = {'main': 'gorelstorage', 'dst': 'gorelstorage2', 'second': 'gorelstorage2'}[label]
+        name += '' if keep_history else '_hf'
+        uri = MYSQL_URI.rsplit('/', 1)[0] + '/' + name
+        if uri not in self._fresh:
+            self._fresh.add(uri)
+            zap_mysql(uri)
+        return uri
+
+    @staticmethod
+    def open_go(location, keep_history, **options):
+        return gorelstorage.GoRelStorage(gorelstorage.MySQL(**mysql_params(location)),
+                                         keep_history=keep_history, **options)
+
+    @staticmethod
+    def open_relstorage(location, keep_history, **options):
+        import relstorage_mariadb
+        relstorage_mariadb.apply()
+        from relstorage.adapters.mysql import MySQLAdapter
+        from relstorage.options import Options
+        from relstorage.storage import RelStorage
+        opts = Options(keep_history=keep_history, **options)
+        return RelStorage(MySQLAdapter(options=opts, **mysql_params(location)), options=opts)
+
+
 DATABASES = {
     'sqlite': SQLiteDatabase,
     'postgresql': PostgreSQLDatabase,
+    'mysql': MySQLDatabase,
 }

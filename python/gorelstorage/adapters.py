@@ -63,3 +63,59 @@ class PostgreSQL:
 
     def __repr__(self):
         return 'PostgreSQL(%r)' % hide_password(self._dsn)
+
+
+# RelStorage's MySQL driver names; GoRelStorage always talks to the server through go-sql-driver/mysql.
+MYSQL_DRIVERS = ('auto', 'mysqlclient', 'gevent mysqlclient', 'PyMySQL', 'C MySQL Connector/Python',
+                 'Py MySQL Connector/Python', 'go-sql-driver')
+
+
+class MySQL:
+    """A MySQL 8.0+ or MariaDB 10.3+ database (RelStorage's ``<mysql>``), named by
+    MySQLdb's ``connect()`` keywords: ``MySQL(host='db', user='zodb', passwd='...', db='zodb')``.
+
+    ``password`` and ``database`` are accepted for ``passwd`` and ``db``, as MySQLdb does.
+    ``read_default_file``/``read_default_group`` read an option file's ``[client]`` and named
+    groups; the keywords given here win over it."""
+
+    engine_name = 'mysql'
+    _STRINGS = ('host', 'user', 'passwd', 'db', 'unix_socket', 'init_command',
+                'read_default_file', 'read_default_group')
+    _INTS = ('port', 'connect_timeout')
+    _ALIASES = {'password': 'passwd', 'database': 'db'}
+
+    def __init__(self, driver='auto', compress=False, named_pipe=False, **params):
+        if driver not in MYSQL_DRIVERS:
+            raise ConfigurationError('mysql driver %r is not available; use one of %s'
+                                     % (driver, ', '.join(MYSQL_DRIVERS)))
+        if named_pipe:
+            raise ConfigurationError('mysql named_pipe is for Windows servers; '
+                                     'connect with host/port or unix_socket')
+        self.driver = driver
+        self.compress = bool(compress)
+        self._params = {}
+        for key, value in params.items():
+            key = self._ALIASES.get(key, key)
+            if value is None:
+                continue
+            if key in self._STRINGS:
+                if not isinstance(value, str):
+                    raise ConfigurationError('mysql %s must be a string, not %r' % (key, type(value).__name__))
+            elif key in self._INTS:
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ConfigurationError('mysql %s must be a non-negative integer, not %r' % (key, value))
+            else:
+                raise ConfigurationError(
+                    'mysql: unknown or unsupported keyword %r; GoRelStorage takes %s'
+                    % (key, ', '.join(self._STRINGS + self._INTS + ('compress',))))
+            self._params[key] = value
+        if not self._params.get('db') and not self._params.get('read_default_file') \
+                and not self._params.get('read_default_group'):
+            raise ConfigurationError('mysql: no database given (db)')
+
+    def engine_dict(self):
+        return dict(self._params, compress=self.compress, driver=self.driver)
+
+    def __repr__(self):
+        shown = ', '.join('%s=%r' % (k, v) for k, v in sorted(self._params.items()) if k != 'passwd')
+        return 'MySQL(%s)' % shown

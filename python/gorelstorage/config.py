@@ -2,6 +2,7 @@
 from ZODB.config import BaseConfig
 
 from ._native import ConfigurationError
+from .adapters import MySQL
 from .adapters import PostgreSQL
 from .adapters import SQLite3
 from .storage import GoRelStorage
@@ -53,3 +54,13 @@ class PostgreSQLAdapterFactory(BaseConfig):
     def create(self):
         config = self.config
         return PostgreSQL(config.dsn, driver=config.driver)
+
+
+class MySQLAdapterFactory(BaseConfig):
+    """The <gomysql> section: RelStorage's <mysql> keys (MySQLdb's connect() keywords)."""
+
+    def create(self):
+        config = self.config
+        params = {key: getattr(config, key) for key in MySQL._STRINGS + MySQL._INTS}
+        return MySQL(driver=config.driver, compress=bool(config.compress),
+                     named_pipe=bool(config.named_pipe), **params)

@@ -1,5 +1,6 @@
 """zodburi resolvers: ``gosqlite://?data_dir=/path&keep_history=false``,
-``gopostgres://user:password@host:5432/dbname?connect_timeout=10``.
+``gopostgres://user:password@host:5432/dbname?connect_timeout=10``,
+``gomysql://user:password@host:3306/dbname?connect_timeout=10``.
 
 Query arguments take RelStorage's option names; those this resolver does not
 consume go back to zodburi as database keywords (database_name,
@@ -10,6 +11,7 @@ from urllib.parse import unquote
 from urllib.parse import urlsplit
 
 from ._native import ConfigurationError
+from .adapters import MySQL
 from .adapters import PostgreSQL
 from .adapters import SQLite3
 from .options import IGNORED
@@ -20,7 +22,11 @@ from .storage import GoRelStorage
 _BOOLS = {'read_only', 'keep_history', 'create_schema', 'shared_blob_dir', 'pack_gc', 'pack_prepack_only',
           'pack_skip_prepack', 'revert_when_stale', 'blob_cache_size_check_external', 'demostorage'}
 # Query arguments that describe the database, not the storage.
-_ADAPTER_ARGS = {'data_dir', 'connect_timeout', 'ssl_mode', 'sslmode', 'driver'}
+_SQLITE_ARGS = {'data_dir'}
+_POSTGRES_ARGS = {'connect_timeout', 'ssl_mode', 'sslmode', 'driver'}
+_MYSQL_ARGS = {'connect_timeout', 'driver', 'unix_socket', 'init_command', 'read_default_file',
+               'read_default_group', 'compress', 'named_pipe', 'client_flag', 'load_infile'}
+_ADAPTER_ARGS = _SQLITE_ARGS | _POSTGRES_ARGS | _MYSQL_ARGS
 _TRUE = {'1', 'true', 'yes', 'on'}
 _FALSE = {'0', 'false', 'no', 'off', ''}
 
@@ -62,10 +68,21 @@ def _factory(adapter, options):
     return factory
 
 
+def _refuse_others(scheme, args, allowed):
+    for key in sorted(set(args) - allowed):
+        raise ConfigurationError('%s URIs take no %s' % (scheme, key))
+
+
+def _int_arg(args, key):
+    try:
+        return int(args[key])
+    except ValueError:
+        raise ConfigurationError('query argument %s must be an integer, not %r' % (key, args[key])) from None
+
+
 def sqlite_resolver(uri):
     path, options, args, leftover = _split(uri)
-    for key in sorted(set(args) - {'data_dir'}):
-        raise ConfigurationError('gosqlite URIs take no %s' % key)
+    _refuse_others('gosqlite', args, _SQLITE_ARGS)
     data_dir = args.get('data_dir') or path
     if not data_dir:
         raise ConfigurationError('gosqlite URI needs a data directory: gosqlite://?data_dir=/path/to/dir')
@@ -88,15 +105,35 @@ def postgres_resolver(uri):
                        ('port', parts.port)):
         if value:
             dsn.append('%s=%s' % (key, _dsn_value(value)))
+    _refuse_others('gopostgres', args, _POSTGRES_ARGS)
     if 'connect_timeout' in args:
-        try:
-            dsn.append('connect_timeout=%d' % int(args['connect_timeout']))
-        except ValueError:
-            raise ConfigurationError('query argument connect_timeout must be an integer, not %r'
-                                     % (args['connect_timeout'],)) from None
+        dsn.append('connect_timeout=%d' % _int_arg(args, 'connect_timeout'))
     ssl_mode = args.get('ssl_mode') or args.get('sslmode')
     if ssl_mode:
         dsn.append('sslmode=%s' % _dsn_value(ssl_mode))
-    if 'data_dir' in args:
-        raise ConfigurationError('gopostgres URIs take no data_dir')
     return _factory(PostgreSQL(' '.join(dsn), driver=args.get('driver', 'auto')), options), leftover
+
+
+def mysql_resolver(uri):
+    """``gomysql://user:password@host:port/db?...``, as RelStorage's ``mysql://``: the URL's
+    parts and MySQLdb's keywords (``connect_timeout``, ``unix_socket``, ...) as query arguments."""
+    parts = urlsplit(uri)
+    _path, options, args, leftover = _split(uri)
+    _refuse_others('gomysql', args, _MYSQL_ARGS)
+    for key in ('client_flag', 'load_infile'):
+        if key in args:
+            raise ConfigurationError('gomysql: %s is not supported by GoRelStorage' % key)
+    try:
+        port = parts.port
+    except ValueError as e:
+        raise ConfigurationError('gomysql URI: %s' % e) from None
+    params = {'db': unquote(parts.path[1:]), 'user': unquote(parts.username or ''),
+              'passwd': unquote(parts.password or ''), 'host': parts.hostname or '', 'port': port}
+    params = {k: v for k, v in params.items() if v}
+    for key in ('unix_socket', 'init_command', 'read_default_file', 'read_default_group'):
+        if key in args:
+            params[key] = args[key]
+    if 'connect_timeout' in args:
+        params['connect_timeout'] = _int_arg(args, 'connect_timeout')
+    flags = {key: bool(_int_arg(args, key)) for key in ('compress', 'named_pipe') if key in args}
+    return _factory(MySQL(driver=args.get('driver', 'auto'), **flags, **params), options), leftover

@@ -60,7 +60,7 @@ type Options struct {
 // Drivers RelStorage knows for MySQL. Any of them (or "auto") selects go-sql-driver.
 var knownDrivers = map[string]bool{"": true, "auto": true, "go-sql-driver": true,
 	"mysqlclient": true, "gevent mysqlclient": true, "PyMySQL": true, "C MySQL Connector/Python": true,
-	"Py MySQL Connector/Python": true, "MySQLdb": true, "pymysql": true}
+	"Py MySQL Connector/Python": true}
 
 // defaultConnectTimeout bounds a connection attempt when none is configured.
 const defaultConnectTimeout = 15 * time.Second
