@@ -165,13 +165,20 @@ func config(o Options) (*mysql.Config, error) {
 	return cfg, nil
 }
 
-func open(ctx context.Context, s adapter.Settings, o Options, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (*dialect, error) {
+// open opens the dialect; countRoundTrip, when set (tests), is called once per round trip.
+func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip func()) (*dialect, error) {
 	cfg, err := config(o)
 	if err != nil {
 		return nil, err
 	}
-	if dial != nil {
-		cfg.DialFunc = dial
+	if countRoundTrip != nil {
+		cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return adapter.CountRoundTrips(c, countRoundTrip), nil
+		}
 	}
 	d := &dialect{settings: s, password: cfg.Passwd}
 	where := cfg.Addr
@@ -461,4 +468,3 @@ func (d *dialect) wrap(err error) error {
 	}
 	return adapter.Scrubbed{Err: err, Password: d.password}
 }
-

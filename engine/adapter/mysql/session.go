@@ -73,9 +73,9 @@ type session struct {
 	db      *sql.DB
 	conn    *sql.Conn // nil after a broken connection was discarded: the next query takes another
 	closed  bool      // released to the pool for good
-	begin   string // START TRANSACTION with its characteristics
-	pending bool   // the transaction has begun; START TRANSACTION goes out with the next query
-	inTxn   bool   // START TRANSACTION was sent
+	begin   string    // START TRANSACTION with its characteristics
+	pending bool      // the transaction has begun; START TRANSACTION goes out with the next query
+	inTxn   bool      // START TRANSACTION was sent
 }
 
 // query sends s, with START TRANSACTION first when it is pending, and hands

@@ -342,6 +342,6 @@ func (r *rowStatement) end() {
 	}
 	stmt := r.head + string(r.text) + r.tail
 	b := r.b
-	b.room(len(r.head) + r.size + len(r.tail)).add(stmt, r.args...)
+	b.room(len(r.head)+r.size+len(r.tail)).add(stmt, r.args...)
 	r.text, r.args, r.size = r.text[:0], nil, 0
 }

@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -95,7 +94,7 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 			if err != nil {
 				return nil, err
 			}
-			return &countingConn{Conn: c, count: countRoundTrip}, nil
+			return adapter.CountRoundTrips(c, countRoundTrip), nil
 		}
 	}
 	d.load = pool{d: d, config: base.Copy()}
@@ -270,7 +269,6 @@ func (d *dialect) wrap(c *pgx.Conn, err error) error {
 	return adapter.Scrubbed{Err: err, Password: d.password}
 }
 
-
 // passwordOf finds a password in a DSN that failed to parse, so the parse
 // error can be scrubbed of it.
 func passwordOf(dsn string) string {
@@ -297,33 +295,4 @@ func passwordOf(dsn string) string {
 		}
 	}
 	return ""
-}
-
-// countingConn counts round trips: each write that follows a read (or the
-// first write) sends a new request the client will wait for.
-type countingConn struct {
-	net.Conn
-	count func()
-	mu    sync.Mutex
-	sent  bool // written since the last read
-}
-
-func (c *countingConn) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	if !c.sent {
-		c.sent = true
-		c.count()
-	}
-	c.mu.Unlock()
-	return c.Conn.Write(b)
-}
-
-func (c *countingConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if n > 0 {
-		c.mu.Lock()
-		c.sent = false
-		c.mu.Unlock()
-	}
-	return n, err
 }

@@ -1,0 +1,161 @@
+package mysql
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gorelstorage/gorelstorage/engine"
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
+)
+
+func TestServerVersionsAndTheirSyntax(t *testing.T) {
+	maria, err := parseServer("10.11.6-MariaDB-0+deb12u1")
+	require.NoError(t, err)
+	require.True(t, maria.mariaDB)
+	require.Equal(t, "LOCK IN SHARE MODE NOWAIT", maria.shareNowait())
+	require.Equal(t, "VALUES(tid)", maria.newValue("tid"))
+	require.Equal(t, "", maria.rowAlias())
+
+	my8, err := parseServer("8.0.36")
+	require.NoError(t, err)
+	require.Equal(t, "FOR SHARE NOWAIT", my8.shareNowait())
+	require.Equal(t, "new.tid", my8.newValue("tid"))
+	require.Equal(t, " AS new", my8.rowAlias())
+
+	my80, err := parseServer("8.0.18-log")
+	require.NoError(t, err)
+	require.Equal(t, "VALUES(tid)", my80.newValue("tid"), "row aliases came in 8.0.19")
+
+	_, err = parseServer("5.7.44")
+	require.ErrorContains(t, err, "MySQL 5.7.44 is too old")
+	_, err = parseServer("10.2.44-MariaDB")
+	require.ErrorContains(t, err, "MariaDB 10.2.44-MariaDB is too old")
+	_, err = parseServer("banana")
+	require.ErrorContains(t, err, `cannot read the server version "banana"`)
+}
+
+func TestLiteralLengthBoundsTheEscapedState(t *testing.T) {
+	require.Equal(t, 4, literalLen(nil))
+	require.Equal(t, len("_binary'abc'"), literalLen([]byte("abc")))
+	require.Equal(t, len(`_binary'\0\'\"\\\n\r\Z'`), literalLen([]byte("\x00'\"\\\n\r\x1a")))
+}
+
+// The writes of a commit too large for one query are split into queries
+// that each fit, every state in one piece, in order.
+func TestBatcherSplitsRowsIntoQueriesThatFit(t *testing.T) {
+	b := &batcher{limit: 10000}
+	b.statement("INSERT INTO transaction VALUES (?)", int64(1))
+	ins := b.rows("INSERT INTO t (a, b) VALUES ", " ON DUPLICATE KEY UPDATE b = VALUES(b)")
+	for i := range 30 {
+		ins.row("(?, ?)", int64(i), bytes.Repeat([]byte{'x'}, 1000))
+	}
+	ins.end()
+	scripts := b.done()
+	require.Greater(t, len(scripts), 2)
+	rows := 0
+	for _, s := range scripts {
+		require.LessOrEqual(t, s.size, 10000)
+		text := s.text.String()
+		rows += strings.Count(text, "(?, ?)")
+		require.Equal(t, strings.Count(text, "?"), len(s.args))
+		for _, stmt := range strings.Split(text, ";\n") {
+			if strings.HasPrefix(stmt, "INSERT INTO t ") {
+				require.True(t, strings.HasSuffix(stmt, " ON DUPLICATE KEY UPDATE b = VALUES(b)"), stmt)
+			}
+		}
+	}
+	require.Equal(t, 30, rows)
+	require.True(t, strings.HasPrefix(scripts[0].text.String(), "INSERT INTO transaction"))
+}
+
+func TestOptionFileGivesDefaultsTheKeysOverride(t *testing.T) {
+	dir := t.TempDir()
+	inc := filepath.Join(dir, "more.cnf")
+	require.NoError(t, os.WriteFile(inc, []byte("[zodb]\nport = 3310\n"), 0o600))
+	path := filepath.Join(dir, "my.cnf")
+	require.NoError(t, os.WriteFile(path, []byte(`# comment
+[client]
+host = db.example.com
+user = "fromfile"
+password = 's3cret'
+[mysqld]
+port = 9999
+[zodb]
+database = zodb
+connect-timeout = 7
+!include `+inc+"\n"), 0o600))
+	o, err := config(Options{ReadDefaultFile: path, ReadDefaultGroup: "zodb", User: "given"})
+	require.NoError(t, err)
+	require.Equal(t, "given", o.User)
+	require.Equal(t, "s3cret", o.Passwd)
+	require.Equal(t, "zodb", o.DBName)
+	require.Equal(t, "db.example.com:3310", o.Addr)
+	require.Equal(t, "7s", o.Timeout.String())
+
+	_, err = config(Options{ReadDefaultFile: filepath.Join(dir, "missing.cnf")})
+	require.ErrorContains(t, err, "missing.cnf")
+}
+
+func TestBadOptionsAreRefusedByName(t *testing.T) {
+	_, err := config(Options{})
+	require.ErrorContains(t, err, "no database given (db)")
+	_, err = config(Options{DB: "x", Port: 70000})
+	require.ErrorContains(t, err, "port 70000 is out of range")
+	_, err = config(Options{DB: "x", Driver: "oracle"})
+	require.ErrorContains(t, err, `mysql driver "oracle" is not available`)
+	_, err = Open(context.Background(), adapter.Settings{Options: json.RawMessage(`{"db": "x", "colour": "red"}`)})
+	require.ErrorContains(t, err, `unknown field "colour"`)
+}
+
+// Commits larger than max_allowed_packet are split over several queries and
+// still land whole; states full of bytes that need escaping round-trip.
+func TestLargeCommitsAreSplitAndLandWhole(t *testing.T) {
+	opts := testOptions(t)
+	ctx := context.Background()
+	zap(t, opts)
+	raw, _ := json.Marshal(opts)
+	o := engine.DefaultOptions()
+	o.Adapter, o.AdapterOptions = "mysql", raw
+	s, err := engine.Open(ctx, o)
+	require.NoError(t, err)
+	defer s.Close()
+	in, err := s.NewInstance()
+	require.NoError(t, err)
+	defer in.Release()
+	_, _, err = in.Poll(ctx)
+	require.NoError(t, err)
+
+	nasty := bytes.Repeat([]byte("\x00'\"\\\n\r\x1az"), 1<<17) // 1 MiB, 7/8 of it escaped
+	states := map[uint64][]byte{}
+	require.NoError(t, in.Begin(engine.TxnMeta{}, 0, false))
+	for range 40 { // 40 MiB, escaped about 75 MiB: several queries at the default 16 MiB
+		oid, err := s.NewOID(ctx)
+		require.NoError(t, err)
+		st := append([]byte{byte(oid)}, nasty...)
+		states[oid] = st
+		require.NoError(t, in.Store(oid, 0, st))
+	}
+	_, err = in.Vote(ctx)
+	require.NoError(t, err)
+	_, err = in.FinishLock(ctx)
+	require.NoError(t, err)
+	require.NoError(t, in.FinishCommit(ctx))
+
+	reader, err := s.NewInstance()
+	require.NoError(t, err)
+	defer reader.Release()
+	_, _, err = reader.Poll(ctx)
+	require.NoError(t, err)
+	for oid, want := range states {
+		got, _, err := reader.Load(ctx, oid)
+		require.NoError(t, err)
+		require.True(t, bytes.Equal(want, got), "oid %d", oid)
+	}
+}
