@@ -20,19 +20,20 @@ _applied = False
 
 
 def apply():
+    """Correct RelStorage's MySQL adapter, and only it (other adapters share
+    the generic script runner)."""
     global _applied
     if _applied:
         return
     _applied = True
+    from relstorage.adapters.mysql import adapter
     from relstorage.adapters.mysql import schema
-    from relstorage.adapters import scriptrunner
 
     schema.MySQLVersionDetector.requires_values_upsert_alias = lambda self, cursor: False
     schema.MySQLVersionDetector.supports_nowait = lambda self, cursor: False
 
-    run = scriptrunner.ScriptRunner.run_script_stmt
-
-    def run_script_stmt(self, cursor, generic_stmt, generic_params=()):
-        generic_stmt = generic_stmt.replace('\nREFERENCES "transaction"', '')
-        return run(self, cursor, generic_stmt, generic_params)
-    scriptrunner.ScriptRunner.run_script_stmt = run_script_stmt
+    class MariaDBScriptRunner(adapter.ScriptRunner):
+        def run_script_stmt(self, cursor, generic_stmt, generic_params=()):
+            generic_stmt = generic_stmt.replace('\nREFERENCES "transaction"', '')
+            return super().run_script_stmt(cursor, generic_stmt, generic_params)
+    adapter.ScriptRunner = MariaDBScriptRunner

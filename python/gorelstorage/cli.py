@@ -20,11 +20,14 @@ def demo(args):
 
     workdir = None
     data_dir = args.data_dir
-    if data_dir is None and not args.postgresql:
+    if data_dir is None and not args.postgresql and not args.mysql:
         workdir = tempfile.mkdtemp(prefix='gorelstorage-demo-')
         data_dir = os.path.join(workdir, 'data')
 
     def adapter():
+        if args.mysql:
+            from .zodburi import mysql_adapter
+            return mysql_adapter(args.mysql)[0]
         return PostgreSQL(args.postgresql) if args.postgresql else SQLite3(data_dir)
     try:
         storage = GoRelStorage(adapter(), keep_history=not args.history_free)
@@ -83,6 +86,8 @@ def main(argv=None):
     p.add_argument('--data-dir', help='SQLite data directory (default: a temporary one, removed afterwards)')
     p.add_argument('--postgresql', metavar='DSN',
                    help='use this PostgreSQL database instead of SQLite (libpq DSN or postgresql:// URL)')
+    p.add_argument('--mysql', metavar='URI',
+                   help='use this MySQL/MariaDB database instead of SQLite (gomysql://user:password@host:port/db)')
     p.add_argument('--objects', type=int, default=5000)
     p.add_argument('--transactions', type=int, default=10)
     p.add_argument('--history-free', action='store_true')

@@ -114,9 +114,9 @@ def postgres_resolver(uri):
     return _factory(PostgreSQL(' '.join(dsn), driver=args.get('driver', 'auto')), options), leftover
 
 
-def mysql_resolver(uri):
-    """``gomysql://user:password@host:port/db?...``, as RelStorage's ``mysql://``: the URL's
-    parts and MySQLdb's keywords (``connect_timeout``, ``unix_socket``, ...) as query arguments."""
+def mysql_adapter(uri):
+    """The MySQL adapter a ``gomysql://user:password@host:port/db?...`` URI names, and the
+    URI's other query arguments (storage options, database keywords)."""
     parts = urlsplit(uri)
     _path, options, args, leftover = _split(uri)
     _refuse_others('gomysql', args, _MYSQL_ARGS)
@@ -136,4 +136,11 @@ def mysql_resolver(uri):
     if 'connect_timeout' in args:
         params['connect_timeout'] = _int_arg(args, 'connect_timeout')
     flags = {key: bool(_int_arg(args, key)) for key in ('compress', 'named_pipe') if key in args}
-    return _factory(MySQL(driver=args.get('driver', 'auto'), **flags, **params), options), leftover
+    return MySQL(driver=args.get('driver', 'auto'), **flags, **params), options, leftover
+
+
+def mysql_resolver(uri):
+    """``gomysql://user:password@host:port/db?...``, as RelStorage's ``mysql://``: the URL's
+    parts and MySQLdb's keywords (``connect_timeout``, ``unix_socket``, ...) as query arguments."""
+    adapter, options, leftover = mysql_adapter(uri)
+    return _factory(adapter, options), leftover

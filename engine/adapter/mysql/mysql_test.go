@@ -3,11 +3,14 @@ package mysql
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -158,4 +161,83 @@ func TestLargeCommitsAreSplitAndLandWhole(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, bytes.Equal(want, got), "oid %d", oid)
 	}
+}
+
+// When InnoDB breaks a deadlock by rolling back our vote, the vote fails
+// with a conflict error (retryable), and the next attempt commits.
+func TestDeadlockVictimGetsARetryableConflict(t *testing.T) {
+	opts := testOptions(t)
+	ctx := context.Background()
+	zap(t, opts)
+	raw, _ := json.Marshal(opts)
+	o := engine.DefaultOptions()
+	o.Adapter, o.AdapterOptions, o.CommitLockTimeout = "mysql", raw, 20
+	s, err := engine.Open(ctx, o)
+	require.NoError(t, err)
+	defer s.Close()
+	in, err := s.NewInstance()
+	require.NoError(t, err)
+	defer in.Release()
+	_, _, err = in.Poll(ctx)
+	require.NoError(t, err)
+	a, err := s.NewOID(ctx)
+	require.NoError(t, err)
+	b := a + 1
+	// commit votes and takes the commit lock; the caller commits.
+	commit := func(serialA, serialB uint64) error {
+		require.NoError(t, in.Begin(engine.TxnMeta{}, 0, false))
+		require.NoError(t, in.Store(a, serialA, []byte("a")))
+		require.NoError(t, in.Store(b, serialB, []byte("b")))
+		if _, err := in.Vote(ctx); err != nil {
+			in.Abort()
+			return err
+		}
+		_, err := in.FinishLock(ctx)
+		if err != nil {
+			in.Abort()
+		}
+		return err
+	}
+	err = commit(0, 0)
+	require.NoError(t, err)
+	require.NoError(t, in.FinishCommit(ctx))
+	_, _, err = in.Poll(ctx)
+	require.NoError(t, err)
+	_, serial, err := in.Load(ctx, a)
+	require.NoError(t, err)
+
+	// Another session writes (so InnoDB prefers to keep it), holds b, then wants a.
+	cfg, err := config(opts)
+	require.NoError(t, err)
+	db, err := sql.Open("mysql", cfg.FormatDSN())
+	require.NoError(t, err)
+	defer db.Close()
+	other, err := db.Conn(ctx)
+	require.NoError(t, err)
+	defer other.Close()
+	for _, stmt := range []string{"START TRANSACTION", "INSERT INTO pack_state_tid VALUES (1), (2), (3), (4)",
+		"SELECT zoid FROM current_object WHERE zoid = " + strconv.FormatUint(b, 10) + " FOR UPDATE"} {
+		_, err := other.ExecContext(ctx, stmt)
+		require.NoError(t, err)
+	}
+	voted := make(chan error, 1)
+	go func() { voted <- commit(serial, serial) }()
+	// Wait until our vote holds a and waits for b.
+	require.Eventually(t, func() bool {
+		var waiting int
+		err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.innodb_trx
+			WHERE trx_state = 'LOCK WAIT'`).Scan(&waiting)
+		return err == nil && waiting == 1
+	}, 10*time.Second, 10*time.Millisecond)
+	_, otherErr := other.ExecContext(ctx, "SELECT zoid FROM current_object WHERE zoid = "+strconv.FormatUint(a, 10)+" FOR UPDATE")
+	err = <-voted
+	require.NoError(t, otherErr, "InnoDB rolled back the other session instead of ours")
+	require.Error(t, err)
+	require.Equal(t, engine.KindConflict, engine.KindOf(err), "%v", err)
+	require.ErrorContains(t, err, "Deadlock")
+	_, err = other.ExecContext(ctx, "ROLLBACK")
+	require.NoError(t, err)
+
+	require.NoError(t, commit(serial, serial))
+	require.NoError(t, in.FinishCommit(ctx))
 }
