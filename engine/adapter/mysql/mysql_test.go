@@ -225,8 +225,9 @@ func TestDeadlockVictimGetsARetryableConflict(t *testing.T) {
 	// Wait until our vote holds a and waits for b.
 	require.Eventually(t, func() bool {
 		var waiting int
-		err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.innodb_trx
-			WHERE trx_state = 'LOCK WAIT'`).Scan(&waiting)
+		err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.innodb_trx t
+			JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id
+			WHERE t.trx_state = 'LOCK WAIT' AND p.db = ?`, opts.DB).Scan(&waiting)
 		return err == nil && waiting == 1
 	}, 10*time.Second, 10*time.Millisecond)
 	_, otherErr := other.ExecContext(ctx, "SELECT zoid FROM current_object WHERE zoid = "+strconv.FormatUint(a, 10)+" FOR UPDATE")
