@@ -222,12 +222,13 @@ func TestDeadlockVictimGetsARetryableConflict(t *testing.T) {
 	}
 	voted := make(chan error, 1)
 	go func() { voted <- commit(serial, serial) }()
-	// Wait until our vote holds a and waits for b.
+	// Wait until our vote holds a and waits for b: the only lock wait on this table.
+	table := "`" + opts.DB + "`.`current_object`"
 	require.Eventually(t, func() bool {
 		var waiting int
-		err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.innodb_trx t
-			JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id
-			WHERE t.trx_state = 'LOCK WAIT' AND p.db = ?`, opts.DB).Scan(&waiting)
+		err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.innodb_lock_waits w
+			JOIN information_schema.innodb_locks l ON l.lock_id = w.requested_lock_id
+			WHERE l.lock_table = ?`, table).Scan(&waiting)
 		return err == nil && waiting == 1
 	}, 10*time.Second, 10*time.Millisecond)
 	_, otherErr := other.ExecContext(ctx, "SELECT zoid FROM current_object WHERE zoid = "+strconv.FormatUint(a, 10)+" FOR UPDATE")
