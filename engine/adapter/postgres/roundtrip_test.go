@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"regexp"
 	"sync/atomic"
@@ -12,8 +11,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/gorelstorage/gorelstorage/engine"
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/dialecttest"
 )
 
 var roundTrips atomic.Int64
@@ -46,93 +45,9 @@ func zap(t *testing.T, dsn string) {
 	require.NoError(t, err)
 }
 
-// counted returns how many round trips fn took.
-func counted(fn func()) int64 {
-	before := roundTrips.Load()
-	fn()
-	return roundTrips.Load() - before
-}
-
 // TestRoundTrips counts what the server sees: a commit takes 3 round trips
-// whatever its size, a poll 1, a load 1, ending a snapshot 1.
+// whatever its size, a poll 1, a load 1, ending a snapshot 1, 16 OIDs 1.
 func TestRoundTrips(t *testing.T) {
 	dsn := testDSN(t)
-	ctx := context.Background()
-	for _, hp := range []bool{true, false} {
-		t.Run(map[bool]string{true: "hp", false: "hf"}[hp], func(t *testing.T) {
-			zap(t, dsn)
-			raw, _ := json.Marshal(Options{DSN: dsn})
-			o := engine.DefaultOptions()
-			o.Adapter, o.AdapterOptions, o.KeepHistory = "postgresql-counting", raw, hp
-			s, err := engine.Open(ctx, o)
-			require.NoError(t, err)
-			defer s.Close()
-			in, err := s.NewInstance()
-			require.NoError(t, err)
-			defer in.Release()
-
-			serials := map[uint64]uint64{}
-			commit := func(oids []uint64) {
-				require.NoError(t, in.Begin(engine.TxnMeta{User: []byte("u")}, 0, false))
-				for _, oid := range oids {
-					require.NoError(t, in.Store(oid, serials[oid], []byte(fmt.Sprintf("state of %d", oid))))
-				}
-				conflicts, err := in.Vote(ctx)
-				require.NoError(t, err)
-				require.Empty(t, conflicts)
-				tid, err := in.FinishLock(ctx)
-				require.NoError(t, err)
-				require.NoError(t, in.FinishCommit(ctx))
-				for _, oid := range oids {
-					serials[oid] = tid
-				}
-			}
-			newOIDs := func(n int) []uint64 {
-				out := make([]uint64, n)
-				for i := range out {
-					out[i], err = s.NewOID(ctx)
-					require.NoError(t, err)
-				}
-				return out
-			}
-			_, _, err = in.Poll(ctx)
-			require.NoError(t, err)
-			// Warm up: each statement is prepared on first use (one more round trip).
-			warm := newOIDs(2)
-			commit(warm)
-			commit(warm)
-
-			for _, n := range []int{1, 10, 100, 1000} {
-				oids := newOIDs(n)
-				require.Equal(t, int64(3), counted(func() { commit(oids) }), "commit of %d new objects", n)
-				require.Equal(t, int64(3), counted(func() { commit(oids) }), "commit of %d changed objects", n)
-			}
-
-			// Another instance's view: poll, load, end.
-			other, err := s.NewInstance()
-			require.NoError(t, err)
-			defer other.Release()
-			for range 2 { // the second poll prepares the poll statements
-				_, _, err = other.Poll(ctx)
-				require.NoError(t, err)
-				other.Sync()
-				commit(warm)
-			}
-			require.Equal(t, int64(1), counted(func() {
-				changed, all, err := other.Poll(ctx)
-				require.NoError(t, err)
-				require.False(t, all)
-				require.ElementsMatch(t, warm, changed)
-			}), "poll")
-			_, _, err = other.Load(ctx, warm[0]) // prepares the statement
-			require.NoError(t, err)
-			require.Equal(t, int64(1), counted(func() {
-				_, _, err := other.Load(ctx, warm[1])
-				require.NoError(t, err)
-			}), "load")
-			require.Equal(t, int64(1), counted(other.Sync), "end of snapshot")
-			// 16 OIDs per round trip.
-			require.Equal(t, int64(1), counted(func() { newOIDs(16) }), "new_oid x16")
-		})
-	}
+	dialecttest.RoundTrips(t, "postgresql-counting", Options{DSN: dsn}, func(t *testing.T) { zap(t, dsn) }, roundTrips.Load)
 }

@@ -1,0 +1,111 @@
+// Package dialecttest holds checks every server dialect's tests run against
+// a real database. Only tests import it.
+package dialecttest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gorelstorage/gorelstorage/engine"
+)
+
+// RoundTrips checks, in both history modes, that a commit of 1, 10, 100 and
+// 1000 objects (new, changed, or with readCurrent objects) takes 3 round
+// trips, and a poll, a load, the end of a snapshot and 16 new OIDs 1 each.
+// adapterName is a dialect registered to call count once per round trip;
+// zap empties the database before each mode.
+func RoundTrips(t *testing.T, adapterName string, options any, zap func(t *testing.T), count func() int64) {
+	ctx := context.Background()
+	counted := func(fn func()) int64 {
+		before := count()
+		fn()
+		return count() - before
+	}
+	for _, hp := range []bool{true, false} {
+		t.Run(map[bool]string{true: "hp", false: "hf"}[hp], func(t *testing.T) {
+			zap(t)
+			raw, err := json.Marshal(options)
+			require.NoError(t, err)
+			o := engine.DefaultOptions()
+			o.Adapter, o.AdapterOptions, o.KeepHistory = adapterName, raw, hp
+			s, err := engine.Open(ctx, o)
+			require.NoError(t, err)
+			defer s.Close()
+			in, err := s.NewInstance()
+			require.NoError(t, err)
+			defer in.Release()
+
+			serials := map[uint64]uint64{}
+			commit := func(oids []uint64, readCurrent ...uint64) {
+				require.NoError(t, in.Begin(engine.TxnMeta{User: []byte("u")}, 0, false))
+				for _, oid := range readCurrent {
+					require.NoError(t, in.CheckCurrent(oid, serials[oid]))
+				}
+				for _, oid := range oids {
+					require.NoError(t, in.Store(oid, serials[oid], []byte(fmt.Sprintf("state of %d", oid))))
+				}
+				conflicts, err := in.Vote(ctx)
+				require.NoError(t, err)
+				require.Empty(t, conflicts)
+				tid, err := in.FinishLock(ctx)
+				require.NoError(t, err)
+				require.NoError(t, in.FinishCommit(ctx))
+				for _, oid := range oids {
+					serials[oid] = tid
+				}
+			}
+			newOIDs := func(n int) []uint64 {
+				out := make([]uint64, n)
+				for i := range out {
+					out[i], err = s.NewOID(ctx)
+					require.NoError(t, err)
+				}
+				return out
+			}
+			_, _, err = in.Poll(ctx)
+			require.NoError(t, err)
+			// Warm up: connections open and statements are prepared on first use.
+			warm := newOIDs(3)
+			commit(warm)
+			commit(warm)
+			commit(warm[2:], warm[:2]...)
+
+			for _, n := range []int{1, 10, 100, 1000} {
+				oids := newOIDs(n)
+				require.Equal(t, int64(3), counted(func() { commit(oids) }), "commit of %d new objects", n)
+				require.Equal(t, int64(3), counted(func() { commit(oids) }), "commit of %d changed objects", n)
+				require.Equal(t, int64(3), counted(func() { commit(oids, warm...) }),
+					"commit of %d objects with %d readCurrent", n, len(warm))
+			}
+
+			// Another instance's view: poll, load, end.
+			other, err := s.NewInstance()
+			require.NoError(t, err)
+			defer other.Release()
+			for range 2 { // the second poll prepares the poll statements
+				_, _, err = other.Poll(ctx)
+				require.NoError(t, err)
+				other.Sync()
+				commit(warm)
+			}
+			require.Equal(t, int64(1), counted(func() {
+				changed, all, err := other.Poll(ctx)
+				require.NoError(t, err)
+				require.False(t, all)
+				require.ElementsMatch(t, warm, changed)
+			}), "poll")
+			_, _, err = other.Load(ctx, warm[0]) // prepares the statement
+			require.NoError(t, err)
+			require.Equal(t, int64(1), counted(func() {
+				_, _, err := other.Load(ctx, warm[1])
+				require.NoError(t, err)
+			}), "load")
+			require.Equal(t, int64(1), counted(other.Sync), "end of snapshot")
+			require.Equal(t, int64(1), counted(func() { newOIDs(16) }), "new_oid x16")
+		})
+	}
+}
