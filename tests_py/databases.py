@@ -63,11 +63,9 @@ def zap_postgresql(dsn):
         conn.close()
 
 
-class PostgreSQLDatabase(Database):
-    """The test server scripts/pg-server starts: databases gorelstorage[2][_hf]."""
-    name = 'postgresql'
-    skip_reason = None if PG_DSN else (
-        'GORELSTORAGE_PG_DSN is not set: no PostgreSQL server to test against (scripts/test starts one)')
+class ServerDatabase(Database):
+    """A database server with four test databases, gorelstorage[2][_hf]; subclasses
+    say how to address (``address``) and empty (``zap``) one of them."""
 
     def __init__(self, workdir):
         super().__init__(workdir)
@@ -75,12 +73,24 @@ class PostgreSQLDatabase(Database):
 
     def location(self, keep_history, label='main'):
         name = {'main': 'gorelstorage', 'dst': 'gorelstorage2', 'second': 'gorelstorage2'}[label]
-        name += '' if keep_history else '_hf'
-        dsn = re.sub(r'dbname=\S+', 'dbname=' + name, PG_DSN)
-        if dsn not in self._fresh:
-            self._fresh.add(dsn)
-            zap_postgresql(dsn)
-        return dsn
+        location = self.address(name + ('' if keep_history else '_hf'))
+        if location not in self._fresh:
+            self._fresh.add(location)
+            self.zap(location)
+        return location
+
+
+class PostgreSQLDatabase(ServerDatabase):
+    """The test server scripts/pg-server starts: databases gorelstorage[2][_hf]."""
+    name = 'postgresql'
+    skip_reason = None if PG_DSN else (
+        'GORELSTORAGE_PG_DSN is not set: no PostgreSQL server to test against (scripts/test starts one)')
+
+    @staticmethod
+    def address(name):
+        return re.sub(r'dbname=\S+', 'dbname=' + name, PG_DSN)
+
+    zap = staticmethod(zap_postgresql)
 
     @staticmethod
     def open_go(location, keep_history, **options):
@@ -128,24 +138,17 @@ def zap_mysql(uri):
         conn.close()
 
 
-class MySQLDatabase(Database):
+class MySQLDatabase(ServerDatabase):
     """The test server scripts/mariadb-server starts: databases gorelstorage[2][_hf]."""
     name = 'mysql'
     skip_reason = None if MYSQL_URI else (
         'GORELSTORAGE_MYSQL_URI is not set: no MySQL/MariaDB server to test against (scripts/test starts one)')
 
-    def __init__(self, workdir):
-        super().__init__(workdir)
-        self._fresh = set()
+    @staticmethod
+    def address(name):
+        return MYSQL_URI.rsplit('/', 1)[0] + '/' + name
 
-    def location(self, keep_history, label='main'):
-        name = {'main': 'gorelstorage', 'dst': 'gorelstorage2', 'second': 'gorelstorage2'}[label]
-        name += '' if keep_history else '_hf'
-        uri = MYSQL_URI.rsplit('/', 1)[0] + '/' + name
-        if uri not in self._fresh:
-            self._fresh.add(uri)
-            zap_mysql(uri)
-        return uri
+    zap = staticmethod(zap_mysql)
 
     @staticmethod
     def open_go(location, keep_history, **options):

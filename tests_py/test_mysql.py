@@ -11,13 +11,11 @@ import transaction
 import ZODB
 import ZODB.config
 from BTrees.Length import Length
-from ZODB.Connection import TransactionMetaData
-from ZODB.POSException import ReadConflictError
 from ZODB.POSException import StorageError
 from ZODB.utils import z64
-from transaction.interfaces import TransientError
 
 import gorelstorage
+import server_cases as cases
 from databases import MYSQL_URI
 from databases import MySQLDatabase
 from databases import mysql_connect
@@ -46,22 +44,6 @@ def _open_error(adapter, **options):
     assert PASSWORD not in message
     assert PASSWORD not in repr(info.value)
     return message
-
-
-def _commit_root(storage, value):
-    try:
-        serial = storage.load(z64)[1]
-    except KeyError:
-        serial = None
-    t = TransactionMetaData()
-    storage.tpc_begin(t)
-    try:
-        storage.store(z64, serial, value, '', t)
-        storage.tpc_vote(t)
-        storage.tpc_finish(t)
-    except BaseException:
-        storage.tpc_abort(t)
-        raise
 
 
 def _tables(uri):
@@ -225,7 +207,7 @@ def test_option_file_supplies_what_the_configuration_leaves_out(uri, tmp_path):
     cnf.chmod(0o600)
     storage = gorelstorage.GoRelStorage(gorelstorage.MySQL(read_default_file=str(cnf), read_default_group='zodb'))
     try:
-        _commit_root(storage, b'from the option file')
+        cases.commit_root(storage, b'from the option file')
         assert storage.load(z64)[0] == b'from the option file'
         assert PASSWORD not in storage.getName()
     finally:
@@ -240,7 +222,7 @@ def test_unix_socket(uri):
     del params['host'], params['port']
     storage = gorelstorage.GoRelStorage(gorelstorage.MySQL(unix_socket=sock, **params))
     try:
-        _commit_root(storage, b'over the socket')
+        cases.commit_root(storage, b'over the socket')
         assert 'unix_socket=' in storage.getName()
     finally:
         storage.close()
@@ -256,66 +238,23 @@ needs_ctl = pytest.mark.skipif(not os.environ.get('GORELSTORAGE_MYSQL_CTL'),
                                reason='GORELSTORAGE_MYSQL_CTL is not set: the test cannot restart the server')
 
 
+def _open(uri):
+    return lambda: gorelstorage.GoRelStorage(_adapter(uri))
+
+
 @needs_ctl
 def test_restart_between_transactions_needs_no_reopen(uri):
-    db = ZODB.DB(gorelstorage.GoRelStorage(_adapter(uri)))
-    try:
-        with db.transaction() as conn:
-            conn.root()['n'] = Length(1)
-        _restart_server()
-        # The pooled load and store connections are dead; the next transaction works.
-        with db.transaction() as conn:
-            conn.root()['n'].change(1)
-        _restart_server()
-        with db.transaction() as conn:
-            assert conn.root()['n']() == 2
-    finally:
-        db.close()
+    cases.restart_between_transactions_needs_no_reopen(_open(uri), _restart_server)
 
 
 @needs_ctl
 def test_restart_during_a_transaction_is_retryable(uri):
-    db = ZODB.DB(gorelstorage.GoRelStorage(_adapter(uri)))
-    try:
-        with db.transaction() as conn:
-            conn.root()['a'] = Length(1)
-            conn.root()['b'] = Length(1)
-        tm = transaction.TransactionManager()
-        conn = db.open(tm)
-        conn.cacheMinimize()
-        tm.begin()
-        conn.root()['a'].change(1)  # the snapshot is open on the server now
-        _restart_server()
-        with pytest.raises(TransientError) as info:
-            conn.root()['b'].change(1)
-        assert isinstance(info.value, gorelstorage.DisconnectedError)
-        assert 'connection to the database lost' in str(info.value)
-        assert PASSWORD not in str(info.value)
-        tm.abort()
-        for attempt in tm.attempts(3):
-            with attempt:
-                conn.root()['a'].change(1)
-                conn.root()['b'].change(1)
-        conn.close()
-        with db.transaction() as c:
-            assert (c.root()['a'](), c.root()['b']()) == (2, 2)
-    finally:
-        db.close()
+    cases.restart_during_a_transaction_is_retryable(_open(uri), _restart_server, PASSWORD)
 
 
 @needs_ctl
 def test_restart_after_reading_still_commits_safely(uri):
-    db = ZODB.DB(gorelstorage.GoRelStorage(_adapter(uri)))
-    try:
-        with db.transaction() as conn:
-            conn.root()['n'] = Length(1)
-        with db.transaction() as conn:
-            conn.root()['n'].change(1)
-            _restart_server()
-        with db.transaction() as conn:
-            assert conn.root()['n']() == 2
-    finally:
-        db.close()
+    cases.restart_after_reading_still_commits_safely(_open(uri), _restart_server)
 
 
 # Schema
@@ -372,17 +311,8 @@ def _holding(uri, *statements):
 def test_the_commit_lock_is_the_commit_row_lock_row(uri):
     storage = gorelstorage.GoRelStorage(_adapter(uri), commit_lock_timeout=1)
     try:
-        _commit_root(storage, b'one')
-        holder = _holding(uri, 'SELECT tid FROM commit_row_lock FOR UPDATE')
-        try:
-            start = time.monotonic()
-            with pytest.raises(gorelstorage.UnableToLockError):
-                _commit_root(storage, b'two')
-            assert time.monotonic() - start >= 0.9
-        finally:
-            holder.close()
-        _commit_root(storage, b'three')
-        assert storage.load(z64)[0] == b'three'
+        cases.commit_waits_for_the_commit_lock(
+            storage, lambda: _holding(uri, 'SELECT tid FROM commit_row_lock FOR UPDATE'))
     finally:
         storage.close()
 
@@ -390,16 +320,8 @@ def test_the_commit_lock_is_the_commit_row_lock_row(uri):
 def test_a_modified_object_waits_for_its_row_lock(uri):
     storage = gorelstorage.GoRelStorage(_adapter(uri), commit_lock_timeout=1)
     try:
-        _commit_root(storage, b'one')
-        # a RelStorage readCurrent of the root
-        holder = _holding(uri, 'SELECT zoid FROM current_object WHERE zoid = 0 LOCK IN SHARE MODE')
-        try:
-            with pytest.raises(gorelstorage.UnableToLockError) as info:
-                _commit_root(storage, b'two')
-            assert isinstance(info.value, TransientError)
-        finally:
-            holder.close()
-        _commit_root(storage, b'two')
+        cases.modified_object_waits_for_a_reader(
+            storage, lambda: _holding(uri, 'SELECT zoid FROM current_object WHERE zoid = 0 LOCK IN SHARE MODE'))
     finally:
         storage.close()
 
@@ -407,28 +329,8 @@ def test_a_modified_object_waits_for_its_row_lock(uri):
 def test_read_current_does_not_wait_for_a_writer(uri):
     storage = gorelstorage.GoRelStorage(_adapter(uri), commit_lock_timeout=30)
     try:
-        _commit_root(storage, b'root')
-        other_oid = storage.new_oid()
-        t = TransactionMetaData()
-        storage.tpc_begin(t)
-        storage.store(other_oid, None, b'other', '', t)
-        storage.tpc_vote(t)
-        storage.tpc_finish(t)
-        serial = storage.load(z64)[1]
-        holder = _holding(uri, 'SELECT zoid FROM current_object WHERE zoid = 0 FOR UPDATE')  # a writer
-        try:
-            t = TransactionMetaData()
-            storage.tpc_begin(t)
-            storage.checkCurrentSerialInTransaction(z64, serial, t)
-            storage.store(other_oid, storage.load(other_oid)[1], b'changed', '', t)
-            start = time.monotonic()
-            with pytest.raises(ReadConflictError) as info:
-                storage.tpc_vote(t)
-            assert time.monotonic() - start < 5, 'a readCurrent lock never waits'
-            assert info.value.oid == z64
-            storage.tpc_abort(t)
-        finally:
-            holder.close()
+        cases.read_current_does_not_wait_for_a_writer(
+            storage, lambda: _holding(uri, 'SELECT zoid FROM current_object WHERE zoid = 0 FOR UPDATE'))
     finally:
         storage.close()
 

@@ -6,17 +6,14 @@ import subprocess
 import time
 
 import pytest
-import transaction
 import ZODB
 import ZODB.config
-from BTrees.Length import Length
 from ZODB.POSException import StorageError
-from transaction.interfaces import TransientError
 
 import gorelstorage
+import server_cases as cases
 from databases import PG_DSN
 from databases import PostgreSQLDatabase
-from databases import zap_postgresql
 
 pytestmark = pytest.mark.skipif(not PG_DSN, reason=PostgreSQLDatabase.skip_reason or '')
 
@@ -159,70 +156,23 @@ needs_ctl = pytest.mark.skipif(not os.environ.get('GORELSTORAGE_PG_CTL'),
                                reason='GORELSTORAGE_PG_CTL is not set: the test cannot restart the server')
 
 
+def _open(dsn):
+    return lambda: gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(dsn))
+
+
 @needs_ctl
 def test_restart_between_transactions_needs_no_reopen(dsn):
-    db = ZODB.DB(gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(dsn)))
-    try:
-        with db.transaction() as conn:
-            conn.root()['n'] = Length(1)
-        _restart_server()
-        # The pooled load and store connections are dead; the next transaction works.
-        with db.transaction() as conn:
-            conn.root()['n'].change(1)
-        _restart_server()
-        with db.transaction() as conn:
-            assert conn.root()['n']() == 2
-    finally:
-        db.close()
+    cases.restart_between_transactions_needs_no_reopen(_open(dsn), _restart_server)
 
 
 @needs_ctl
 def test_restart_during_a_transaction_is_retryable(dsn):
-    db = ZODB.DB(gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(dsn)))
-    try:
-        with db.transaction() as conn:
-            conn.root()['a'] = Length(1)
-            conn.root()['b'] = Length(1)
-        tm = transaction.TransactionManager()
-        conn = db.open(tm)
-        conn.cacheMinimize()
-        tm.begin()
-        conn.root()['a'].change(1)  # the snapshot is open on the server now
-        _restart_server()
-        # The snapshot is gone: reading more of it cannot be consistent.
-        with pytest.raises(TransientError) as info:
-            conn.root()['b'].change(1)
-        assert isinstance(info.value, gorelstorage.DisconnectedError)
-        assert 'connection to the database lost' in str(info.value)
-        assert PASSWORD not in str(info.value)
-        tm.abort()
-        # The retry, as transaction managers do it, succeeds on new connections.
-        for attempt in tm.attempts(3):
-            with attempt:
-                conn.root()['a'].change(1)
-                conn.root()['b'].change(1)
-        conn.close()
-        with db.transaction() as c:
-            assert (c.root()['a'](), c.root()['b']()) == (2, 2)
-    finally:
-        db.close()
+    cases.restart_during_a_transaction_is_retryable(_open(dsn), _restart_server, PASSWORD)
 
 
 @needs_ctl
 def test_restart_after_reading_still_commits_safely(dsn):
-    """The writes are checked against the database at vote, on a new
-    connection: a restart between reading and committing loses nothing."""
-    db = ZODB.DB(gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(dsn)))
-    try:
-        with db.transaction() as conn:
-            conn.root()['n'] = Length(1)
-        with db.transaction() as conn:
-            conn.root()['n'].change(1)
-            _restart_server()
-        with db.transaction() as conn:
-            assert conn.root()['n']() == 2
-    finally:
-        db.close()
+    cases.restart_after_reading_still_commits_safely(_open(dsn), _restart_server)
 
 
 # Schema
@@ -278,24 +228,6 @@ def test_schema_is_relstorages(keep_history):
 # Locks, as RelStorage takes them: an outside session holding RelStorage's
 # lock ids must stop our commits, and commit-lock-timeout bounds the wait.
 
-def _commit_root(storage, value):
-    from ZODB.Connection import TransactionMetaData
-    from ZODB.utils import z64
-    try:
-        serial = storage.load(z64)[1]
-    except KeyError:
-        serial = None
-    t = TransactionMetaData()
-    storage.tpc_begin(t)
-    try:
-        storage.store(z64, serial, value, '', t)
-        storage.tpc_vote(t)
-        storage.tpc_finish(t)
-    except BaseException:
-        storage.tpc_abort(t)
-        raise
-
-
 def _holding(dsn, lock_id, shared=False):
     import psycopg2
     conn = psycopg2.connect(dsn)
@@ -306,17 +238,7 @@ def _holding(dsn, lock_id, shared=False):
 def test_the_commit_lock_is_advisory_lock_minus_one(dsn):
     storage = gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(dsn), commit_lock_timeout=1)
     try:
-        _commit_root(storage, b'one')
-        holder = _holding(dsn, -1)
-        try:
-            start = time.monotonic()
-            with pytest.raises(gorelstorage.UnableToLockError):
-                _commit_root(storage, b'two')
-            assert time.monotonic() - start >= 0.9
-        finally:
-            holder.close()
-        _commit_root(storage, b'three')
-        assert storage.load(b'\0' * 8)[0] == b'three'
+        cases.commit_waits_for_the_commit_lock(storage, lambda: _holding(dsn, -1))
     finally:
         storage.close()
 
@@ -324,46 +246,15 @@ def test_the_commit_lock_is_advisory_lock_minus_one(dsn):
 def test_a_modified_object_waits_for_its_advisory_lock(dsn):
     storage = gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(dsn), commit_lock_timeout=1)
     try:
-        _commit_root(storage, b'one')
-        holder = _holding(dsn, 0, shared=True)  # a RelStorage readCurrent of the root
-        try:
-            with pytest.raises(gorelstorage.UnableToLockError) as info:
-                _commit_root(storage, b'two')
-            assert isinstance(info.value, TransientError)
-        finally:
-            holder.close()
-        _commit_root(storage, b'two')
+        cases.modified_object_waits_for_a_reader(storage, lambda: _holding(dsn, 0, shared=True))
     finally:
         storage.close()
 
 
 def test_read_current_does_not_wait_for_a_writer(dsn):
-    from ZODB.Connection import TransactionMetaData
-    from ZODB.POSException import ReadConflictError
     storage = gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(dsn), commit_lock_timeout=30)
     try:
-        _commit_root(storage, b'root')
-        other_oid = storage.new_oid()
-        t = TransactionMetaData()
-        storage.tpc_begin(t)
-        storage.store(other_oid, None, b'other', '', t)
-        storage.tpc_vote(t)
-        storage.tpc_finish(t)
-        serial = storage.load(b'\0' * 8)[1]
-        holder = _holding(dsn, 0)  # a writer holds the root
-        try:
-            t = TransactionMetaData()
-            storage.tpc_begin(t)
-            storage.checkCurrentSerialInTransaction(b'\0' * 8, serial, t)
-            storage.store(other_oid, storage.load(other_oid)[1], b'changed', '', t)
-            start = time.monotonic()
-            with pytest.raises(ReadConflictError) as info:
-                storage.tpc_vote(t)
-            assert time.monotonic() - start < 5, 'a readCurrent lock never waits'
-            assert info.value.oid == b'\0' * 8
-            storage.tpc_abort(t)
-        finally:
-            holder.close()
+        cases.read_current_does_not_wait_for_a_writer(storage, lambda: _holding(dsn, 0))
     finally:
         storage.close()
 

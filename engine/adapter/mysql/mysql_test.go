@@ -117,23 +117,30 @@ func TestBadOptionsAreRefusedByName(t *testing.T) {
 	require.ErrorContains(t, err, `unknown field "colour"`)
 }
 
+// openStorage empties the test database and opens a storage on it with one
+// instance, polled; both close when the test ends.
+func openStorage(t *testing.T, opts Options) (*engine.Storage, *engine.Instance) {
+	zap(t, opts)
+	raw, err := json.Marshal(opts)
+	require.NoError(t, err)
+	o := engine.DefaultOptions()
+	o.Adapter, o.AdapterOptions, o.CommitLockTimeout = "mysql", raw, 20
+	s, err := engine.Open(context.Background(), o)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	in, err := s.NewInstance()
+	require.NoError(t, err)
+	t.Cleanup(in.Release)
+	_, _, err = in.Poll(context.Background())
+	require.NoError(t, err)
+	return s, in
+}
+
 // Commits larger than max_allowed_packet are split over several queries and
 // still land whole; states full of bytes that need escaping round-trip.
 func TestLargeCommitsAreSplitAndLandWhole(t *testing.T) {
-	opts := testOptions(t)
 	ctx := context.Background()
-	zap(t, opts)
-	raw, _ := json.Marshal(opts)
-	o := engine.DefaultOptions()
-	o.Adapter, o.AdapterOptions = "mysql", raw
-	s, err := engine.Open(ctx, o)
-	require.NoError(t, err)
-	defer s.Close()
-	in, err := s.NewInstance()
-	require.NoError(t, err)
-	defer in.Release()
-	_, _, err = in.Poll(ctx)
-	require.NoError(t, err)
+	s, in := openStorage(t, testOptions(t))
 
 	nasty := bytes.Repeat([]byte("\x00'\"\\\n\r\x1az"), 1<<17) // 1 MiB, 7/8 of it escaped
 	states := map[uint64][]byte{}
@@ -145,7 +152,7 @@ func TestLargeCommitsAreSplitAndLandWhole(t *testing.T) {
 		states[oid] = st
 		require.NoError(t, in.Store(oid, 0, st))
 	}
-	_, err = in.Vote(ctx)
+	_, err := in.Vote(ctx)
 	require.NoError(t, err)
 	_, err = in.FinishLock(ctx)
 	require.NoError(t, err)
@@ -166,20 +173,9 @@ func TestLargeCommitsAreSplitAndLandWhole(t *testing.T) {
 // When InnoDB breaks a deadlock by rolling back our vote, the vote fails
 // with a conflict error (retryable), and the next attempt commits.
 func TestDeadlockVictimGetsARetryableConflict(t *testing.T) {
-	opts := testOptions(t)
 	ctx := context.Background()
-	zap(t, opts)
-	raw, _ := json.Marshal(opts)
-	o := engine.DefaultOptions()
-	o.Adapter, o.AdapterOptions, o.CommitLockTimeout = "mysql", raw, 20
-	s, err := engine.Open(ctx, o)
-	require.NoError(t, err)
-	defer s.Close()
-	in, err := s.NewInstance()
-	require.NoError(t, err)
-	defer in.Release()
-	_, _, err = in.Poll(ctx)
-	require.NoError(t, err)
+	opts := testOptions(t)
+	s, in := openStorage(t, opts)
 	a, err := s.NewOID(ctx)
 	require.NoError(t, err)
 	b := a + 1

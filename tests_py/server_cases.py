@@ -1,0 +1,152 @@
+"""Cases every database server runs the same way: restarts and RelStorage's
+locks held by an outside session. The per-server modules say how to open a
+storage, restart the server and hold a lock."""
+import time
+
+import pytest
+import transaction
+import ZODB
+from BTrees.Length import Length
+from ZODB.Connection import TransactionMetaData
+from ZODB.POSException import ReadConflictError
+from ZODB.utils import z64
+from transaction.interfaces import TransientError
+
+import gorelstorage
+
+
+def commit_root(storage, value):
+    """Store value as the root's state in one transaction."""
+    try:
+        serial = storage.load(z64)[1]
+    except KeyError:
+        serial = None
+    t = TransactionMetaData()
+    storage.tpc_begin(t)
+    try:
+        storage.store(z64, serial, value, '', t)
+        storage.tpc_vote(t)
+        storage.tpc_finish(t)
+    except BaseException:
+        storage.tpc_abort(t)
+        raise
+
+
+# Restarts: open_storage() returns a new storage on the test database.
+
+def restart_between_transactions_needs_no_reopen(open_storage, restart):
+    db = ZODB.DB(open_storage())
+    try:
+        with db.transaction() as conn:
+            conn.root()['n'] = Length(1)
+        restart()
+        # The pooled load and store connections are dead; the next transaction works.
+        with db.transaction() as conn:
+            conn.root()['n'].change(1)
+        restart()
+        with db.transaction() as conn:
+            assert conn.root()['n']() == 2
+    finally:
+        db.close()
+
+
+def restart_during_a_transaction_is_retryable(open_storage, restart, password):
+    db = ZODB.DB(open_storage())
+    try:
+        with db.transaction() as conn:
+            conn.root()['a'] = Length(1)
+            conn.root()['b'] = Length(1)
+        tm = transaction.TransactionManager()
+        conn = db.open(tm)
+        conn.cacheMinimize()
+        tm.begin()
+        conn.root()['a'].change(1)  # the snapshot is open on the server now
+        restart()
+        # The snapshot is gone: reading more of it cannot be consistent.
+        with pytest.raises(TransientError) as info:
+            conn.root()['b'].change(1)
+        assert isinstance(info.value, gorelstorage.DisconnectedError)
+        assert 'connection to the database lost' in str(info.value)
+        assert password not in str(info.value)
+        tm.abort()
+        # The retry, as transaction managers do it, succeeds on new connections.
+        for attempt in tm.attempts(3):
+            with attempt:
+                conn.root()['a'].change(1)
+                conn.root()['b'].change(1)
+        conn.close()
+        with db.transaction() as c:
+            assert (c.root()['a'](), c.root()['b']()) == (2, 2)
+    finally:
+        db.close()
+
+
+def restart_after_reading_still_commits_safely(open_storage, restart):
+    """The writes are checked against the database at vote, on a new
+    connection: a restart between reading and committing loses nothing."""
+    db = ZODB.DB(open_storage())
+    try:
+        with db.transaction() as conn:
+            conn.root()['n'] = Length(1)
+        with db.transaction() as conn:
+            conn.root()['n'].change(1)
+            restart()
+        with db.transaction() as conn:
+            assert conn.root()['n']() == 2
+    finally:
+        db.close()
+
+
+# Locks: hold() starts an outside session holding a lock and returns it; close() releases.
+
+def commit_waits_for_the_commit_lock(storage, hold):
+    """storage has commit_lock_timeout=1."""
+    commit_root(storage, b'one')
+    holder = hold()
+    try:
+        start = time.monotonic()
+        with pytest.raises(gorelstorage.UnableToLockError):
+            commit_root(storage, b'two')
+        assert time.monotonic() - start >= 0.9
+    finally:
+        holder.close()
+    commit_root(storage, b'three')
+    assert storage.load(z64)[0] == b'three'
+
+
+def modified_object_waits_for_a_reader(storage, hold_root_shared):
+    """storage has commit_lock_timeout=1; the holder takes RelStorage's readCurrent lock of the root."""
+    commit_root(storage, b'one')
+    holder = hold_root_shared()
+    try:
+        with pytest.raises(gorelstorage.UnableToLockError) as info:
+            commit_root(storage, b'two')
+        assert isinstance(info.value, TransientError)
+    finally:
+        holder.close()
+    commit_root(storage, b'two')
+
+
+def read_current_does_not_wait_for_a_writer(storage, hold_root_exclusive):
+    commit_root(storage, b'root')
+    other_oid = storage.new_oid()
+    t = TransactionMetaData()
+    storage.tpc_begin(t)
+    storage.store(other_oid, None, b'other', '', t)
+    storage.tpc_vote(t)
+    storage.tpc_finish(t)
+    serial = storage.load(z64)[1]
+    holder = hold_root_exclusive()
+    try:
+        t = TransactionMetaData()
+        storage.tpc_begin(t)
+        storage.checkCurrentSerialInTransaction(z64, serial, t)
+        storage.store(other_oid, storage.load(other_oid)[1], b'changed', '', t)
+        start = time.monotonic()
+        with pytest.raises(ReadConflictError) as info:
+            storage.tpc_vote(t)
+        assert time.monotonic() - start < 5, 'a readCurrent lock never waits'
+        assert info.value.oid == z64
+        storage.tpc_abort(t)
+    finally:
+        holder.close()
