@@ -100,14 +100,15 @@ func (ss *session) query(ctx context.Context, s *script, read func(*sql.Rows) er
 		if begin {
 			text = ss.begin + ";\n" + text
 		}
-		err := ss.run(ctx, text, s.args, read)
+		answered, err := ss.run(ctx, text, s.args, read)
 		if begin {
 			ss.pending, ss.inTxn = false, true
 		}
 		if err == nil {
 			return nil
 		}
-		if begin && attempt <= maxIdle && isDisconnect(err) {
+		// Re-send only what the server never answered: read has seen nothing.
+		if begin && !answered && attempt <= maxIdle && isDisconnect(err) {
 			ss.discard()
 			ss.inTxn = false
 			conn, cerr := ss.db.Conn(ctx)
@@ -121,14 +122,16 @@ func (ss *session) query(ctx context.Context, s *script, read func(*sql.Rows) er
 	}
 }
 
-func (ss *session) run(ctx context.Context, text string, args []any, read func(*sql.Rows) error) error {
+// run sends text and reads its results; answered tells whether the server
+// answered the query (read was called), in which case it must not be re-sent.
+func (ss *session) run(ctx context.Context, text string, args []any, read func(*sql.Rows) error) (answered bool, err error) {
 	if read == nil {
 		_, err := ss.conn.ExecContext(ctx, text, args...)
-		return err
+		return false, err
 	}
 	rows, err := ss.conn.QueryContext(ctx, text, args...)
 	if err != nil {
-		return err
+		return false, err
 	}
 	err = read(rows)
 	if cerr := rows.Close(); err == nil {
@@ -137,7 +140,7 @@ func (ss *session) run(ctx context.Context, text string, args []any, read func(*
 	if err == nil {
 		err = rows.Err()
 	}
-	return err
+	return true, err
 }
 
 // exec sends a statement outside the transaction machinery.
