@@ -36,8 +36,6 @@ import (
 
 func init() {
 	adapter.Register("mysql", Open)
-	// The driver logs broken connections to stderr; the engine reports them.
-	_ = mysql.SetLogger(log.New(io.Discard, "", 0))
 }
 
 // Options is the adapter section of the engine's options: RelStorage's
@@ -156,6 +154,7 @@ func config(o Options) (*mysql.Config, error) {
 	cfg.MultiStatements = true
 	cfg.MaxAllowedPacket = 0 // ask the server
 	cfg.Loc = time.UTC
+	// The driver logs broken connections to stderr; the engine reports them.
 	cfg.Logger = mysql.Logger(log.New(io.Discard, "", 0))
 	if o.Compress {
 		if err := cfg.Apply(mysql.EnableCompression(true)); err != nil {
@@ -181,7 +180,7 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 		}
 	}
 	d := &dialect{settings: s, password: cfg.Passwd}
-	where := cfg.Addr
+	var where string
 	if cfg.Net == "unix" {
 		where = "unix_socket=" + cfg.Addr
 	} else {
@@ -415,6 +414,10 @@ func (d *dialect) Close() error {
 // CheckState refuses, when it is stored, a state the server could not
 // receive: the INSERT carrying it would exceed max_allowed_packet.
 func (d *dialect) CheckState(oid uint64, state []byte) error {
+	// Escaping at most doubles a state: only a state that might not fit is scanned.
+	if 2*len(state)+len("_binary''")+rowOverhead <= d.maxQuery {
+		return nil
+	}
 	if need := literalLen(state) + rowOverhead; need > d.maxQuery {
 		return fmt.Errorf("oid %d: the object's state is %d bytes; %s accepts at most about %d "+
 			"(max_allowed_packet is %d bytes; raise it on the server to store this object)",
