@@ -33,6 +33,7 @@ import (
 	"github.com/gorelstorage/gorelstorage/engine"
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 	_ "github.com/gorelstorage/gorelstorage/engine/adapter/mysql"
+	_ "github.com/gorelstorage/gorelstorage/engine/adapter/oracle"
 	_ "github.com/gorelstorage/gorelstorage/engine/adapter/postgres"
 	_ "github.com/gorelstorage/gorelstorage/engine/adapter/sqlite"
 )

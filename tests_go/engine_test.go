@@ -41,6 +41,9 @@ func databases() []database {
 	if my, ok := mysqlDatabase(); ok {
 		dbs = append(dbs, my)
 	}
+	if ora, ok := oracleDatabase(); ok {
+		dbs = append(dbs, ora)
+	}
 	return dbs
 }
 

@@ -166,8 +166,98 @@ class MySQLDatabase(ServerDatabase):
         return RelStorage(MySQLAdapter(options=opts, **mysql_params(location)), options=opts)
 
 
+ORACLE_DSN = os.environ.get('GORELSTORAGE_ORACLE_DSN', '')
+# The main test user, and a second one for the tests that copy between two databases.
+ORACLE_USERS = {
+    'main': (os.environ.get('GORELSTORAGE_ORACLE_USER', ''), os.environ.get('GORELSTORAGE_ORACLE_PASSWORD', '')),
+    'second': (os.environ.get('GORELSTORAGE_ORACLE_USER2', ''),
+               os.environ.get('GORELSTORAGE_ORACLE_PASSWORD2', os.environ.get('GORELSTORAGE_ORACLE_PASSWORD', ''))),
+}
+ORACLE_SKIP = (
+    'GORELSTORAGE_ORACLE_DSN and GORELSTORAGE_ORACLE_USER are not set: no Oracle server to test against '
+    '(none can run on this machine; the README says how to run the Oracle suite against one)')
+
+# What RelStorage's and GoRelStorage's Oracle schemas create, in an order that drops cleanly.
+ORACLE_OBJECTS = (
+    ('VIEW', 'current_object_state'), ('PACKAGE', 'relstorage_op'), ('SEQUENCE', 'zoid_seq'),
+    ('TABLE', 'temp_undo'), ('TABLE', 'temp_pack_visit'), ('TABLE', 'temp_blob_chunk'), ('TABLE', 'temp_store'),
+    ('TABLE', 'pack_state_tid'), ('TABLE', 'pack_state'), ('TABLE', 'pack_object'), ('TABLE', 'object_refs_added'),
+    ('TABLE', 'object_ref'), ('TABLE', 'current_object'), ('TABLE', 'blob_chunk'), ('TABLE', 'object_state'),
+    ('TABLE', 'transaction'), ('TABLE', 'pack_lock'), ('TABLE', 'commit_row_lock'),
+)
+
+
+def oracle_connect(user, password):
+    """A python-oracledb connection (thin mode: no client libraries needed)."""
+    try:
+        import oracledb
+    except ImportError:
+        import pytest
+        pytest.skip('python-oracledb is not installed: pip install oracledb to run the Oracle suite')
+    return oracledb.connect(user=user, password=password, dsn=ORACLE_DSN)
+
+
+def zap_oracle(location):
+    """Drop the RelStorage schema objects the user owns."""
+    user, password = OracleDatabase.credentials(location)
+    conn = oracle_connect(user, password)
+    try:
+        with conn.cursor() as cur:
+            for kind, name in ORACLE_OBJECTS:
+                cur.execute('SELECT COUNT(*) FROM user_objects WHERE object_type = :1 AND object_name = :2',
+                            (kind, name.upper()))
+                if cur.fetchone()[0]:
+                    extra = ' CASCADE CONSTRAINTS PURGE' if kind == 'TABLE' else ''
+                    cur.execute('DROP %s %s%s' % (kind, name, extra))
+    finally:
+        conn.close()
+
+
+class OracleDatabase(ServerDatabase):
+    """An Oracle server given by GORELSTORAGE_ORACLE_DSN and its test users: a location is a
+    user (main or second) and a history mode, which share the user's schema one at a time."""
+    name = 'oracle'
+    skip_reason = None if ORACLE_DSN and ORACLE_USERS['main'][0] else ORACLE_SKIP
+
+    @staticmethod
+    def address(name):
+        label = 'second' if name.startswith('gorelstorage2') else 'main'
+        if not ORACLE_USERS[label][0]:
+            import pytest
+            pytest.skip('GORELSTORAGE_ORACLE_USER2 is not set: this test needs a second Oracle user')
+        return '%s:%s' % (label, name)
+
+    @staticmethod
+    def credentials(location):
+        return ORACLE_USERS[location.split(':', 1)[0]]
+
+    zap = staticmethod(zap_oracle)
+
+    @classmethod
+    def open_go(cls, location, keep_history, **options):
+        user, password = cls.credentials(location)
+        return gorelstorage.GoRelStorage(gorelstorage.Oracle(user, password, ORACLE_DSN),
+                                         keep_history=keep_history, **options)
+
+    @classmethod
+    def open_relstorage(cls, location, keep_history, **options):
+        try:
+            import cx_Oracle  # RelStorage's only Oracle driver
+            del cx_Oracle
+        except ImportError:
+            import pytest
+            pytest.skip('cx_Oracle is not installed: RelStorage needs it to open Oracle')
+        from relstorage.adapters.oracle import OracleAdapter
+        from relstorage.options import Options
+        from relstorage.storage import RelStorage
+        user, password = cls.credentials(location)
+        opts = Options(keep_history=keep_history, **options)
+        return RelStorage(OracleAdapter(user=user, password=password, dsn=ORACLE_DSN, options=opts), options=opts)
+
+
 DATABASES = {
     'sqlite': SQLiteDatabase,
     'postgresql': PostgreSQLDatabase,
     'mysql': MySQLDatabase,
+    'oracle': OracleDatabase,
 }

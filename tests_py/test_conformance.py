@@ -71,6 +71,8 @@ class GoStorageTestBase(StorageTestBase.StorageTestBase):
     use_extension_bytes = True  # extension bytes are kept verbatim
 
     def setUp(self):
+        if self.database_class.skip_reason:
+            self.skipTest(self.database_class.skip_reason)
         super().setUp()
         self._workdir = tempfile.mkdtemp(prefix='grs-')
         self._database = self.database_class(self._workdir)

@@ -10,13 +10,14 @@ from ._native import InternalError
 from ._native import StorageClosedError
 from ._native import UnableToLockError
 from .adapters import MySQL
+from .adapters import Oracle
 from .adapters import PostgreSQL
 from .adapters import SQLite3
 from .options import Options
 from .storage import GoRelStorage
 
 __all__ = [
-    'GoRelStorage', 'MySQL', 'Options', 'PostgreSQL', 'SQLite3',
+    'GoRelStorage', 'MySQL', 'Options', 'Oracle', 'PostgreSQL', 'SQLite3',
     'GoRelStorageError', 'ConfigurationError', 'DisconnectedError', 'ForkedProcessError', 'InternalError',
     'StorageClosedError', 'UnableToLockError',
 ]

@@ -119,3 +119,45 @@ class MySQL:
     def __repr__(self):
         shown = ', '.join('%s=%r' % (k, v) for k, v in sorted(self._params.items()) if k != 'passwd')
         return 'MySQL(%s)' % shown
+
+
+# RelStorage's Oracle driver names; GoRelStorage always talks to the server through godror.
+ORACLE_DRIVERS = ('auto', 'cx_Oracle', 'godror')
+
+
+class Oracle:
+    """An Oracle database (RelStorage's ``<oracle>``): ``Oracle(user='zodb', password='...',
+    dsn='dbhost:1521/ORCLPDB1')``. ``dsn`` is anything Oracle's client accepts: a TNS name,
+    an Easy Connect string or a connect descriptor. ``twophase`` makes every commit an
+    Oracle two-phase (XA) commit, as RelStorage's option of that name.
+
+    Oracle's client libraries (Instant Client) must be installed where the dynamic linker
+    finds them; without them, opening the storage fails and says so."""
+
+    engine_name = 'oracle'
+
+    def __init__(self, user, password, dsn, twophase=False, driver='auto'):
+        for key, value in (('user', user), ('password', password), ('dsn', dsn)):
+            if not isinstance(value, str):
+                raise ConfigurationError('oracle %s must be a string, not %r' % (key, type(value).__name__))
+        if not dsn:
+            raise ConfigurationError('oracle: no dsn given (a TNS name, host:port/service or a connect descriptor)')
+        if not user:
+            raise ConfigurationError('oracle: no user given')
+        if driver not in ORACLE_DRIVERS:
+            raise ConfigurationError('oracle driver %r is not available; use one of %s'
+                                     % (driver, ', '.join(ORACLE_DRIVERS)))
+        if isinstance(twophase, str):
+            twophase = twophase.strip().lower() in ('1', 'true', 'yes', 'on')
+        self.user = user
+        self._password = password
+        self.dsn = dsn
+        self.twophase = bool(twophase)
+        self.driver = driver
+
+    def engine_dict(self):
+        return {'user': self.user, 'password': self._password, 'dsn': self.dsn,
+                'twophase': self.twophase, 'driver': self.driver}
+
+    def __repr__(self):
+        return 'Oracle(user=%r, dsn=%r%s)' % (self.user, self.dsn, ', twophase=True' if self.twophase else '')

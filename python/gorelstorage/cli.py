@@ -9,7 +9,6 @@ import time
 
 def demo(args):
     """A short ZODB application: write objects, read them back, print what happened."""
-    import transaction
     import ZODB
     from BTrees.OOBTree import OOBTree
     from persistent.mapping import PersistentMapping

@@ -3,6 +3,7 @@ from ZODB.config import BaseConfig
 
 from ._native import ConfigurationError
 from .adapters import MySQL
+from .adapters import Oracle
 from .adapters import PostgreSQL
 from .adapters import SQLite3
 from .storage import GoRelStorage
@@ -64,3 +65,12 @@ class MySQLAdapterFactory(BaseConfig):
         params = {key: getattr(config, key) for key in MySQL._STRINGS + MySQL._INTS}
         return MySQL(driver=config.driver, compress=bool(config.compress),
                      named_pipe=bool(config.named_pipe), **params)
+
+
+class OracleAdapterFactory(BaseConfig):
+    """The <gooracle> section: RelStorage's <oracle> keys (user, password, dsn) and twophase."""
+
+    def create(self):
+        config = self.config
+        return Oracle(config.user, config.password, config.dsn, twophase=bool(config.twophase),
+                      driver=config.driver)

@@ -32,6 +32,9 @@ IGNORED = {
     'pack_duty_cycle': None,
     'pack_max_delay': None,
     'blob_cache_chunk_size': None,
+    # RelStorage 4.x keeps the option but takes the commit lock on the
+    # commit_row_lock row whatever it is set to; so does GoRelStorage.
+    'commit_lock_id': 0,
 }
 
 # RelStorage options not implemented by this build yet, with their defaults
@@ -58,7 +61,6 @@ NOT_YET = {
     'cache_prefix': None,
     'cache_servers': None,
     'cache_module_name': 'relstorage.pylibmc_wrapper',
-    'commit_lock_id': 0,
     'driver': 'auto',
 }
 

@@ -3,7 +3,6 @@ import base64
 import json
 import logging
 import threading
-import time
 
 from persistent.TimeStamp import TimeStamp
 from zope.interface import alsoProvides
@@ -26,7 +25,6 @@ from ZODB.interfaces import ReadVerifyingStorage
 from ZODB.UndoLogCompatible import UndoLogCompatible
 from ZODB.utils import p64
 from ZODB.utils import u64
-from ZODB.utils import z64
 from zodbpickle.pickle import loads
 
 from . import _native

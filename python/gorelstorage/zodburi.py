@@ -1,6 +1,7 @@
 """zodburi resolvers: ``gosqlite://?data_dir=/path&keep_history=false``,
 ``gopostgres://user:password@host:5432/dbname?connect_timeout=10``,
-``gomysql://user:password@host:3306/dbname?connect_timeout=10``.
+``gomysql://user:password@host:3306/dbname?connect_timeout=10``,
+``gooracle://?dsn=dbhost:1521/ORCLPDB1&user=zodb&password=...&twophase=1``.
 
 Query arguments take RelStorage's option names; those this resolver does not
 consume go back to zodburi as database keywords (database_name,
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 
 from ._native import ConfigurationError
 from .adapters import MySQL
+from .adapters import Oracle
 from .adapters import PostgreSQL
 from .adapters import SQLite3
 from .options import IGNORED
@@ -26,7 +28,8 @@ _SQLITE_ARGS = {'data_dir'}
 _POSTGRES_ARGS = {'connect_timeout', 'ssl_mode', 'sslmode', 'driver'}
 _MYSQL_ARGS = {'connect_timeout', 'driver', 'unix_socket', 'init_command', 'read_default_file',
                'read_default_group', 'compress', 'named_pipe', 'client_flag', 'load_infile'}
-_ADAPTER_ARGS = _SQLITE_ARGS | _POSTGRES_ARGS | _MYSQL_ARGS
+_ORACLE_ARGS = {'dsn', 'user', 'password', 'twophase'}
+_ADAPTER_ARGS = _SQLITE_ARGS | _POSTGRES_ARGS | _MYSQL_ARGS | _ORACLE_ARGS
 _TRUE = {'1', 'true', 'yes', 'on'}
 _FALSE = {'0', 'false', 'no', 'off', ''}
 
@@ -143,4 +146,18 @@ def mysql_resolver(uri):
     """``gomysql://user:password@host:port/db?...``, as RelStorage's ``mysql://``: the URL's
     parts and MySQLdb's keywords (``connect_timeout``, ``unix_socket``, ...) as query arguments."""
     adapter, options, leftover = mysql_adapter(uri)
+    return _factory(adapter, options), leftover
+
+
+def oracle_resolver(uri):
+    """``gooracle://?dsn=...&user=...&password=...&twophase=1``, as RelStorage's ``oracle://``:
+    everything in query arguments."""
+    _path, options, args, leftover = _split(uri)
+    _refuse_others('gooracle', args, _ORACLE_ARGS)
+    for key in ('dsn', 'user'):
+        if not args.get(key):
+            raise ConfigurationError('gooracle URI needs %s: gooracle://?dsn=host:1521/service&user=...&password=...'
+                                     % key)
+    twophase = _bool('twophase', args.get('twophase', ''))
+    adapter = Oracle(args['user'], args.get('password', ''), args['dsn'], twophase=twophase)
     return _factory(adapter, options), leftover
