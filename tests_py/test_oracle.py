@@ -64,12 +64,27 @@ def test_zconfig_and_zodburi_reach_the_same_error():
 
 
 def test_configuration_reaches_the_adapter():
-    from zodburi import resolve_uri
-    factory, _ = resolve_uri('gooracle://?dsn=db/X&user=zodb&password=pw&twophase=1&commit_lock_timeout=7')
-    adapter = factory.__closure__[0].cell_contents
+    from gorelstorage.zodburi import oracle_adapter
+    adapter, options, leftover = oracle_adapter('gooracle://?dsn=db/X&user=zodb&password=pw&twophase=1'
+                                                '&commit_lock_timeout=7&database_name=main')
     assert (adapter.user, adapter.dsn, adapter.twophase) == ('zodb', 'db/X', True)
+    assert options == {'commit_lock_timeout': '7'} and leftover == {'database_name': 'main'}
     assert adapter.engine_dict() == {'user': 'zodb', 'password': 'pw', 'dsn': 'db/X', 'twophase': True,
                                      'driver': 'auto'}
+    config = ZODB.config.storageFromString  # the section's keys, through ZConfig's schema
+    import ZConfig
+    with pytest.raises(ZConfig.ConfigurationError, match='not a valid boolean'):
+        config("""
+            %import gorelstorage
+            <gorelstorage>
+              <gooracle>
+                user zodb
+                password pw
+                dsn db/X
+                twophase perhaps
+              </gooracle>
+            </gorelstorage>
+        """)
 
 
 def test_bad_arguments_are_refused_by_name():

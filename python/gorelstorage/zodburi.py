@@ -149,9 +149,9 @@ def mysql_resolver(uri):
     return _factory(adapter, options), leftover
 
 
-def oracle_resolver(uri):
-    """``gooracle://?dsn=...&user=...&password=...&twophase=1``, as RelStorage's ``oracle://``:
-    everything in query arguments."""
+def oracle_adapter(uri):
+    """The Oracle adapter a ``gooracle://?dsn=...&user=...&password=...`` URI names, and the
+    URI's other query arguments (storage options, database keywords)."""
     _path, options, args, leftover = _split(uri)
     _refuse_others('gooracle', args, _ORACLE_ARGS)
     for key in ('dsn', 'user'):
@@ -159,5 +159,11 @@ def oracle_resolver(uri):
             raise ConfigurationError('gooracle URI needs %s: gooracle://?dsn=host:1521/service&user=...&password=...'
                                      % key)
     twophase = _bool('twophase', args.get('twophase', ''))
-    adapter = Oracle(args['user'], args.get('password', ''), args['dsn'], twophase=twophase)
+    return Oracle(args['user'], args.get('password', ''), args['dsn'], twophase=twophase), options, leftover
+
+
+def oracle_resolver(uri):
+    """``gooracle://?dsn=...&user=...&password=...&twophase=1``, as RelStorage's ``oracle://``:
+    everything in query arguments."""
+    adapter, options, leftover = oracle_adapter(uri)
     return _factory(adapter, options), leftover

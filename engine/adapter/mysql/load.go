@@ -70,14 +70,7 @@ func (c *loadConn) BeginPoll(ctx context.Context, after uint64, limit int) (uint
 }
 
 func scanChange(out *[]adapter.Change) func(*sql.Rows) error {
-	return func(r *sql.Rows) error {
-		var oid, tid int64
-		if err := r.Scan(&oid, &tid); err != nil {
-			return err
-		}
-		*out = append(*out, adapter.Change{OID: uint64(oid), TID: uint64(tid)})
-		return nil
-	}
+	return func(r *sql.Rows) error { return adapter.ScanChange(r, out) }
 }
 
 func (c *loadConn) Changes(ctx context.Context, after, upTo uint64, limit int) ([]adapter.Change, error) {
@@ -90,15 +83,7 @@ func (c *loadConn) Changes(ctx context.Context, after, upTo uint64, limit int) (
 }
 
 func scanRevision(out *[]adapter.Revision) func(*sql.Rows) error {
-	return func(r *sql.Rows) error {
-		var oid, tid int64
-		var state []byte
-		if err := r.Scan(&oid, &tid, &state); err != nil {
-			return err
-		}
-		*out = append(*out, adapter.Revision{OID: uint64(oid), TID: uint64(tid), State: state})
-		return nil
-	}
+	return func(r *sql.Rows) error { return adapter.ScanRevision(r, out) }
 }
 
 // inChunk is the most oids one IN list carries.

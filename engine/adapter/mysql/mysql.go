@@ -349,11 +349,7 @@ func (d *dialect) NewOIDs(ctx context.Context) ([]uint64, error) {
 			return err
 		})
 	}
-	out := make([]uint64, 16)
-	for i := range out {
-		out[i] = uint64(n)*16 - 15 + uint64(i)
-	}
-	return out, nil
+	return adapter.OIDBlock(uint64(n)), nil
 }
 
 const oidCollectInterval = 100001

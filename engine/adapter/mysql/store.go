@@ -230,21 +230,9 @@ func (c *storeConn) UndoPlan(ctx context.Context, tid uint64) ([]adapter.UndoIte
 			return err
 		}
 		return r.next(func(rows *sql.Rows) error {
-			var it adapter.UndoItem
-			var oid, cur, prev int64
-			var curMD5, undoneMD5 sql.NullString
-			if err := rows.Scan(&oid, &cur, &curMD5, &undoneMD5, &prev, &it.PrevState); err != nil {
-				return err
-			}
-			it.OID, it.CurrentTID, it.PrevTID = uint64(oid), uint64(cur), uint64(prev)
-			if curMD5.Valid {
-				it.CurrentMD5 = []byte(curMD5.String)
-			}
-			if undoneMD5.Valid {
-				it.UndoneMD5 = []byte(undoneMD5.String)
-			}
+			it, err := adapter.ScanUndoItem(rows)
 			items = append(items, it)
-			return nil
+			return err
 		})
 	})
 	if err != nil {

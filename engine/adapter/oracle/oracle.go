@@ -201,11 +201,7 @@ func (d *dialect) NewOIDs(ctx context.Context) ([]uint64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("allocate oids: %w", err)
 	}
-	out := make([]uint64, 16)
-	for i := range out {
-		out[i] = uint64(n)*16 - 15 + uint64(i)
-	}
-	return out, nil
+	return adapter.OIDBlock(uint64(n)), nil
 }
 
 // SetMinOID makes sure zoid_seq never issues a value covering oid again.

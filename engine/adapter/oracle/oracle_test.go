@@ -169,7 +169,7 @@ func TestHistoryAndTransactionQueries(t *testing.T) {
 	require.Equal(t, []any{int64(7), 20}, h.args)
 	require.Equal(t, `SELECT tid, state_size FROM object_state WHERE zoid = :1`, hf.history(7, 20).text)
 
-	tq := hp.transactions(adapter.TxnQuery{Start: 2, Stop: 1 << 64 - 1, NewestFirst: true, SkipPacked: true,
+	tq := hp.transactions(adapter.TxnQuery{Start: 2, Stop: 1<<64 - 1, NewestFirst: true, SkipPacked: true,
 		Offset: 10, Limit: 5})
 	require.Contains(t, tq.text, `FROM transaction WHERE tid > 0 AND tid >= :1 AND tid <= :2 AND packed = 'N' ORDER BY tid DESC`)
 	require.Contains(t, tq.text, `WHERE ROWNUM <= :3) WHERE rn > :4`)

@@ -422,11 +422,10 @@ func setMinOID(next, want int64) []stmt {
 // size counts the current objects (exactly while the optimizer's estimate
 // is under a million rows) and sums the schema's segments.
 func (q queries) size() stmt {
-	table := strings.ToUpper(q.currentTable)
-	return stmt{text: `SELECT CASE WHEN COALESCE(MAX(t.num_rows), 0) < 1000000
-			THEN (SELECT COUNT(*) FROM ` + q.currentTable + `) ELSE MAX(t.num_rows) END,
+	return stmt{text: `SELECT CASE WHEN est < 1000000 THEN (SELECT COUNT(*) FROM ` + q.currentTable + `) ELSE est END,
 		(SELECT COALESCE(SUM(bytes), 0) FROM user_segments)
-		FROM user_tables t WHERE t.table_name = :1`, args: []any{table}, rows: -1}
+		FROM (SELECT COALESCE(MAX(num_rows), 0) AS est FROM user_tables WHERE table_name = :1)`,
+		args: []any{strings.ToUpper(q.currentTable)}, rows: -1}
 }
 
 // xid names one distributed transaction branch for DBMS_XA (twophase).

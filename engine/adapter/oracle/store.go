@@ -184,21 +184,9 @@ func (c *storeConn) UndoPlan(ctx context.Context, tid uint64) ([]adapter.UndoIte
 	}
 	var items []adapter.UndoItem
 	err := c.rows(ctx, plan[2], func(r *sql.Rows) error {
-		var it adapter.UndoItem
-		var oid, cur, prev int64
-		var curMD5, undoneMD5 sql.NullString
-		if err := r.Scan(&oid, &cur, &curMD5, &undoneMD5, &prev, &it.PrevState); err != nil {
-			return err
-		}
-		it.OID, it.CurrentTID, it.PrevTID = uint64(oid), uint64(cur), uint64(prev)
-		if curMD5.Valid {
-			it.CurrentMD5 = []byte(curMD5.String)
-		}
-		if undoneMD5.Valid {
-			it.UndoneMD5 = []byte(undoneMD5.String)
-		}
+		it, err := adapter.ScanUndoItem(r)
 		items = append(items, it)
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, false, c.d.wrap(err)

@@ -100,26 +100,13 @@ func collectChanges(rows pgx.Rows, err error) ([]adapter.Change, error) {
 func (c *loadConn) Changes(ctx context.Context, after, upTo uint64, limit int) ([]adapter.Change, error) {
 	var out []adapter.Change
 	err := c.query(ctx, c.d.q.changes, []any{int64(after), int64(upTo), limit}, func(r pgx.Rows) error {
-		var oid, tid int64
-		if err := r.Scan(&oid, &tid); err != nil {
-			return err
-		}
-		out = append(out, adapter.Change{OID: uint64(oid), TID: uint64(tid)})
-		return nil
+		return adapter.ScanChange(r, &out)
 	})
 	return out, err
 }
 
 func scanRevision(out *[]adapter.Revision) func(pgx.Rows) error {
-	return func(r pgx.Rows) error {
-		var oid, tid int64
-		var state []byte
-		if err := r.Scan(&oid, &tid, &state); err != nil {
-			return err
-		}
-		*out = append(*out, adapter.Revision{OID: uint64(oid), TID: uint64(tid), State: state})
-		return nil
-	}
+	return func(r pgx.Rows) error { return adapter.ScanRevision(r, out) }
 }
 
 func (c *loadConn) Current(ctx context.Context, oids []uint64) ([]adapter.Revision, error) {

@@ -249,18 +249,9 @@ func (c *storeConn) UndoPlan(ctx context.Context, tid uint64) ([]adapter.UndoIte
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var it adapter.UndoItem
-			var oid, cur, prev int64
-			var curMD5, undoneMD5 *string
-			if err := rows.Scan(&oid, &cur, &curMD5, &undoneMD5, &prev, &it.PrevState); err != nil {
+			it, err := adapter.ScanUndoItem(rows)
+			if err != nil {
 				return err
-			}
-			it.OID, it.CurrentTID, it.PrevTID = uint64(oid), uint64(cur), uint64(prev)
-			if curMD5 != nil {
-				it.CurrentMD5 = []byte(*curMD5)
-			}
-			if undoneMD5 != nil {
-				it.UndoneMD5 = []byte(*undoneMD5)
 			}
 			items = append(items, it)
 		}
