@@ -31,6 +31,14 @@ func init() {
 	adapter.Register("oracle", Open)
 }
 
+// The interfaces the engine uses, checked at compile time.
+var (
+	_ adapter.Dialect        = (*dialect)(nil)
+	_ adapter.LoadConn       = (*loadConn)(nil)
+	_ adapter.SnapshotPoller = (*loadConn)(nil)
+	_ adapter.StoreConn      = (*storeConn)(nil)
+)
+
 // Options is the adapter section of the engine's options: RelStorage's
 // <oracle> keys and its zodburi's twophase.
 type Options struct {
