@@ -75,10 +75,7 @@ func scanChange(out *[]adapter.Change) func(*sql.Rows) error {
 
 func (c *loadConn) Changes(ctx context.Context, after, upTo uint64, limit int) ([]adapter.Change, error) {
 	var out []adapter.Change
-	if upTo > 1<<63-1 {
-		upTo = 1<<63 - 1
-	}
-	err := c.rows(ctx, c.d.q.changes, []any{int64(after), int64(upTo), limit}, scanChange(&out))
+	err := c.rows(ctx, c.d.q.changes, []any{int64(after), adapter.BoundTID(upTo), limit}, scanChange(&out))
 	return out, err
 }
 
@@ -97,7 +94,7 @@ func (c *loadConn) Current(ctx context.Context, oids []uint64) ([]adapter.Revisi
 	}
 	for start := 0; start < len(oids); start += inChunk {
 		part := oids[start:min(len(oids), start+inChunk)]
-		if err := c.rows(ctx, c.d.q.currentIn+in(len(part)), uint64sAsAny(part), scanRevision(&out)); err != nil {
+		if err := c.rows(ctx, c.d.q.currentIn+in(len(part)), adapter.Int64Args(part), scanRevision(&out)); err != nil {
 			return nil, err
 		}
 	}
@@ -118,11 +115,8 @@ func (c *loadConn) Before(ctx context.Context, oid, before uint64) (adapter.Revi
 	rev := adapter.Revision{OID: oid}
 	var tid, end int64
 	found, exists := false, false
-	if before > 1<<63-1 {
-		before = 1<<63 - 1
-	}
 	s := &script{}
-	s.add(sqlBefore, int64(oid), int64(before))
+	s.add(sqlBefore, int64(oid), adapter.BoundTID(before))
 	s.add(sqlExists, int64(oid))
 	err := c.run(ctx, s, func(r *resultSets) error {
 		if err := r.next(func(rows *sql.Rows) error {
@@ -182,16 +176,12 @@ func (c *loadConn) Transactions(ctx context.Context, q adapter.TxnQuery) ([]adap
 		text += ` ORDER BY tid`
 	}
 	text += ` LIMIT ? OFFSET ?`
-	stop := q.Stop
-	if stop > 1<<63-1 {
-		stop = 1<<63 - 1
-	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 1<<31 - 1
 	}
 	var out []adapter.TxnInfo
-	err := c.rows(ctx, text, []any{int64(q.Start), int64(stop), limit, q.Offset}, func(r *sql.Rows) error {
+	err := c.rows(ctx, text, []any{int64(q.Start), adapter.BoundTID(q.Stop), limit, q.Offset}, func(r *sql.Rows) error {
 		var t adapter.TxnInfo
 		var tid int64
 		if err := r.Scan(&tid, &t.Packed, &t.User, &t.Description, &t.Extension); err != nil {

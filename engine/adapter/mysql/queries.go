@@ -97,11 +97,3 @@ const (
 	sqlPackLock    = `SELECT GET_LOCK(CONCAT(DATABASE(), '.pack'), 0)`
 	sqlPackRelease = `DO RELEASE_LOCK(CONCAT(DATABASE(), '.pack'))`
 )
-
-func uint64sAsAny(oids []uint64) []any {
-	out := make([]any, len(oids))
-	for i, o := range oids {
-		out[i] = int64(o)
-	}
-	return out
-}

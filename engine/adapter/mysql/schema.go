@@ -149,16 +149,8 @@ func (d *dialect) prepareSchema(ctx context.Context, c *sql.Conn) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	empty := !tables["object_state"]
-	switch {
-	case !d.settings.CreateSchema && empty:
-		return adapter.ConfigError("%s has no RelStorage schema and create-schema is off", d.describe)
-	case !d.settings.CreateSchema:
-		return fmt.Errorf("%s: the RelStorage schema is incomplete, missing %s", d.describe, strings.Join(missing, ", "))
-	case d.settings.ReadOnly && empty:
-		return adapter.ConfigError("%s has no RelStorage schema and the storage is read-only", d.describe)
-	case d.settings.ReadOnly:
-		return fmt.Errorf("%s: the RelStorage schema is incomplete, missing %s", d.describe, strings.Join(missing, ", "))
+	if err := adapter.RefuseSchemaCreation(d.describe, d.settings, !tables["object_state"], missing); err != nil {
+		return err
 	}
 	if err := d.createSchema(ctx, c); err != nil {
 		return d.wrap(err)
@@ -167,7 +159,7 @@ func (d *dialect) prepareSchema(ctx context.Context, c *sql.Conn) error {
 		return d.wrap(err)
 	}
 	if missing := d.missing(tables); len(missing) > 0 {
-		return fmt.Errorf("%s: the RelStorage schema is incomplete, missing %s", d.describe, strings.Join(missing, ", "))
+		return adapter.IncompleteSchema(d.describe, missing)
 	}
 	return d.checkMode(tables)
 }
@@ -191,17 +183,8 @@ func (d *dialect) tables(ctx context.Context, c *sql.Conn) (map[string]bool, err
 
 // checkMode refuses a database of the other history mode.
 func (d *dialect) checkMode(tables map[string]bool) error {
-	if !tables["object_state"] {
-		return nil
-	}
-	hp := tables["transaction"] || tables["current_object"]
-	if d.settings.KeepHistory && !hp {
-		return adapter.ConfigError("%s is history-free but keep-history is true", d.describe)
-	}
-	if !d.settings.KeepHistory && hp {
-		return adapter.ConfigError("%s is history-preserving but keep-history is false", d.describe)
-	}
-	return nil
+	return adapter.CheckHistoryMode(d.describe, d.settings.KeepHistory, tables["object_state"],
+		tables["transaction"] || tables["current_object"])
 }
 
 func (d *dialect) missing(tables map[string]bool) []string {

@@ -47,7 +47,7 @@ func (c *storeConn) LockObjects(ctx context.Context, readCurrent, modified []uin
 		s.add(c.d.q.lockShared, int64(oid))
 	}
 	if len(modified) > 0 {
-		s.add(c.d.q.lockModified+in(len(modified))+lockModifiedEnd, uint64sAsAny(modified)...)
+		s.add(c.d.q.lockModified+in(len(modified))+lockModifiedEnd, adapter.Int64Args(modified)...)
 	}
 	if s.empty() {
 		s.add(`DO 0`)
@@ -95,7 +95,7 @@ func (c *storeConn) States(ctx context.Context, oids []uint64) (map[uint64]adapt
 	for start := 0; start < len(oids); start += inChunk {
 		part := oids[start:min(len(oids), start+inChunk)]
 		s := &script{}
-		s.add(c.d.q.currentIn+in(len(part)), uint64sAsAny(part)...)
+		s.add(c.d.q.currentIn+in(len(part)), adapter.Int64Args(part)...)
 		err := c.query(ctx, s, func(rows *sql.Rows) error { return newResultSets(rows).next(scanRevision(&revs)) })
 		if err != nil {
 			return nil, c.d.wrap(err)
@@ -143,7 +143,7 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 	b := &batcher{limit: c.d.maxQuery}
 	if c.d.settings.KeepHistory {
 		b.statement(sqlInsertTxn, int64(tid), meta.Packed, len(writes) == 0,
-			nonNil(meta.User), nonNil(meta.Description), nonNil(meta.Extension))
+			adapter.NonNil(meta.User), adapter.NonNil(meta.Description), adapter.NonNil(meta.Extension))
 		ins := b.rows(sqlInsertStatesHP, "")
 		for _, w := range writes {
 			var md5 any
@@ -171,18 +171,11 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 		up.end()
 		for start := 0; start < len(del); start += inChunk {
 			part := del[start:min(len(del), start+inChunk)]
-			b.statement(sqlDeleteHF+in(len(part)), uint64sAsAny(part)...)
+			b.statement(sqlDeleteHF+in(len(part)), adapter.Int64Args(part)...)
 		}
 	}
 	c.moved = b.done()
 	return nil
-}
-
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
 }
 
 func (c *storeConn) Commit(ctx context.Context) error {

@@ -134,9 +134,6 @@ func (d *dialect) setUp(ctx context.Context) error {
 		return d.connectError(err)
 	}
 	defer c.Close()
-	if err := c.PingContext(ctx); err != nil {
-		return d.connectError(err)
-	}
 	return d.prepareSchema(ctx, c)
 }
 

@@ -65,22 +65,6 @@ func chunks(oids []uint64) [][]uint64 {
 	return out
 }
 
-func int64Args(oids []uint64) []any {
-	out := make([]any, len(oids))
-	for i, o := range oids {
-		out[i] = int64(o)
-	}
-	return out
-}
-
-// clamp keeps a tid bound within NUMBER binds Go sends as int64.
-func clamp(tid uint64) int64 {
-	if tid > 1<<63-1 {
-		return 1<<63 - 1
-	}
-	return int64(tid)
-}
-
 func (q queries) lastTID() string {
 	if q.keepHistory {
 		return `SELECT COALESCE(MAX(tid), 0) FROM transaction`
@@ -97,13 +81,13 @@ func (q queries) poll(after, upTo uint64, limit int) stmt {
 	return stmt{text: `SELECT ` + strconv.Itoa(pollMarker) + `, (` + q.lastTID() + `) FROM DUAL
 		UNION ALL
 		SELECT zoid, tid FROM ` + q.currentTable + ` WHERE tid > :1 AND tid <= :2 AND ROWNUM <= :3`,
-		args: []any{int64(after), clamp(upTo), limit}, rows: -1}
+		args: []any{int64(after), adapter.BoundTID(upTo), limit}, rows: -1}
 }
 
 // changes lists at most limit objects whose current tid is in (after, upTo].
 func (q queries) changes(after, upTo uint64, limit int) stmt {
 	return stmt{text: `SELECT zoid, tid FROM ` + q.currentTable + ` WHERE tid > :1 AND tid <= :2 AND ROWNUM <= :3`,
-		args: []any{int64(after), clamp(upTo), limit}, rows: -1}
+		args: []any{int64(after), adapter.BoundTID(upTo), limit}, rows: -1}
 }
 
 // currentSelect selects zoid, tid, state of current revisions; a WHERE follows.
@@ -123,7 +107,7 @@ func (q queries) current(oids []uint64) []stmt {
 	var out []stmt
 	for _, part := range chunks(oids) {
 		out = append(out, stmt{text: q.currentSelect() + `zoid IN (` + placeholders(1, len(part)) + `)`,
-			args: int64Args(part), rows: -1})
+			args: adapter.Int64Args(part), rows: -1})
 	}
 	return out
 }
@@ -146,7 +130,7 @@ func (q queries) before(oid, before uint64) stmt {
 		SELECT o.tid, o.state, COALESCE((SELECT MIN(n.tid) FROM object_state n
 			WHERE n.zoid = o.zoid AND n.tid > o.tid), 0) AS end_tid
 		FROM object_state o WHERE o.zoid = :1 AND o.tid < :2 ORDER BY o.tid DESC)
-		WHERE ROWNUM <= 1`, args: []any{int64(oid), clamp(before)}, rows: -1}
+		WHERE ROWNUM <= 1`, args: []any{int64(oid), adapter.BoundTID(before)}, rows: -1}
 }
 
 func (q queries) exists(oid uint64) stmt {
@@ -196,7 +180,7 @@ func (q queries) transactions(t adapter.TxnQuery) stmt {
 	}
 	return stmt{text: `SELECT ` + cols + ` FROM (SELECT p.*, ROWNUM AS rn FROM (` + inner + `) p
 		WHERE ROWNUM <= :3) WHERE rn > :4`,
-		args: []any{int64(t.Start), clamp(t.Stop), int64(t.Offset) + limit, int64(t.Offset)}, rows: -1}
+		args: []any{int64(t.Start), adapter.BoundTID(t.Stop), int64(t.Offset) + limit, int64(t.Offset)}, rows: -1}
 }
 
 func (q queries) txnRecords(tid uint64) stmt {
@@ -218,7 +202,7 @@ func (q queries) lockModified(oids []uint64) []stmt {
 	var out []stmt
 	for _, part := range chunks(oids) {
 		out = append(out, stmt{text: `SELECT zoid, tid FROM ` + q.currentTable + ` WHERE zoid IN (` +
-			placeholders(1, len(part)) + `) ORDER BY zoid ` + q.wait, args: int64Args(part), rows: -1})
+			placeholders(1, len(part)) + `) ORDER BY zoid ` + q.wait, args: adapter.Int64Args(part), rows: -1})
 	}
 	return out
 }
@@ -294,7 +278,7 @@ func (q queries) move(tid uint64, meta adapter.TxnInfo, writes []adapter.Write) 
 		}
 		out = append(out, stmt{text: `INSERT INTO transaction (tid, packed, is_empty, username, description, extension)
 		VALUES (:1, :2, :3, :4, :5, :6)`, args: []any{int64(tid), yesNo(meta.Packed), yesNo(len(writes) == 0),
-			nonNil(meta.User), nonNil(desc), nonNil(meta.Extension)}, rows: 1})
+			adapter.NonNil(meta.User), adapter.NonNil(desc), adapter.NonNil(meta.Extension)}, rows: 1})
 		for _, b := range batches(writes) {
 			oids, tids, prev, sizes := make([]int64, len(b)), make([]int64, len(b)), make([]int64, len(b)), make([]int64, len(b))
 			md5s, states := make([]string, len(b)), make([][]byte, len(b))
@@ -373,13 +357,6 @@ func repeat(v int64, n int) []int64 {
 		out[i] = v
 	}
 	return out
-}
-
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
 }
 
 // RelStorage's pack lock, held by pack and undo until their transaction ends.

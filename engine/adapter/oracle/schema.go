@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 )
@@ -251,14 +250,8 @@ func (d *dialect) prepareSchema(ctx context.Context, c *sql.Conn) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	empty := !have["table object_state"]
-	switch {
-	case !d.settings.CreateSchema && empty:
-		return adapter.ConfigError("%s has no RelStorage schema and create-schema is off", d.describe)
-	case d.settings.ReadOnly && empty:
-		return adapter.ConfigError("%s has no RelStorage schema and the storage is read-only", d.describe)
-	case !d.settings.CreateSchema || d.settings.ReadOnly:
-		return fmt.Errorf("%s: the RelStorage schema is incomplete, missing %s", d.describe, strings.Join(missing, ", "))
+	if err := adapter.RefuseSchemaCreation(d.describe, d.settings, !have["table object_state"], missing); err != nil {
+		return err
 	}
 	for _, o := range objectsFor(d.settings.KeepHistory) {
 		if have[o.kind+" "+o.name] {
@@ -279,7 +272,7 @@ func (d *dialect) prepareSchema(ctx context.Context, c *sql.Conn) error {
 		return d.wrap(err)
 	}
 	if missing := missingObjects(d.settings.KeepHistory, have); len(missing) > 0 {
-		return fmt.Errorf("%s: the RelStorage schema is incomplete, missing %s", d.describe, strings.Join(missing, ", "))
+		return adapter.IncompleteSchema(d.describe, missing)
 	}
 	return nil
 }
@@ -323,15 +316,6 @@ func missingObjects(keepHistory bool, have map[string]bool) []string {
 
 // checkMode refuses a database of the other history mode.
 func (d *dialect) checkMode(have map[string]bool) error {
-	if !have["table object_state"] {
-		return nil
-	}
-	hp := have["table transaction"] || have["table current_object"]
-	if d.settings.KeepHistory && !hp {
-		return adapter.ConfigError("%s is history-free but keep-history is true", d.describe)
-	}
-	if !d.settings.KeepHistory && hp {
-		return adapter.ConfigError("%s is history-preserving but keep-history is false", d.describe)
-	}
-	return nil
+	return adapter.CheckHistoryMode(d.describe, d.settings.KeepHistory, have["table object_state"],
+		have["table transaction"] || have["table current_object"])
 }

@@ -203,12 +203,8 @@ func (c *loadConn) Transactions(ctx context.Context, q adapter.TxnQuery) ([]adap
 		sqlText += ` ORDER BY tid`
 	}
 	sqlText += ` LIMIT $3 OFFSET $4`
-	stop := q.Stop
-	if stop > 1<<63-1 {
-		stop = 1<<63 - 1
-	}
 	var out []adapter.TxnInfo
-	err := c.query(ctx, sqlText, []any{int64(q.Start), int64(stop), q.Limit, q.Offset}, func(r pgx.Rows) error {
+	err := c.query(ctx, sqlText, []any{int64(q.Start), adapter.BoundTID(q.Stop), q.Limit, q.Offset}, func(r pgx.Rows) error {
 		var t adapter.TxnInfo
 		var tid int64
 		if err := r.Scan(&tid, &t.Packed, &t.User, &t.Description, &t.Extension); err != nil {

@@ -147,7 +147,7 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 	b := &pgx.Batch{}
 	if c.d.settings.KeepHistory {
 		b.Queue(sqlInsertTxn, int64(tid), meta.Packed, len(writes) == 0,
-			nonNil(meta.User), nonNil(meta.Description), nonNil(meta.Extension))
+			adapter.NonNil(meta.User), adapter.NonNil(meta.Description), adapter.NonNil(meta.Extension))
 		if len(writes) > 0 {
 			oids := make([]int64, len(writes))
 			prev := make([]int64, len(writes))
@@ -183,13 +183,6 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 	}
 	c.moved = b
 	return nil
-}
-
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
 }
 
 func (c *storeConn) Commit(ctx context.Context) error {

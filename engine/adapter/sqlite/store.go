@@ -100,16 +100,9 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 	return c.moveHF(ctx, tid, writes)
 }
 
-func nonNil(b []byte) []byte {
-	if b == nil {
-		return []byte{}
-	}
-	return b
-}
-
 func (c *storeConn) moveHP(ctx context.Context, tid uint64, meta adapter.TxnInfo, writes []adapter.Write) error {
 	if _, err := c.conn.ExecContext(ctx, sqlInsertTxn, int64(tid), meta.Packed, len(writes) == 0,
-		nonNil(meta.User), nonNil(meta.Description), nonNil(meta.Extension)); err != nil {
+		adapter.NonNil(meta.User), adapter.NonNil(meta.Description), adapter.NonNil(meta.Extension)); err != nil {
 		return fmt.Errorf("insert transaction %d: %w", tid, err)
 	}
 	ins, err := c.conn.PrepareContext(ctx, sqlInsertStateHP)
