@@ -25,6 +25,7 @@ import "C"
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime/debug"
@@ -41,7 +42,7 @@ import (
 func main() {}
 
 // abiVersion changes whenever an export's signature or the result layout does.
-const abiVersion = 1
+const abiVersion = 2
 
 // call runs fn, recovering panics, and records its error in r.
 func call(r *C.grs_result, fn func() error) (kind C.int32_t) {
@@ -123,9 +124,17 @@ func grs_open(cfg *C.uint8_t, n C.int64_t, r *C.grs_result) C.int32_t {
 		var e encoder
 		e.bytes([]byte(s.Name()))
 		e.bytes([]byte(s.SortKey()))
+		encodeWarnings(&e, s)
 		setData(r, e.b)
 		return nil
 	})
+}
+
+// encodeWarnings appends what the storage has to warn about; Python logs it.
+func encodeWarnings(e *encoder, s *engine.Storage) {
+	for _, w := range s.TakeWarnings() {
+		e.bytes([]byte(w))
+	}
 }
 
 //export grs_close
@@ -136,7 +145,36 @@ func grs_close(h C.uint64_t, r *C.grs_result) C.int32_t {
 			return nil // closing twice is fine
 		}
 		dropHandle(uint64(h))
-		return s.Close()
+		err = s.Close()
+		var e encoder
+		encodeWarnings(&e, s)
+		setData(r, e.b)
+		return err
+	})
+}
+
+//export grs_cache_stats
+func grs_cache_stats(h C.uint64_t, r *C.grs_result) C.int32_t {
+	return call(r, func() error {
+		s, err := getStorage(uint64(h))
+		if err != nil {
+			return err
+		}
+		b, err := json.Marshal(s.CacheStats())
+		setData(r, b)
+		return err
+	})
+}
+
+//export grs_cache_clear
+func grs_cache_clear(h C.uint64_t, r *C.grs_result) C.int32_t {
+	return call(r, func() error {
+		s, err := getStorage(uint64(h))
+		if err != nil {
+			return err
+		}
+		s.ClearCache()
+		return nil
 	})
 }
 

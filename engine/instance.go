@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
@@ -24,6 +25,10 @@ type Instance struct {
 	load       adapter.LoadConn
 	inSnapshot bool
 	snapTID    uint64 // newest tid visible in the snapshot
+	snapLast   uint64 // the database's newest tid when the snapshot began
+	snapEpoch  uint64 // the shared index's epoch the snapshot belongs to
+	indexed    bool   // the snapshot was merged into the shared index: the cache may serve it
+	pinned     atomic.Uint64
 	polled     bool
 	polledTID  uint64          // invalidations delivered up to here
 	ownTIDs    map[uint64]bool // own commits since the last poll
@@ -85,6 +90,8 @@ type commit struct {
 	voting     bool // Vote has begun: no more writes
 	voted      bool
 	tid        uint64 // chosen at FinishLock
+	inOrder    bool   // tid is above every tid committed before the commit lock
+	newest     uint64 // the newest tid committed before the commit lock
 }
 
 // Release ends the instance's snapshot and transaction and closes its connections.
@@ -97,6 +104,7 @@ func (in *Instance) Release() {
 	in.released = true
 	in.abortLocked()
 	in.dropLoad()
+	in.s.sh.unpin(in)
 	in.s.forget(in)
 }
 
@@ -123,8 +131,13 @@ func (in *Instance) dropLoad() {
 	}
 }
 
-// beginSnapshot starts a new snapshot and records its newest tid.
-func (in *Instance) beginSnapshot(ctx context.Context) error {
+// noChanges is a tid above every tid: asking for changes after it asks for none.
+const noChanges = 1<<63 - 1
+
+// startSnapshot begins a new snapshot and merges what changed since the
+// shared index's head into it (one round trip where the dialect can start a
+// snapshot and poll at once), so that the cache can serve this snapshot.
+func (in *Instance) startSnapshot(ctx context.Context) error {
 	in.endSnapshot()
 	if in.load == nil {
 		c, err := in.s.dialect.OpenLoad(ctx)
@@ -133,42 +146,37 @@ func (in *Instance) beginSnapshot(ctx context.Context) error {
 		}
 		in.load = c
 	}
-	err := in.load.Begin(ctx)
-	if err == nil {
+	x := in.s.sh.index
+	after, epoch, fresh := x.position()
+	ask := after
+	if fresh {
+		ask = noChanges
+	}
+	// A snapshot sees every commit finished before it began, even when a
+	// history-free deletion hid that commit's tid from MAX(tid).
+	done := in.s.sh.committed.Load()
+	limit := in.s.opts.CacheDeltaSizeLimit
+	var last uint64
+	var changes []adapter.Change
+	var err error
+	if p, ok := in.load.(adapter.SnapshotPoller); ok {
+		last, changes, err = p.BeginPoll(ctx, ask, limit+1)
+		in.inSnapshot = err == nil
+	} else if err = in.load.Begin(ctx); err == nil {
 		in.inSnapshot = true
-		in.snapTID, err = in.load.LastTID(ctx)
+		last, err = in.load.LastTID(ctx)
+		if err == nil && last > ask {
+			changes, err = in.load.Changes(ctx, ask, last, limit+1)
+		}
 	}
 	if err != nil {
 		in.dropLoad() // a broken connection is reopened by the next read
 		return classify(err, "begin snapshot")
 	}
-	in.s.sawTID(in.snapTID)
-	return nil
-}
-
-// beginPollSnapshot starts a snapshot and, where the dialect can do both in
-// one round trip, lists the changes after `after` with it (ok is true).
-func (in *Instance) beginPollSnapshot(ctx context.Context, after uint64, limit int) (changes []adapter.Change, ok bool, err error) {
-	in.endSnapshot()
-	if in.load == nil {
-		c, err := in.s.dialect.OpenLoad(ctx)
-		if err != nil {
-			return nil, false, classify(err, "open load connection")
-		}
-		in.load = c
-	}
-	p, isPoller := in.load.(adapter.SnapshotPoller)
-	if !isPoller {
-		return nil, false, in.beginSnapshot(ctx)
-	}
-	last, changes, err := p.BeginPoll(ctx, after, limit)
-	if err != nil {
-		in.dropLoad()
-		return nil, false, classify(err, "poll")
-	}
-	in.inSnapshot, in.snapTID = true, last
 	in.s.sawTID(last)
-	return changes, true, nil
+	in.snapLast, in.snapEpoch = last, epoch
+	in.snapTID, in.indexed = x.merge(epoch, after, max(last, done), changes, len(changes) > limit)
+	return nil
 }
 
 // view returns the load connection positioned for a read: the held snapshot
@@ -180,7 +188,7 @@ func (in *Instance) view(ctx context.Context) (adapter.LoadConn, error) {
 	if in.inSnapshot && in.polled {
 		return in.load, nil
 	}
-	if err := in.beginSnapshot(ctx); err != nil {
+	if err := in.startSnapshot(ctx); err != nil {
 		return nil, err
 	}
 	return in.load, nil
@@ -202,55 +210,35 @@ func (in *Instance) Poll(ctx context.Context) (oids []uint64, all bool, err erro
 	if err := in.check(); err != nil {
 		return nil, false, err
 	}
-	limit := in.s.opts.CacheDeltaSizeLimit
-	var changes []adapter.Change
-	polledChanges := false
-	if in.polled {
-		changes, polledChanges, err = in.beginPollSnapshot(ctx, in.polledTID, limit+1)
-	} else {
-		err = in.beginSnapshot(ctx)
-	}
-	if err != nil {
+	if err := in.startSnapshot(ctx); err != nil {
 		return nil, false, err
 	}
-	newTID := in.snapTID
+	sh := in.s.sh
+	defer sh.compact()
 	if !in.polled {
-		in.polled, in.polledTID, in.ownTIDs = true, newTID, nil
+		in.polled, in.polledTID, in.ownTIDs = true, in.snapTID, nil
+		sh.pin(in, in.snapTID)
 		return nil, true, nil
 	}
-	if newTID < in.polledTID {
-		if !in.s.opts.KeepHistory {
-			// Deleting the object that held the newest tid lowers MAX(tid);
-			// nothing newer than what we polled exists.
-			in.ownTIDs = nil
-			return nil, false, nil
-		}
+	from := in.polledTID
+	if in.snapLast < from && in.s.opts.KeepHistory {
 		return nil, false, Errorf(KindReadConflict,
-			"the database went back in time: last seen tid %d, now %d (restored from a backup?)", in.polledTID, newTID)
+			"the database went back in time: last seen tid %d, now %d (restored from a backup?)", from, in.snapLast)
 	}
-	if newTID == in.polledTID {
-		in.ownTIDs = nil
+	// History-free: deleting the object that held the newest tid lowers
+	// MAX(tid), but the snapshot still sees everything polled before.
+	in.snapTID = max(in.snapTID, from)
+	own := in.ownTIDs
+	in.polledTID, in.ownTIDs = in.snapTID, nil
+	sh.pin(in, in.snapTID)
+	if in.snapTID == from {
 		return nil, false, nil
 	}
-	if !polledChanges {
-		changes, err = in.load.Changes(ctx, in.polledTID, newTID, limit+1)
-		if err != nil {
-			return nil, false, in.readErr(err, "poll")
-		}
-	}
-	in.polledTID = newTID
-	own := in.ownTIDs
-	in.ownTIDs = nil
-	if len(changes) > limit {
+	if !in.indexed {
 		return nil, true, nil
 	}
-	oids = make([]uint64, 0, len(changes))
-	for _, c := range changes {
-		if !own[c.TID] {
-			oids = append(oids, c.OID)
-		}
-	}
-	return oids, false, nil
+	oids, all = sh.index.changed(in.snapEpoch, from, in.snapTID, own)
+	return oids, all, nil
 }
 
 // Sync ends the snapshot; the next read or poll starts a new one.
@@ -278,7 +266,9 @@ func (in *Instance) LastTransaction(ctx context.Context) (uint64, error) {
 	return max(in.snapTID, in.lastCommit), nil
 }
 
-// Load returns the current state of oid in the instance's view.
+// Load returns the current state of oid in the instance's view: from the
+// shared cache when the index knows which revision the snapshot sees and the
+// cache holds it, else from the database (and then into the cache).
 func (in *Instance) Load(ctx context.Context, oid uint64) ([]byte, uint64, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -289,6 +279,10 @@ func (in *Instance) Load(ctx context.Context, oid uint64) ([]byte, uint64, error
 	if r, ok := in.prefetched[oid]; ok {
 		return r.State, r.TID, nil
 	}
+	if state, tid, ok := in.cached(oid); ok {
+		in.remember(oid, tid, state)
+		return state, tid, nil
+	}
 	revs, err := c.Current(ctx, []uint64{oid})
 	if err != nil {
 		return nil, 0, in.readErr(err, "load")
@@ -296,8 +290,35 @@ func (in *Instance) Load(ctx context.Context, oid uint64) ([]byte, uint64, error
 	if len(revs) == 0 || revs[0].State == nil {
 		return nil, 0, POSKeyError(oid, "no object %#x", oid)
 	}
+	in.keep(revs[0])
 	in.remember(oid, revs[0].TID, revs[0].State)
 	return revs[0].State, revs[0].TID, nil
+}
+
+// cached returns oid's revision in the snapshot from the shared cache.
+func (in *Instance) cached(oid uint64) ([]byte, uint64, bool) {
+	sh := in.s.sh
+	if !sh.cache.Enabled() {
+		return nil, 0, false
+	}
+	if in.indexed {
+		if tid, ok := sh.index.lookup(in.snapEpoch, in.snapTID, oid); ok {
+			state, hit := sh.cache.Get(oid, tid)
+			return state, tid, hit
+		}
+	}
+	sh.cache.NoteMiss()
+	return nil, 0, false
+}
+
+// keep puts a current revision read through the snapshot into the shared
+// cache and tells the index.
+func (in *Instance) keep(r adapter.Revision) {
+	sh := in.s.sh
+	sh.cache.Put(r.OID, r.TID, r.State)
+	if in.indexed {
+		sh.index.learn(in.snapEpoch, in.snapTID, r.OID, r.TID)
+	}
 }
 
 // stateMD5 is the hex MD5 RelStorage keeps for each history-preserving
@@ -325,8 +346,12 @@ func (in *Instance) remember(oid, tid uint64, state []byte) {
 	in.recentBytes += len(state)
 }
 
-// Prefetch loads the current states of oids into the instance's snapshot
-// cache, in batches, so that the Loads that follow need no round trip.
+// prefetchBatch is how many objects one prefetch round trip asks for.
+const prefetchBatch = 1000
+
+// Prefetch loads the current states of oids that the shared cache does not
+// hold, one round trip per batch, so that the Loads that follow need none.
+// Without the shared cache they are kept for this snapshot only.
 func (in *Instance) Prefetch(ctx context.Context, oids []uint64) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -334,23 +359,45 @@ func (in *Instance) Prefetch(ctx context.Context, oids []uint64) error {
 	if err != nil {
 		return err
 	}
-	if !in.polled {
+	sh := in.s.sh
+	useCache := sh.cache.Enabled()
+	if !useCache && !in.polled {
 		return nil // without a held snapshot there is nothing to keep them for
 	}
-	const maxPrefetched = 100000
-	revs, err := c.Current(ctx, oids)
-	if err != nil {
-		return in.readErr(err, "prefetch")
-	}
-	if in.prefetched == nil {
-		in.prefetched = make(map[uint64]adapter.Revision, len(revs))
-	}
-	for _, r := range revs {
-		if len(in.prefetched) >= maxPrefetched {
-			break
+	missing := make([]uint64, 0, len(oids))
+	for _, oid := range oids {
+		if _, ok := in.prefetched[oid]; ok {
+			continue
 		}
-		if r.State != nil {
-			in.prefetched[r.OID] = r
+		if useCache && in.indexed {
+			if tid, ok := sh.index.lookup(in.snapEpoch, in.snapTID, oid); ok && sh.cache.Has(oid, tid) {
+				continue
+			}
+		}
+		missing = append(missing, oid)
+	}
+	const maxPrefetched = 100000
+	for len(missing) > 0 {
+		batch := missing[:min(len(missing), prefetchBatch)]
+		missing = missing[len(batch):]
+		revs, err := c.Current(ctx, batch)
+		if err != nil {
+			return in.readErr(err, "prefetch")
+		}
+		for _, r := range revs {
+			if r.State == nil {
+				continue
+			}
+			if useCache {
+				in.keep(r)
+				continue
+			}
+			if in.prefetched == nil {
+				in.prefetched = make(map[uint64]adapter.Revision, len(revs))
+			}
+			if len(in.prefetched) < maxPrefetched {
+				in.prefetched[r.OID] = r
+			}
 		}
 	}
 	return nil
@@ -364,6 +411,9 @@ func (in *Instance) LoadSerial(ctx context.Context, oid, tid uint64) ([]byte, er
 		return nil, err
 	}
 	if state, ok := in.recent[[2]uint64{oid, tid}]; ok {
+		return state, nil
+	}
+	if state, ok := in.s.sh.cache.Get(oid, tid); ok { // (oid, tid) names one state for good
 		return state, nil
 	}
 	c, err := in.view(ctx)
@@ -792,14 +842,15 @@ func (in *Instance) FinishLock(ctx context.Context) (uint64, error) {
 	if err != nil {
 		return 0, classify(err, "tpc_finish: commit lock")
 	}
+	newest := max(last, in.s.newestTID.Load()) // a history-free deletion can hide the newest tid
 	tid := t.restoreTID
 	if tid == 0 {
-		// A history-free deletion can hide the newest tid from the database.
 		if now.IsZero() {
 			now = time.Now()
 		}
-		tid = NextTID(now, max(last, in.s.newestTID.Load()))
+		tid = NextTID(now, newest)
 	}
+	t.inOrder, t.newest = tid > newest, newest
 	writes := make([]adapter.Write, 0, len(t.order))
 	for _, oid := range t.order {
 		w := t.writes[oid]
@@ -837,11 +888,20 @@ func (in *Instance) FinishCommit(ctx context.Context) error {
 	}
 	in.lastCommit = t.tid
 	in.s.sawTID(t.tid)
-	for _, w := range t.writes {
+	// Own commits fill the shared cache; undo evicts the revisions it replaced.
+	sh := in.s.sh
+	for _, oid := range t.order {
+		w := t.writes[oid]
+		if w.kind == writeUndo {
+			sh.cache.Invalidate(oid)
+		}
 		if w.state != nil && w.kind != writeDelete {
-			in.remember(w.oid, t.tid, w.state)
+			in.remember(oid, t.tid, w.state)
+			sh.cache.Put(oid, t.tid, w.state)
 		}
 	}
+	sh.index.committed(t.tid, t.order, t.inOrder, t.newest)
+	sh.sawCommit(t.tid)
 	if in.ownTIDs == nil {
 		in.ownTIDs = map[uint64]bool{}
 	}

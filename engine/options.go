@@ -12,19 +12,24 @@ import (
 
 // Options configure a Storage. Field names follow RelStorage's option keys.
 type Options struct {
-	Name                string          `json:"name"`
-	ReadOnly            bool            `json:"read_only"`
-	KeepHistory         bool            `json:"keep_history"`
-	CreateSchema        bool            `json:"create_schema"`
-	CommitLockTimeout   float64         `json:"commit_lock_timeout"` // seconds
-	CacheDeltaSizeLimit int             `json:"cache_delta_size_limit"`
-	Adapter             string          `json:"adapter"`
-	AdapterOptions      json.RawMessage `json:"adapter_options"`
+	Name                  string          `json:"name"`
+	ReadOnly              bool            `json:"read_only"`
+	KeepHistory           bool            `json:"keep_history"`
+	CreateSchema          bool            `json:"create_schema"`
+	CommitLockTimeout     float64         `json:"commit_lock_timeout"` // seconds
+	CacheDeltaSizeLimit   int             `json:"cache_delta_size_limit"`
+	CacheLocalMB          float64         `json:"cache_local_mb"` // 0 disables the shared cache
+	CacheLocalObjectMax   int             `json:"cache_local_object_max"`
+	CacheLocalCompression string          `json:"cache_local_compression"` // "none" or "zlib"
+	CacheLocalDir         string          `json:"cache_local_dir"`         // "" keeps no cache file
+	Adapter               string          `json:"adapter"`
+	AdapterOptions        json.RawMessage `json:"adapter_options"`
 }
 
 // DefaultOptions returns RelStorage's defaults.
 func DefaultOptions() Options {
-	return Options{KeepHistory: true, CreateSchema: true, CommitLockTimeout: 30, CacheDeltaSizeLimit: 100000}
+	return Options{KeepHistory: true, CreateSchema: true, CommitLockTimeout: 30, CacheDeltaSizeLimit: 100000,
+		CacheLocalMB: 10, CacheLocalObjectMax: 16384, CacheLocalCompression: "none"}
 }
 
 // ParseOptions decodes JSON over the defaults and validates the result.
@@ -47,6 +52,12 @@ func (o Options) Validate() error {
 		return Errorf(KindConfig, "configuration: commit-lock-timeout must be >= 0, got %v", o.CommitLockTimeout)
 	case o.CacheDeltaSizeLimit < 0:
 		return Errorf(KindConfig, "configuration: cache-delta-size-limit must be >= 0, got %d", o.CacheDeltaSizeLimit)
+	case o.CacheLocalMB < 0:
+		return Errorf(KindConfig, "configuration: cache-local-mb must be >= 0, got %v", o.CacheLocalMB)
+	case o.CacheLocalObjectMax < 0:
+		return Errorf(KindConfig, "configuration: cache-local-object-max must be >= 0, got %d", o.CacheLocalObjectMax)
+	case o.CacheLocalCompression != "none" && o.CacheLocalCompression != "zlib":
+		return Errorf(KindConfig, "configuration: cache-local-compression must be none or zlib, got %q", o.CacheLocalCompression)
 	}
 	return nil
 }

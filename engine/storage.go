@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/cache"
 )
 
 // Storage is a process-wide handle on one database.
@@ -23,6 +24,10 @@ type Storage struct {
 
 	newestTID    atomic.Uint64 // the newest tid this process has committed or polled
 	maxIssuedOID atomic.Uint64 // the highest OID the database issued to this process
+
+	sh       *shared
+	warnMu   sync.Mutex
+	warnings []string // not yet reported
 
 	mu        sync.Mutex
 	closed    bool
@@ -51,8 +56,45 @@ func Open(ctx context.Context, opts Options) (*Storage, error) {
 	if err != nil {
 		return nil, &Error{Kind: KindStorage, Msg: "open " + opts.Adapter, Err: err}
 	}
-	return &Storage{opts: opts, dialect: d, instances: map[*Instance]struct{}{}}, nil
+	sh, warnings := acquireShared(ctx, d, opts)
+	return &Storage{opts: opts, dialect: d, sh: sh, warnings: warnings, instances: map[*Instance]struct{}{}}, nil
 }
+
+// TakeWarnings returns what went wrong without failing (an unusable cache
+// file, a cache file that could not be saved) since it was last called.
+func (s *Storage) TakeWarnings() []string {
+	s.warnMu.Lock()
+	defer s.warnMu.Unlock()
+	w := s.warnings
+	s.warnings = nil
+	return w
+}
+
+func (s *Storage) warn(msg string) {
+	s.warnMu.Lock()
+	s.warnings = append(s.warnings, msg)
+	s.warnMu.Unlock()
+}
+
+// CacheStats are the shared cache's counters (every storage of this
+// database in this process shares them).
+type CacheStats struct {
+	cache.Stats
+	DeltaOIDs int `json:"delta_oids"` // changes the MVCC index holds
+	DeltaTIDs int `json:"delta_tids"` // transactions the MVCC index holds
+}
+
+// CacheStats returns the shared cache's statistics.
+func (s *Storage) CacheStats() CacheStats {
+	x := s.sh.index
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return CacheStats{Stats: s.sh.cache.Stats(), DeltaOIDs: x.count, DeltaTIDs: len(x.log)}
+}
+
+// ClearCache empties the shared cache: every load after it reaches the
+// database until the cache fills again.
+func (s *Storage) ClearCache() { s.sh.cache.Clear() }
 
 // Options returns the options the storage was opened with.
 func (s *Storage) Options() Options { return s.opts }
@@ -144,6 +186,9 @@ func (s *Storage) Close() error {
 	s.mu.Unlock()
 	for _, in := range ins {
 		in.Release()
+	}
+	if err := s.sh.release(); err != nil {
+		s.warn(err.Error())
 	}
 	return s.dialect.Close()
 }

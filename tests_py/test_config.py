@@ -49,8 +49,8 @@ def test_zconfig_pragmas_are_applied(tmp_path):
 def test_zconfig_rejects_an_option_this_build_lacks(tmp_path):
     with pytest.raises(gorelstorage.ConfigurationError, match='blob-dir'):
         ZODB.config.databaseFromString(_zconfig(tmp_path / 'data', 'blob-dir %s' % (tmp_path / 'blobs')))
-    with pytest.raises(gorelstorage.ConfigurationError, match='cache-local-mb'):
-        ZODB.config.databaseFromString(_zconfig(tmp_path / 'data', 'cache-local-mb 200'))
+    with pytest.raises(gorelstorage.ConfigurationError, match='cache-servers'):
+        ZODB.config.databaseFromString(_zconfig(tmp_path / 'data', 'cache-servers localhost:11211'))
 
 
 def test_zconfig_accepts_options_left_at_relstorage_defaults(tmp_path):

@@ -335,6 +335,21 @@ def test_read_current_does_not_wait_for_a_writer(uri):
         storage.close()
 
 
+def _wait_until_free(uri, lock):
+    """The server releases a closed connection's named locks asynchronously."""
+    conn = mysql_connect(uri)
+    try:
+        with conn.cursor() as cur:
+            for _ in range(100):
+                cur.execute('SELECT IS_FREE_LOCK(%s)' % lock)
+                if cur.fetchone()[0] == 1:
+                    return
+                time.sleep(0.05)
+    finally:
+        conn.close()
+    raise AssertionError('lock %s still held' % lock)
+
+
 def test_undo_waits_for_no_pack(uri):
     """RelStorage's pack holds GET_LOCK('<db>.pack'); undo is refused meanwhile."""
     db = ZODB.DB(gorelstorage.GoRelStorage(_adapter(uri)))
@@ -356,6 +371,7 @@ def test_undo_waits_for_no_pack(uri):
             tm.abort()
         finally:
             holder.close()
+        _wait_until_free(uri, "CONCAT(DATABASE(), '.pack')")
         db.undo(undo_id)
         transaction.commit()
         with db.transaction() as conn:

@@ -155,6 +155,19 @@ func (c *Cache) Get(oid, tid uint64) ([]byte, bool) {
 	return decompress(data)
 }
 
+// Has tells whether the state tid wrote for oid is cached, without copying
+// it; it is neither a hit nor a use of the entry (a prefetch asks it).
+func (c *Cache) Has(oid, tid uint64) bool {
+	if !c.Enabled() {
+		return false
+	}
+	s := c.shard(oid)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.entries[key{oid, tid}]
+	return ok
+}
+
 // touch records a hit: a probation entry moves to protected (demoting
 // protected's least recent entries to probation when it is full); a
 // protected one moves to the front.
@@ -185,6 +198,10 @@ func (c *Cache) Put(oid, tid uint64, state []byte) {
 		return
 	}
 	data, compressed := c.encode(state)
+	c.put(oid, tid, data, compressed)
+}
+
+func (c *Cache) put(oid, tid uint64, data []byte, compressed bool) {
 	if len(data) > c.objectMax || int64(len(data))+entryOverhead > c.shardLimit {
 		return
 	}
@@ -220,6 +237,69 @@ func (c *Cache) drop(s *shard, e *entry) {
 	delete(s.entries, e.key)
 	c.entries.Add(-1)
 	c.bytesReported.Add(-cost(e))
+}
+
+// NoteMiss counts a load the cache could not serve without being asked
+// (the engine did not know which revision the snapshot needs).
+func (c *Cache) NoteMiss() {
+	if c.Enabled() {
+		c.misses.Add(1)
+	}
+}
+
+// Entry is one cached revision as the cache holds it, for the cache file.
+type Entry struct {
+	OID, TID   uint64
+	Data       []byte // the state, or ".z" + its zlib compression when Compressed
+	Compressed bool
+}
+
+// Entries lists what the cache holds, the most valuable first: each shard's
+// protected segment, then its probation segment, most recent first, the
+// shards interleaved. The data are the cache's own (never modified, never
+// reused: read only).
+func (c *Cache) Entries() []Entry {
+	if !c.Enabled() {
+		return nil
+	}
+	per := make([][]Entry, shardCount)
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		out := make([]Entry, 0, len(s.entries))
+		for _, l := range []*list{&s.protected, &s.probation} {
+			for e := l.root.next; e != &l.root; e = e.next {
+				out = append(out, Entry{OID: e.key.oid, TID: e.key.tid, Data: e.data, Compressed: e.compressed})
+			}
+		}
+		s.mu.Unlock()
+		per[i] = out
+	}
+	var all []Entry
+	for k := 0; ; k++ {
+		added := false
+		for _, out := range per {
+			if k < len(out) {
+				all = append(all, out[k])
+				added = true
+			}
+		}
+		if !added {
+			return all
+		}
+	}
+}
+
+// PutEntry caches an entry as Entries gave it (read back from the cache file).
+func (c *Cache) PutEntry(e Entry) {
+	if !c.Enabled() {
+		return
+	}
+	if !e.Compressed {
+		c.Put(e.OID, e.TID, e.Data)
+		return
+	}
+	c.put(e.OID, e.TID, bytes.Clone(e.Data), true)
 }
 
 // Invalidate removes every cached revision of oid (pack and undo change

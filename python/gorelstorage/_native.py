@@ -19,7 +19,7 @@ from ZODB.POSException import StorageTransactionError
 from ZODB.POSException import UndoError
 from ZODB.POSException import Unsupported
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 LIBRARY_ENV = 'GORELSTORAGE_LIBRARY'
 
 
@@ -109,6 +109,8 @@ _SIGNATURES = {
     'grs_finish_lock': (_u64,),
     'grs_finish_commit': (_u64,),
     'grs_abort': (_u64,),
+    'grs_cache_stats': (_u64,),
+    'grs_cache_clear': (_u64,),
     'grs_test_panic': (),
 }
 

@@ -17,6 +17,10 @@ IMPLEMENTED = {
     'create_schema': True,
     'commit_lock_timeout': 30,
     'cache_delta_size_limit': 100000,
+    'cache_local_mb': 10,
+    'cache_local_object_max': 16384,
+    'cache_local_compression': 'none',
+    'cache_local_dir': None,
 }
 
 # RelStorage accepts these and ignores them (deprecated or removed features).
@@ -54,10 +58,6 @@ NOT_YET = {
     'pack_prepack_only': False,
     'pack_skip_prepack': False,
     'pack_batch_timeout': 15.0,
-    'cache_local_mb': 10,
-    'cache_local_object_max': 16384,
-    'cache_local_compression': 'none',
-    'cache_local_dir': None,
     'cache_prefix': None,
     'cache_servers': None,
     'cache_module_name': 'relstorage.pylibmc_wrapper',
@@ -105,11 +105,22 @@ class Options:
             if not isinstance(values[name], bool):
                 raise ConfigurationError('option %s must be true or false, not %r'
                                          % (_spelled(name), values[name]))
-        try:
-            values['commit_lock_timeout'] = float(values['commit_lock_timeout'])
-            values['cache_delta_size_limit'] = int(values['cache_delta_size_limit'])
-        except (TypeError, ValueError) as e:
-            raise ConfigurationError('bad option value: %s' % e)
+        for name, kind in (('commit_lock_timeout', float), ('cache_delta_size_limit', int),
+                           ('cache_local_mb', float), ('cache_local_object_max', int)):
+            try:
+                values[name] = kind(values[name])
+            except (TypeError, ValueError):
+                raise ConfigurationError('option %s must be a number, not %r' % (_spelled(name), values[name]))
+            if values[name] < 0:
+                raise ConfigurationError('option %s must be >= 0, not %r' % (_spelled(name), values[name]))
+        compression = values['cache_local_compression']
+        if compression is None or compression == '':
+            values['cache_local_compression'] = compression = 'none'
+        if compression not in ('none', 'zlib'):
+            raise ConfigurationError('option cache-local-compression must be none or zlib, not %r' % (compression,))
+        directory = values['cache_local_dir']
+        if directory is not None and not isinstance(directory, str):
+            raise ConfigurationError('option cache-local-dir must be a directory name, not %r' % (directory,))
         if values['name'] is not None and not isinstance(values['name'], str):
             raise ConfigurationError('option name must be a string, not %r' % (values['name'],))
         self.__dict__.update(values)
@@ -122,6 +133,7 @@ class Options:
     def engine_dict(self):
         d = {k: getattr(self, k) for k in IMPLEMENTED}
         d['name'] = d['name'] or ''
+        d['cache_local_dir'] = d['cache_local_dir'] or ''
         return d
 
     def __repr__(self):

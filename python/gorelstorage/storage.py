@@ -76,6 +76,7 @@ class _Database:
         self.handle = handle
         self.name = r.bytes().decode('utf-8')
         self.sort_key = r.bytes().decode('utf-8')
+        _log_warnings(r)
         self.adapter = adapter
         self.options = options
         self.closed = False
@@ -83,7 +84,12 @@ class _Database:
     def close(self):
         if not self.closed:
             self.closed = True
-            _native.call('grs_close', self.handle)
+            _log_warnings(_native.Reader(_native.call('grs_close', self.handle)[0]))
+
+
+def _log_warnings(r):
+    while r.more():
+        logger.warning('%s', r.bytes().decode('utf-8', 'replace'))
 
 
 def _bytes_arg(b):
@@ -223,6 +229,20 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         ints = [_oid_int(o) for o in oids]
         if ints:
             self._call('grs_prefetch', _native.u64_array(ints), len(ints))
+
+    # --- the shared cache ---------------------------------------------------
+
+    def cache_stats(self):
+        """The process-wide pickle cache's statistics, shared by every instance of this database:
+        ``hits``, ``misses`` (loads it could not serve), ``stores``, ``evictions``, ``entries``,
+        ``bytes`` (what the entries take, with their overhead), ``limit`` (bytes, from
+        cache-local-mb), ``delta_oids`` and ``delta_tids`` (what the MVCC index holds)."""
+        return json.loads(self._call_db('grs_cache_stats')[0] or b'{}')
+
+    def clear_cache(self):
+        """Empty the process-wide pickle cache: the loads that follow reach the database (for a
+        truly cold measurement). ZODB's own per-connection object caches are not touched."""
+        self._call_db('grs_cache_clear')
 
     def new_oid(self):
         if self._options.read_only:

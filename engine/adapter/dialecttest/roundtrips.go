@@ -98,12 +98,17 @@ func RoundTrips(t *testing.T, adapterName string, options any, zap func(t *testi
 				require.False(t, all)
 				require.ElementsMatch(t, warm, changed)
 			}), "poll")
+			require.Equal(t, int64(0), counted(func() {
+				_, _, err := other.Load(ctx, warm[1])
+				require.NoError(t, err)
+			}), "load served by the shared cache (the commit filled it)")
+			s.ClearCache()
 			_, _, err = other.Load(ctx, warm[0]) // prepares the statement
 			require.NoError(t, err)
 			require.Equal(t, int64(1), counted(func() {
 				_, _, err := other.Load(ctx, warm[1])
 				require.NoError(t, err)
-			}), "load")
+			}), "load after the cache was emptied")
 			require.Equal(t, int64(1), counted(other.Sync), "end of snapshot")
 			require.Equal(t, int64(1), counted(func() { newOIDs(16) }), "new_oid x16")
 		})
