@@ -18,7 +18,6 @@ import tempfile
 import time
 
 from ZODB.Connection import TransactionMetaData
-from ZODB.utils import p64
 
 from gorelstorage import GoRelStorage
 from gorelstorage import PostgreSQL

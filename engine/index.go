@@ -37,11 +37,11 @@ type index struct {
 	valid   bool
 	started bool // a snapshot has been merged: head means something
 	epoch   uint64
-	base  uint64
-	head  uint64
-	log   []logBucket // changes in (base, ...] by tid, ascending; own commits may lie past head
-	count int         // oids in log
-	marks []uint64    // merged snapshot tids above base, ascending (compaction points)
+	base    uint64
+	head    uint64
+	log     []logBucket // changes in (base, ...] by tid, ascending; own commits may lie past head
+	count   int         // oids in log
+	marks   []uint64    // merged snapshot tids above base, ascending (compaction points)
 
 	shards [indexShards]indexShard
 }
