@@ -256,6 +256,23 @@ func grs_load(h, oid C.uint64_t, r *C.grs_result) C.int32_t {
 	})
 }
 
+// grs_load_cached is grs_load answered from the shared cache without waiting
+// for anything: v[1] is 1 with the state and tid, or 0 (call grs_load). The
+// Python side calls it with the GIL held: a hit costs less than handing the
+// GIL to another thread and back.
+//
+//export grs_load_cached
+func grs_load_cached(h, oid C.uint64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		state, tid, ok := in.LoadCached(uint64(oid))
+		if ok {
+			setData(r, state)
+			r.v[0], r.v[1] = C.uint64_t(tid), 1
+		}
+		return nil
+	})
+}
+
 //export grs_load_serial
 func grs_load_serial(h, oid, tid C.uint64_t, r *C.grs_result) C.int32_t {
 	return withInstance(h, r, func(in *engine.Instance) error {

@@ -295,6 +295,31 @@ func (in *Instance) Load(ctx context.Context, oid uint64) ([]byte, uint64, error
 	return revs[0].State, revs[0].TID, nil
 }
 
+// LoadCached is Load when it can be answered at once from the shared cache
+// in the snapshot the instance holds; ok is false otherwise (nothing is
+// waited for, nothing reaches the database: the caller then calls Load).
+func (in *Instance) LoadCached(oid uint64) ([]byte, uint64, bool) {
+	if !in.mu.TryLock() {
+		return nil, 0, false
+	}
+	defer in.mu.Unlock()
+	if in.released || !in.inSnapshot || !in.polled || !in.indexed || !in.s.sh.cache.Enabled() {
+		return nil, 0, false
+	}
+	if r, ok := in.prefetched[oid]; ok {
+		return r.State, r.TID, true
+	}
+	tid, ok := in.s.sh.index.lookup(in.snapEpoch, in.snapTID, oid)
+	if !ok {
+		return nil, 0, false
+	}
+	state, hit := in.s.sh.cache.Get(oid, tid)
+	if hit {
+		in.remember(oid, tid, state)
+	}
+	return state, tid, hit
+}
+
 // cached returns oid's revision in the snapshot from the shared cache.
 func (in *Instance) cached(oid uint64) ([]byte, uint64, bool) {
 	sh := in.s.sh

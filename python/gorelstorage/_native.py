@@ -109,10 +109,16 @@ _SIGNATURES = {
     'grs_finish_lock': (_u64,),
     'grs_finish_commit': (_u64,),
     'grs_abort': (_u64,),
+    'grs_load_cached': (_u64, _u64),
     'grs_cache_stats': (_u64,),
     'grs_cache_clear': (_u64,),
     'grs_test_panic': (),
 }
+
+# Exports that never wait (no database, no lock held by another call): called
+# with the GIL held, as handing the GIL to another thread and back costs more
+# than they do.
+_HOLD_GIL = frozenset(['grs_load_cached'])
 
 _lock = threading.Lock()
 _lib = None
@@ -143,21 +149,22 @@ def _load():
                 'the GoRelStorage engine library is missing at %s; reinstall with "pip install ." '
                 '(it needs Go and a C compiler) or set %s' % (path, LIBRARY_ENV))
         lib = ctypes.CDLL(path)  # CDLL releases the GIL during every call
+        held = ctypes.PyDLL(path)  # the same library; PyDLL keeps the GIL
         lib.grs_abi_version.restype = ctypes.c_int32
         lib.grs_abi_version.argtypes = ()
         version = lib.grs_abi_version()
         if version != ABI_VERSION:
             raise GoRelStorageError('%s has ABI version %d, this package needs %d; reinstall GoRelStorage'
                                     % (path, version, ABI_VERSION))
-        lib.grs_free_result.restype = None
-        lib.grs_free_result.argtypes = (_res,)
+        held.grs_free_result.restype = None
+        held.grs_free_result.argtypes = (_res,)
         for name, args in _SIGNATURES.items():
-            fn = getattr(lib, name)
+            fn = getattr(held if name in _HOLD_GIL else lib, name)
             fn.restype = ctypes.c_int32
             fn.argtypes = args + (_res,)
             _funcs[name] = fn
         _pid = os.getpid()
-        _lib = lib
+        _lib = held
 
 
 def _error(r):

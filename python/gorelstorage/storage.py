@@ -209,7 +209,10 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     # --- loading --------------------------------------------------------
 
     def load(self, oid, version=''):
-        data, tid, _, _ = self._call('grs_load', _oid_int(oid))
+        o = _oid_int(oid)
+        data, tid, hit, _ = self._call('grs_load_cached', o)  # a cache hit, without releasing the GIL
+        if not hit:
+            data, tid, _, _ = self._call('grs_load', o)
         return data or b'', p64(tid)
 
     def getTid(self, oid):
