@@ -313,7 +313,7 @@ func (in *Instance) LoadCached(oid uint64) ([]byte, uint64, bool) {
 	if !ok {
 		return nil, 0, false
 	}
-	state, hit := in.s.sh.cache.Get(oid, tid)
+	state, hit := in.s.sh.cache.TryGet(oid, tid) // Load counts the miss
 	if hit {
 		in.remember(oid, tid, state)
 	}

@@ -214,9 +214,11 @@ def test_two_processes_merge_their_caches_into_one_file(tmp_path):
     _fill(storage)
     storage.close()
     half = OBJECTS // 2
+    (tmp_path / 'barrier').mkdir()
+    # Both load their half, wait for each other, then close: both write the file.
     procs = [subprocess.Popen([sys.executable, WORKER, str(tmp_path / 'data'), str(tmp_path / 'cache'),
-                               'load', str(first), str(last)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+                               'load', str(first), str(last), str(tmp_path / 'barrier'), '2'],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for first, last in ((0, half), (half, OBJECTS))]
     for p in procs:
         out, err = p.communicate(timeout=120)

@@ -134,6 +134,16 @@ func (c *Cache) shard(oid uint64) *shard {
 // Get returns the state tid wrote for oid, if cached. The slice is the
 // caller's.
 func (c *Cache) Get(oid, tid uint64) ([]byte, bool) {
+	state, ok := c.TryGet(oid, tid)
+	if !ok && c.Enabled() {
+		c.misses.Add(1)
+	}
+	return state, ok
+}
+
+// TryGet is Get for a caller that will ask again if it misses: a miss is
+// not counted.
+func (c *Cache) TryGet(oid, tid uint64) ([]byte, bool) {
 	if !c.Enabled() {
 		return nil, false
 	}
@@ -142,7 +152,6 @@ func (c *Cache) Get(oid, tid uint64) ([]byte, bool) {
 	e, ok := s.entries[key{oid, tid}]
 	if !ok {
 		s.mu.Unlock()
-		c.misses.Add(1)
 		return nil, false
 	}
 	c.touch(s, e)
