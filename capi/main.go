@@ -166,6 +166,19 @@ func grs_cache_stats(h C.uint64_t, r *C.grs_result) C.int32_t {
 	})
 }
 
+//export grs_bench_floor
+func grs_bench_floor(h C.uint64_t, oids *C.uint64_t, n C.int64_t, r *C.grs_result) C.int32_t {
+	return call(r, func() error {
+		s, err := getStorage(uint64(h))
+		if err != nil {
+			return err
+		}
+		single, batched, err := s.Floor(bg, oidArray(oids, n))
+		r.v[0], r.v[1] = C.uint64_t(single.Nanoseconds()), C.uint64_t(batched.Nanoseconds())
+		return err
+	})
+}
+
 //export grs_cache_clear
 func grs_cache_clear(h C.uint64_t, r *C.grs_result) C.int32_t {
 	return call(r, func() error {

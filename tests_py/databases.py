@@ -157,8 +157,8 @@ class MySQLDatabase(ServerDatabase):
 
     @staticmethod
     def open_relstorage(location, keep_history, **options):
-        import relstorage_mariadb
-        relstorage_mariadb.apply()
+        from gorelstorage import _relstorage_mariadb
+        _relstorage_mariadb.apply()
         from relstorage.adapters.mysql import MySQLAdapter
         from relstorage.options import Options
         from relstorage.storage import RelStorage

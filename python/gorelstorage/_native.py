@@ -112,6 +112,7 @@ _SIGNATURES = {
     'grs_load_cached': (_u64, _u64),
     'grs_cache_stats': (_u64,),
     'grs_cache_clear': (_u64,),
+    'grs_bench_floor': (_u64, _buf, _i64),
     'grs_test_panic': (),
 }
 

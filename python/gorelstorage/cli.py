@@ -92,6 +92,11 @@ def main(argv=None):
     p.add_argument('--history-free', action='store_true')
     p.add_argument('--keep', action='store_true', help='keep the temporary data directory')
     p.set_defaults(func=demo)
+    from . import bench
+    p = sub.add_parser('bench', help='zodbshootout\'s workloads, GoRelStorage and RelStorage side by side',
+                       description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_arguments(p)
+    p.set_defaults(func=bench.main)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -159,10 +159,10 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     def __len__(self):
         return self._call_db('grs_size')[1]
 
-    def _call_db(self, name):
+    def _call_db(self, name, *args):
         if self._db.closed:
             raise _native.StorageClosedError('the storage is closed')
-        return _native.call(name, self._db.handle)
+        return _native.call(name, self._db.handle, *args)
 
     def _call(self, name, *args):
         if self._instance is None:
@@ -246,6 +246,14 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         """Empty the process-wide pickle cache: the loads that follow reach the database (for a
         truly cold measurement). ZODB's own per-connection object caches are not touched."""
         self._call_db('grs_cache_clear')
+
+    def _driver_floor(self, oids):
+        """(single, batched): nanoseconds per object to read these objects' current states
+        through the Go database driver alone, one primary-key read each, then batched
+        (``gorelstorage bench``'s floor)."""
+        ints = [_oid_int(o) for o in oids]
+        _, single, batched, _ = self._call_db('grs_bench_floor', _native.u64_array(ints), len(ints))
+        return single, batched
 
     def new_oid(self):
         if self._options.read_only:

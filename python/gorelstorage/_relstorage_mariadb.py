@@ -1,6 +1,6 @@
 """RelStorage 4.3.0 does not run on MariaDB 10.5+ as released; the interop
-tests correct the three things that stop it, as a MariaDB site running
-RelStorage would have to:
+tests and ``gorelstorage bench`` correct the three things that stop it, as a
+MariaDB site running RelStorage would have to:
 
 1. Its version check takes MariaDB 10.x for MySQL >= 8.0.19 and writes
    upserts with a row alias (``VALUES (...) AS excluded``), which MariaDB

@@ -1,0 +1,614 @@
+"""``gorelstorage bench``: zodbshootout's workloads, GoRelStorage and RelStorage side by side.
+
+Each round runs every contender (GoRelStorage, RelStorage 4.x) on the same database server and
+settings, one after the other, the order rotated between rounds; each contender starts from an
+emptied database. Per client (1 or 2, as threads sharing one ZODB.DB or as processes each with its
+own), with N objects per transaction of ``--size`` bytes:
+
+  add            commit N new objects into the client's mapping
+  store          the storage API alone: tpc_begin, store N new objects, tpc_vote, tpc_finish
+  update         change an attribute of the N objects, commit
+  warm           read the N objects, the storage's cache holding them, the Connection's empty
+  cold           the same with every cache emptied first (checked: the loads reach the database)
+  prefetch_cold  cold, with Connection.prefetch of the N objects first
+  hot            read them in a new transaction, the Connection's cache holding them
+  steamin        read them again in the same transaction
+  readCurrent    a transaction calling readCurrent on the N objects and changing one
+  ex_commit      N transactions of an explicit transaction manager, each changing one object
+  tpc            N empty two-phase commits through the storage API
+  new_oid        N new_oid calls
+  conflicts      N transactions each adding 1 to one BTrees.Length all clients share (resolved)
+
+Times are microseconds per object (per transaction or call for the last four), the median and
+p99 over every recorded sample. The floor is GoRelStorage's Go database driver alone: a
+primary-key read per object, and a batched read, in the same run.
+"""
+import json
+import math
+import multiprocessing
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+WORKLOADS = ('add', 'store', 'update', 'warm', 'cold', 'prefetch_cold', 'hot', 'steamin',
+             'readCurrent', 'ex_commit', 'tpc', 'new_oid', 'conflicts')
+# The workloads the issue holds to 0.5x RelStorage's time.
+HALF_BAR = ('cold', 'prefetch_cold', 'add', 'update', 'store')
+CONTENDERS = ('gorelstorage', 'relstorage')
+
+try:
+    from persistent import Persistent
+except ImportError:  # pragma: no cover
+    Persistent = object
+
+
+class PObject(Persistent):
+    """A benchmark object: an attribute to change and data to make its size."""
+
+    attr = 0
+
+    def __init__(self, data=b''):
+        self.data = data
+
+
+# --- opening the contenders ---------------------------------------------------
+
+def _mysql_params(uri):
+    from urllib.parse import unquote
+    from urllib.parse import urlsplit
+    parts = urlsplit(uri)
+    return {'host': parts.hostname, 'port': parts.port or 3306, 'user': unquote(parts.username or ''),
+            'passwd': unquote(parts.password or ''), 'db': parts.path[1:]}
+
+
+def open_storage(spec):
+    """Open the storage a spec dict describes (picklable, for processes)."""
+    contender, database, location, hp = spec['contender'], spec['database'], spec['location'], spec['hp']
+    cache = spec.get('cache_mb', 10)
+    if contender == 'gorelstorage':
+        from . import GoRelStorage
+        from . import MySQL
+        from . import PostgreSQL
+        from . import SQLite3
+        if database == 'sqlite':
+            adapter = SQLite3(location)
+        elif database == 'postgresql':
+            adapter = PostgreSQL(location)
+        else:
+            adapter = MySQL(**_mysql_params(location))
+        return GoRelStorage(adapter, keep_history=hp, cache_local_mb=cache)
+    from relstorage.options import Options
+    from relstorage.storage import RelStorage
+    opts = Options(keep_history=hp, cache_local_mb=cache)
+    if database == 'sqlite':
+        from relstorage.adapters.sqlite.adapter import Sqlite3Adapter
+        adapter = Sqlite3Adapter(location, {}, options=opts)
+    elif database == 'postgresql':
+        from relstorage.adapters.postgresql import PostgreSQLAdapter
+        adapter = PostgreSQLAdapter(dsn=location, options=opts)
+    else:
+        from relstorage.adapters.mysql import MySQLAdapter
+        from . import _relstorage_mariadb
+        _relstorage_mariadb.apply()
+        adapter = MySQLAdapter(options=opts, **_mysql_params(location))
+    _count_relstorage_fetches(type(adapter.mover))
+    return RelStorage(adapter, options=opts)
+
+
+# Objects RelStorage read from the database (its cache statistics are reset when it is cleared).
+_fetched = [0]
+
+
+def _count_relstorage_fetches(mover_class):
+    if getattr(mover_class, '_gorelstorage_counted', False):
+        return
+    load_current, load_currents = mover_class.load_current, mover_class.load_currents
+
+    def counted_current(self, cursor, oid):
+        _fetched[0] += 1
+        return load_current(self, cursor, oid)
+
+    def counted_currents(self, cursor, oids):
+        for row in load_currents(self, cursor, oids):
+            _fetched[0] += 1
+            yield row
+    mover_class.load_current, mover_class.load_currents = counted_current, counted_currents
+    mover_class._gorelstorage_counted = True
+
+
+def zap(database, location):
+    """Empty a benchmark database."""
+    if database == 'sqlite':
+        shutil.rmtree(location, ignore_errors=True)
+        os.makedirs(location)
+    elif database == 'postgresql':
+        import psycopg2
+        conn = psycopg2.connect(location)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute('SELECT lo_unlink(oid) FROM pg_largeobject_metadata')
+                cur.execute('DROP SCHEMA public CASCADE')
+                cur.execute('CREATE SCHEMA public')
+        finally:
+            conn.close()
+    else:
+        import pymysql
+        p = _mysql_params(location)
+        conn = pymysql.connect(host=p['host'], port=p['port'], user=p['user'], password=p['passwd'],
+                               database=p['db'], autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute('SET FOREIGN_KEY_CHECKS = 0')
+                cur.execute("SELECT table_name, table_type FROM information_schema.tables "
+                            "WHERE table_schema = DATABASE()")
+                for name, kind in cur.fetchall():
+                    cur.execute('DROP %s `%s`' % ('VIEW' if kind == 'VIEW' else 'TABLE', name))
+                cur.execute('SET FOREIGN_KEY_CHECKS = 1')
+        finally:
+            conn.close()
+
+
+def _clear_storage_cache(db):
+    """Empty the storage's cache, shared by every Connection of the process."""
+    storage = db.storage
+    if hasattr(storage, 'clear_cache'):
+        storage.clear_cache()
+    else:
+        storage._cache.clear(load_persistent=False)
+
+
+def _fetched_from_database(db):
+    """How many object states the process has read from the database so far."""
+    storage = db.storage
+    if hasattr(storage, 'cache_stats'):
+        return storage.cache_stats()['stores']  # every state read from the database is put in the cache
+    return _fetched[0]
+
+
+# --- one client ---------------------------------------------------------------
+
+def _payload(size):
+    """Text-like data (compressible as real pickles are), different per call, so that the pickled
+    object is about ``size`` bytes."""
+    seed = os.urandom(16).hex().encode() + b' '
+    return (seed * (size // len(seed) + 1))[:max(1, size - 60)]
+
+
+def _timed(samples, n, fn):
+    start = time.perf_counter()
+    fn()
+    samples.append((time.perf_counter() - start) / n * 1e6)
+
+
+def run_client(db, index, n, size, reps, wait):
+    """Run every workload for client ``index``; return {workload: [us per object, ...]}."""
+    storage = db.storage.new_instance()  # the storage API workloads need an instance of their own
+    try:
+        return _run_client(db, storage, index, n, size, reps, wait)
+    finally:
+        storage.release()
+
+
+def _run_client(db, storage, index, n, size, reps, wait):
+    import transaction
+    from ZODB.Connection import TransactionMetaData
+    from ZODB.POSException import ConflictError
+    from zodbpickle import pickle
+
+    out = {w: [] for w in WORKLOADS}
+    tm = transaction.TransactionManager()
+
+    def mapping(conn):
+        return conn.root()['speedtest'][index]
+
+    def add():
+        conn = db.open(tm)
+        m = mapping(conn)
+        for i in range(n):
+            m[i] = PObject(_payload(size))
+        tm.commit()
+        conn.close()
+
+    def update():
+        conn = db.open(tm)
+        for obj in mapping(conn).values():
+            obj.attr += 1
+        tm.commit()
+        conn.close()
+
+    def store():
+        t = TransactionMetaData()
+        storage.tpc_begin(t)
+        for _ in range(n):
+            data = pickle.dumps(PObject(_payload(size)), 3)
+            storage.store(storage.new_oid(), None, data, '', t)
+        storage.tpc_vote(t)
+        storage.tpc_finish(t)
+
+    def read(samples=None, clear_conn=False, clear_storage=False, prefetch=False):
+        """Read the N objects in a new transaction; the time of the reads goes to samples."""
+        conn = db.open(tm)
+        if clear_conn:
+            conn.cacheMinimize()
+        if clear_storage:
+            _clear_storage_cache(db)
+        before = _fetched_from_database(db)
+        start = time.perf_counter()
+        objs = list(mapping(conn).values())
+        if prefetch:
+            conn.prefetch(objs)
+        got = 0
+        for obj in objs:
+            got += obj.attr >= 0
+        elapsed = time.perf_counter() - start
+        if got != n:
+            raise AssertionError('read %d objects of %d' % (got, n))
+        fetched = _fetched_from_database(db) - before
+        if clear_storage and fetched < n:
+            raise AssertionError('a cold read of %d objects: only %d states came from the database' % (n, fetched))
+        tm.commit()
+        conn.close()
+        if samples is not None:
+            samples.append(elapsed / n * 1e6)
+
+    for w, fn in (('add', add), ('update', update), ('store', store)):
+        wait()
+        for _ in range(reps):
+            _timed(out[w], n, fn)
+
+    wait()
+    read(clear_conn=True)  # the storage cache holds them now
+    for _ in range(reps):
+        read(out['warm'], clear_conn=True)
+
+    for w, prefetch in (('cold', False), ('prefetch_cold', True)):
+        wait()
+        for _ in range(reps):
+            read(out[w], clear_conn=True, clear_storage=True, prefetch=prefetch)
+
+    wait()
+    read()
+    for _ in range(reps):
+        read(out['hot'])
+
+    wait()
+    conn = db.open(tm)
+    objs = list(mapping(conn).values())
+    for _ in range(reps):
+        _timed(out['steamin'], n, lambda: sum(o.attr for o in objs))
+    tm.abort()
+    conn.close()
+
+    def read_current():
+        conn = db.open(tm)
+        objs = list(mapping(conn).values())
+        for obj in objs:
+            conn.readCurrent(obj)
+        objs[0].attr += 1
+        tm.commit()
+        conn.close()
+
+    wait()
+    for _ in range(reps):
+        _timed(out['readCurrent'], n, read_current)
+
+    xtm = transaction.TransactionManager(explicit=True)
+
+    def ex_commit():
+        conn = db.open(xtm)
+        xtm.begin()
+        objs = list(mapping(conn).values())
+        xtm.abort()
+        for obj in objs:
+            xtm.begin()
+            obj.attr += 1
+            xtm.commit()
+        conn.close()
+
+    def tpc():
+        for _ in range(n):
+            t = TransactionMetaData()
+            storage.tpc_begin(t)
+            storage.tpc_vote(t)
+            storage.tpc_finish(t)
+
+    def new_oid():
+        for _ in range(n):
+            storage.new_oid()
+
+    def conflicts():
+        conn = db.open(tm)
+        for _ in range(n):
+            for attempt in range(100):
+                try:
+                    conn.root()['speedtest']['counter'].change(1)
+                    tm.commit()
+                    break
+                except ConflictError:
+                    tm.abort()
+            else:
+                raise AssertionError('conflicts: 100 attempts failed')
+        conn.close()
+
+    for w, fn in (('ex_commit', ex_commit), ('tpc', tpc), ('new_oid', new_oid), ('conflicts', conflicts)):
+        wait()
+        for _ in range(reps):
+            _timed(out[w], n, fn)
+    return out
+
+
+def populate(spec, clients):
+    import ZODB
+    from BTrees.Length import Length
+    from persistent.mapping import PersistentMapping
+    zap(spec['database'], spec['location'])
+    db = ZODB.DB(open_storage(spec))
+    try:
+        with db.transaction() as conn:
+            conn.root()['speedtest'] = t = PersistentMapping()
+            for i in range(clients):
+                t[i] = PersistentMapping()
+            t['counter'] = Length()
+    finally:
+        db.close()
+
+
+def _process_client(spec, index, n, size, reps, barrier, queue):
+    import ZODB
+    try:
+        db = ZODB.DB(open_storage(spec))
+        try:
+            queue.put((index, run_client(db, index, n, size, reps, barrier.wait)))
+        finally:
+            db.close()
+    except BaseException as e:  # reported to the parent
+        queue.put((index, 'client %d failed: %r' % (index, e)))
+
+
+def run_config(spec, clients, kind, n, size, reps):
+    """Run ``clients`` clients as threads or processes; return {workload: samples}."""
+    import ZODB
+    populate(spec, clients)
+    results = {}
+    if kind == 'threads':
+        db = ZODB.DB(open_storage(spec), pool_size=clients + 2)
+        barrier = threading.Barrier(clients)
+        errors = []
+
+        def client(i):
+            try:
+                results[i] = run_client(db, i, n, size, reps, barrier.wait)
+            except BaseException as e:
+                errors.append(e)
+                barrier.abort()
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        db.close()
+        if errors:
+            raise errors[0]
+    else:
+        ctx = multiprocessing.get_context('spawn')  # Go cannot run in a forked child
+        barrier, queue = ctx.Barrier(clients), ctx.Queue()
+        procs = [ctx.Process(target=_process_client, args=(spec, i, n, size, reps, barrier, queue))
+                 for i in range(clients)]
+        for p in procs:
+            p.start()
+        for _ in procs:
+            i, r = queue.get(timeout=1800)
+            if isinstance(r, str):
+                for p in procs:
+                    p.kill()
+                raise RuntimeError(r)
+            results[i] = r
+        for p in procs:
+            p.join()
+    merged = {w: [] for w in WORKLOADS}
+    for r in results.values():
+        for w, samples in r.items():
+            merged[w].extend(samples)
+    return merged
+
+
+def floor(spec, n, size):
+    """The Go driver alone on n objects of the benchmark's size: (single, batched) us per object."""
+    from ZODB.Connection import TransactionMetaData
+    zap(spec['database'], spec['location'])
+    storage = open_storage(dict(spec, contender='gorelstorage'))
+    try:
+        oids = [storage.new_oid() for _ in range(n)]
+        t = TransactionMetaData()
+        storage.tpc_begin(t)
+        for oid in oids:
+            storage.store(oid, None, _payload(size), '', t)
+        storage.tpc_vote(t)
+        storage.tpc_finish(t)
+        single, batched = storage._driver_floor(oids)
+        return single / 1000.0, batched / 1000.0
+    finally:
+        storage.close()
+
+
+# --- the run and its report -----------------------------------------------------
+
+def _stats(samples):
+    s = sorted(samples)
+    p99 = s[min(len(s) - 1, max(0, math.ceil(0.99 * len(s)) - 1))]
+    return {'median': statistics.median(s), 'p99': p99, 'samples': len(s)}
+
+
+def machine():
+    cores = os.cpu_count()
+    model = ''
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    model = line.split(':', 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {'cpu': model, 'cores': cores, 'python': platform.python_version(), 'system': platform.platform(),
+            'zodb': _version('ZODB'), 'relstorage': _version('relstorage'), 'gorelstorage': _version('gorelstorage')}
+
+
+def _version(dist):
+    from importlib.metadata import version
+    try:
+        return version(dist)
+    except Exception:
+        return ''
+
+
+def run(args):
+    databases = [('sqlite', None)]
+    if args.postgresql:
+        databases.append(('postgresql', args.postgresql))
+    if args.mysql:
+        databases.append(('mysql', args.mysql))
+    if args.quick:
+        databases = [('sqlite', None)]
+    workdir = tempfile.mkdtemp(prefix='gorelstorage-bench-')
+    report = {'machine': machine(), 'settings': {
+        'quick': args.quick, 'size': args.size, 'counts': args.counts, 'clients': args.clients,
+        'kinds': args.kinds, 'modes': args.modes, 'rounds': args.rounds, 'reps': args.reps,
+        'cache_local_mb': 10}, 'floor': {}, 'results': []}
+    started = time.perf_counter()
+    try:
+        for database, location in databases:
+            for mode in args.modes:
+                hp = mode == 'hp'
+                for n in args.counts:
+                    loc = location or os.path.join(workdir, 'floor')
+                    single, batched = floor({'contender': 'gorelstorage', 'database': database, 'location': loc,
+                                             'hp': hp}, max(n, 100), args.size)
+                    report['floor']['%s/%s/%d' % (database, mode, n)] = {'single': single, 'batched': batched}
+                    for clients in args.clients:
+                        for kind in args.kinds:
+                            samples = {c: {w: [] for w in WORKLOADS} for c in CONTENDERS}
+                            for rnd in range(args.rounds):
+                                order = CONTENDERS[rnd % 2:] + CONTENDERS[:rnd % 2]
+                                for contender in order:
+                                    spec = {'contender': contender, 'database': database, 'hp': hp,
+                                            'location': location or os.path.join(workdir, contender)}
+                                    got = run_config(spec, clients, kind, n, args.size, args.reps)
+                                    for w in WORKLOADS:
+                                        samples[contender][w].extend(got[w])
+                            for w in WORKLOADS:
+                                row = {'database': database, 'mode': mode, 'objects': n, 'clients': clients,
+                                       'kind': kind, 'workload': w}
+                                for c in CONTENDERS:
+                                    row[c] = _stats(samples[c][w])
+                                row['ratio'] = row['gorelstorage']['median'] / row['relstorage']['median']
+                                report['results'].append(row)
+                            print(_progress(report['results'][-len(WORKLOADS):]), file=sys.stderr)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report['elapsed_s'] = time.perf_counter() - started
+    report['geomean'] = _geomeans(report['results'])
+    with open(args.json, 'w') as f:
+        json.dump(report, f, indent=1)
+    print(markdown(report))
+    if args.chart:
+        chart(report, args.chart)
+    print('\n%s written%s; %.0f s' % (args.json, ', ' + args.chart if args.chart else '', report['elapsed_s']))
+    return 0
+
+
+def _progress(rows):
+    r = rows[0]
+    head = '%s %s, %d objects, %d client(s) as %s:' % (r['database'], r['mode'], r['objects'], r['clients'],
+                                                         r['kind'])
+    return head + ' ' + ', '.join('%s %.2fx' % (x['workload'], x['ratio']) for x in rows)
+
+
+def _geomeans(rows):
+    by = {}
+    for r in rows:
+        by.setdefault(r['database'], []).append(r['ratio'])
+    out = {db: math.exp(sum(math.log(x) for x in v) / len(v)) for db, v in by.items()}
+    allr = [r['ratio'] for r in rows]
+    out['all'] = math.exp(sum(math.log(x) for x in allr) / len(allr))
+    return out
+
+
+def markdown(report):
+    """The results as a Markdown table: one row per workload x configuration."""
+    lines = ['| database | mode | objects | clients | workload | GoRelStorage us (median / p99) '
+             '| RelStorage us (median / p99) | ratio |', '|---|---|---|---|---|---|---|---|']
+    for r in report['results']:
+        g, s = r['gorelstorage'], r['relstorage']
+        bar = ' **(bar 0.5)**' if r['workload'] in HALF_BAR and r['ratio'] > 0.5 else ''
+        lines.append('| %s | %s | %d | %d %s | %s | %.1f / %.1f | %.1f / %.1f | %.2f%s |' % (
+            r['database'], r['mode'], r['objects'], r['clients'], r['kind'], r['workload'],
+            g['median'], g['p99'], s['median'], s['p99'], r['ratio'], bar))
+    lines.append('')
+    lines.append('Geometric mean of the ratios: ' + ', '.join(
+        '%s %.2f' % (k, v) for k, v in sorted(report['geomean'].items())))
+    for key, f in sorted(report['floor'].items()):
+        lines.append('Floor (%s, Go driver alone): %.1f us per primary-key read, %.2f us per object batched.'
+                     % (key, f['single'], f['batched']))
+    return '\n'.join(lines)
+
+
+def chart(report, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    groups = {}
+    for r in report['results']:
+        key = '%s %s %d obj, %d %s' % (r['database'], r['mode'], r['objects'], r['clients'], r['kind'])
+        groups.setdefault(key, {})[r['workload']] = r['ratio']
+    fig, ax = plt.subplots(figsize=(12, 5))
+    width = 0.8 / max(1, len(groups))
+    for i, (key, ratios) in enumerate(sorted(groups.items())):
+        xs = [j + i * width for j in range(len(WORKLOADS))]
+        ax.bar(xs, [ratios.get(w, 0) for w in WORKLOADS], width, label=key)
+    ax.axhline(1.0, color='black', linewidth=0.8)
+    ax.axhline(0.5, color='red', linewidth=0.8, linestyle='--')
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(WORKLOADS))])
+    ax.set_xticklabels(WORKLOADS, rotation=30, ha='right')
+    ax.set_yscale('log')
+    ax.set_ylabel('GoRelStorage time / RelStorage time (log)')
+    ax.set_title('GoRelStorage vs RelStorage %s, %d-byte objects (lower is better; dashed: 0.5)'
+                 % (report['machine'].get('relstorage'), report['settings']['size']))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def add_arguments(p):
+    p.add_argument('--quick', action='store_true',
+                   help='SQLite only, 100 objects, 1 and 2 threads, history-free and -preserving (< 2 min)')
+    p.add_argument('--postgresql', metavar='DSN', help='also run on this PostgreSQL database (it is emptied)')
+    p.add_argument('--mysql', metavar='URI',
+                   help='also run on this MySQL/MariaDB database, gomysql://user:password@host:port/db '
+                        '(it is emptied)')
+    p.add_argument('--size', type=int, default=300, help='object size in bytes (300)')
+    p.add_argument('--counts', type=int, nargs='+', default=None, help='objects per transaction (1 10 100 1000)')
+    p.add_argument('--clients', type=int, nargs='+', default=None, help='concurrent clients (1 2)')
+    p.add_argument('--kinds', nargs='+', choices=('threads', 'processes'), default=None,
+                   help='clients as threads, processes or both (both)')
+    p.add_argument('--modes', nargs='+', choices=('hf', 'hp'), default=['hf', 'hp'])
+    p.add_argument('--rounds', type=int, default=None, help='rounds, contenders rotated between them (3)')
+    p.add_argument('--reps', type=int, default=None, help='samples per workload per client per round (5; quick 10)')
+    p.add_argument('--json', default='bench-results.json', help='where to save the results')
+    p.add_argument('--chart', default='bench-results.png', help='where to draw the chart ("" for none)')
+
+
+def main(args):
+    quick = args.quick
+    args.counts = args.counts or ([100] if quick else [1, 10, 100, 1000])
+    args.clients = args.clients or [1, 2]
+    args.kinds = args.kinds or (['threads'] if quick else ['threads', 'processes'])
+    args.rounds = args.rounds or 3
+    args.reps = args.reps or (10 if quick else 5)
+    return run(args)
