@@ -480,7 +480,7 @@ def run(args):
     report = {'machine': machine(), 'settings': {
         'quick': args.quick, 'size': args.size, 'counts': args.counts, 'clients': args.clients,
         'kinds': args.kinds, 'modes': args.modes, 'rounds': args.rounds, 'reps': args.reps,
-        'cache_local_mb': 10}, 'floor': {}, 'results': []}
+        'cache_local_mb': 10}, 'floor': {}, 'results': [], 'failures': []}
     started = time.perf_counter()
     try:
         for database, location in databases:
@@ -494,14 +494,30 @@ def run(args):
                     for clients in args.clients:
                         for kind in args.kinds:
                             samples = {c: {w: [] for w in WORKLOADS} for c in CONTENDERS}
+                            failed = None
                             for rnd in range(args.rounds):
                                 order = CONTENDERS[rnd % 2:] + CONTENDERS[:rnd % 2]
                                 for contender in order:
                                     spec = {'contender': contender, 'database': database, 'hp': hp,
                                             'location': location or os.path.join(workdir, contender)}
-                                    got = run_config(spec, clients, kind, n, args.size, args.reps)
+                                    try:
+                                        got = run_config(spec, clients, kind, n, args.size, args.reps)
+                                    except Exception as e:
+                                        if contender == 'gorelstorage':
+                                            raise
+                                        failed = '%s failed: %s' % (contender, str(e).splitlines()[0][:200])
+                                        break
                                     for w in WORKLOADS:
                                         samples[contender][w].extend(got[w])
+                                if failed:
+                                    break
+                            config = {'database': database, 'mode': mode, 'objects': n, 'clients': clients,
+                                      'kind': kind}
+                            if failed:
+                                report['failures'].append(dict(config, error=failed))
+                                print('%s %s, %d objects, %d client(s) as %s: %s'
+                                      % (database, mode, n, clients, kind, failed), file=sys.stderr)
+                                continue
                             for w in WORKLOADS:
                                 row = {'database': database, 'mode': mode, 'objects': n, 'clients': clients,
                                        'kind': kind, 'workload': w}
@@ -517,6 +533,8 @@ def run(args):
     with open(args.json, 'w') as f:
         json.dump(report, f, indent=1)
     print(markdown(report))
+    print()
+    print(summary(report))
     if args.chart:
         chart(report, args.chart)
     print('\n%s written%s; %.0f s' % (args.json, ', ' + args.chart if args.chart else '', report['elapsed_s']))
@@ -553,10 +571,43 @@ def markdown(report):
     lines.append('')
     lines.append('Geometric mean of the ratios: ' + ', '.join(
         '%s %.2f' % (k, v) for k, v in sorted(report['geomean'].items())))
+    for f in report['failures']:
+        lines.append('Not measured: %(database)s %(mode)s, %(objects)d objects, %(clients)d %(kind)s: %(error)s' % f)
     for key, f in sorted(report['floor'].items()):
         lines.append('Floor (%s, Go driver alone): %.1f us per primary-key read, %.2f us per object batched.'
                      % (key, f['single'], f['batched']))
     return '\n'.join(lines)
+
+
+def summary(report):
+    """A compact Markdown table per database: one row per workload, the ratio GoRelStorage /
+    RelStorage (medians) per configuration, and the microseconds of the first configuration."""
+    out = []
+    for database in sorted({r['database'] for r in report['results']}):
+        rows = [r for r in report['results'] if r['database'] == database]
+        configs = []
+        for r in rows:
+            c = (r['mode'], r['objects'], r['clients'], r['kind'])
+            if c not in configs:
+                configs.append(c)
+        label = lambda c: '%s %d×%d%s' % (c[0], c[1], c[2], c[3][0])  # noqa: E731
+        first = configs[0]
+        out.append('**%s** (ratio GoRelStorage / RelStorage, median time; columns: mode, objects x clients, '
+                   't = threads, p = processes; us per object in %s)' % (database, label(first)))
+        out.append('')
+        out.append('| workload | Go us | RS us | ' + ' | '.join(label(c) for c in configs) + ' |')
+        out.append('|---|---|---|' + '---|' * len(configs))
+        for w in WORKLOADS:
+            by = {(r['mode'], r['objects'], r['clients'], r['kind']): r for r in rows if r['workload'] == w}
+            f = by[first]
+            cells = ['%.2f%s' % (by[c]['ratio'], '!' if w in HALF_BAR and by[c]['ratio'] > 0.5 else '')
+                     for c in configs]
+            out.append('| %s | %.1f | %.1f | %s |' % (w, f['gorelstorage']['median'], f['relstorage']['median'],
+                                                     ' | '.join(cells)))
+        out.append('')
+        out.append('Geometric mean of the ratios: %.2f.' % report['geomean'][database])
+        out.append('')
+    return '\n'.join(out)
 
 
 def chart(report, path):
