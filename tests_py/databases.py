@@ -51,16 +51,8 @@ PG_DSN = os.environ.get('GORELSTORAGE_PG_DSN', '')
 
 def zap_postgresql(dsn):
     """Drop everything in the database's public schema (RelStorage's objects included)."""
-    import psycopg2
-    conn = psycopg2.connect(dsn)
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute('SELECT lo_unlink(oid) FROM pg_largeobject_metadata')
-            cur.execute('DROP SCHEMA public CASCADE')
-            cur.execute('CREATE SCHEMA public')
-    finally:
-        conn.close()
+    from gorelstorage.bench import zap
+    zap('postgresql', dsn)
 
 
 class ServerDatabase(Database):
