@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 
@@ -137,22 +138,12 @@ func (x *index) add(oid, tid uint64) {
 	if found {
 		return
 	}
-	j, ok := slices.BinarySearchFunc(x.log, tid, func(b logBucket, t uint64) int { return cmpU64(b.tid, t) })
+	j, ok := slices.BinarySearchFunc(x.log, tid, func(b logBucket, t uint64) int { return cmp.Compare(b.tid, t) })
 	if !ok {
 		x.log = slices.Insert(x.log, j, logBucket{tid: tid})
 	}
 	x.log[j].oids = append(x.log[j].oids, oid)
 	x.count++
-}
-
-func cmpU64(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // reset forgets everything and makes snap the new base and head; x.mu is held.
@@ -266,7 +257,7 @@ func (x *index) changed(epoch, from, to uint64, skip map[uint64]bool) (oids []ui
 	if !x.valid || epoch != x.epoch || from < x.base || to > x.head {
 		return nil, true
 	}
-	start, _ := slices.BinarySearchFunc(x.log, from+1, func(b logBucket, t uint64) int { return cmpU64(b.tid, t) })
+	start, _ := slices.BinarySearchFunc(x.log, from+1, func(b logBucket, t uint64) int { return cmp.Compare(b.tid, t) })
 	seen := map[uint64]bool{}
 	for _, b := range x.log[start:] {
 		if b.tid > to {

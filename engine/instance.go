@@ -279,7 +279,7 @@ func (in *Instance) Load(ctx context.Context, oid uint64) ([]byte, uint64, error
 	if r, ok := in.prefetched[oid]; ok {
 		return r.State, r.TID, nil
 	}
-	if state, tid, ok := in.cached(oid); ok {
+	if state, tid, ok := in.cached(oid, true); ok {
 		in.remember(oid, tid, state)
 		return state, tid, nil
 	}
@@ -303,36 +303,36 @@ func (in *Instance) LoadCached(oid uint64) ([]byte, uint64, bool) {
 		return nil, 0, false
 	}
 	defer in.mu.Unlock()
-	if in.released || !in.inSnapshot || !in.polled || !in.indexed || !in.s.sh.cache.Enabled() {
+	if in.released || !in.inSnapshot || !in.polled {
 		return nil, 0, false
 	}
 	if r, ok := in.prefetched[oid]; ok {
 		return r.State, r.TID, true
 	}
-	tid, ok := in.s.sh.index.lookup(in.snapEpoch, in.snapTID, oid)
-	if !ok {
-		return nil, 0, false
-	}
-	state, hit := in.s.sh.cache.TryGet(oid, tid) // Load counts the miss
+	state, tid, hit := in.cached(oid, false) // Load counts the miss
 	if hit {
 		in.remember(oid, tid, state)
 	}
 	return state, tid, hit
 }
 
-// cached returns oid's revision in the snapshot from the shared cache.
-func (in *Instance) cached(oid uint64) ([]byte, uint64, bool) {
+// cached returns oid's revision in the snapshot from the shared cache;
+// countMiss tells whether a miss goes into the statistics.
+func (in *Instance) cached(oid uint64, countMiss bool) ([]byte, uint64, bool) {
 	sh := in.s.sh
 	if !sh.cache.Enabled() {
 		return nil, 0, false
 	}
 	if in.indexed {
 		if tid, ok := sh.index.lookup(in.snapEpoch, in.snapTID, oid); ok {
-			state, hit := sh.cache.Get(oid, tid)
-			return state, tid, hit
+			if state, hit := sh.cache.TryGet(oid, tid); hit {
+				return state, tid, true
+			}
 		}
 	}
-	sh.cache.NoteMiss()
+	if countMiss {
+		sh.cache.NoteMiss()
+	}
 	return nil, 0, false
 }
 

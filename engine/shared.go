@@ -49,14 +49,7 @@ func (sh *shared) unpin(in *Instance) {
 }
 
 // sawCommit records that tid finished committing.
-func (sh *shared) sawCommit(tid uint64) {
-	for {
-		cur := sh.committed.Load()
-		if tid <= cur || sh.committed.CompareAndSwap(cur, tid) {
-			return
-		}
-	}
-}
+func (sh *shared) sawCommit(tid uint64) { storeMax(&sh.committed, tid) }
 
 // compact lets the index drop what no polled instance needs any more.
 func (sh *shared) compact() {

@@ -195,10 +195,13 @@ func (s *Storage) Close() error {
 }
 
 // sawTID records tid as seen, keeping the maximum.
-func (s *Storage) sawTID(tid uint64) {
+func (s *Storage) sawTID(tid uint64) { storeMax(&s.newestTID, tid) }
+
+// storeMax raises a to v if v is greater.
+func storeMax(a *atomic.Uint64, v uint64) {
 	for {
-		cur := s.newestTID.Load()
-		if tid <= cur || s.newestTID.CompareAndSwap(cur, tid) {
+		cur := a.Load()
+		if v <= cur || a.CompareAndSwap(cur, v) {
 			return
 		}
 	}

@@ -9,6 +9,7 @@ import os
 import re
 
 import gorelstorage
+from gorelstorage.bench import mysql_params  # MySQLdb keywords from a gomysql:// URI
 
 
 class Database:
@@ -100,13 +101,6 @@ class PostgreSQLDatabase(ServerDatabase):
 MYSQL_URI = os.environ.get('GORELSTORAGE_MYSQL_URI', '')
 
 
-def mysql_params(uri):
-    """MySQLdb keywords from a ``gomysql://user:password@host:port/db`` URI."""
-    from urllib.parse import unquote
-    from urllib.parse import urlsplit
-    parts = urlsplit(uri)
-    return {'host': parts.hostname, 'port': parts.port, 'user': unquote(parts.username),
-            'passwd': unquote(parts.password), 'db': parts.path[1:]}
 
 
 def mysql_connect(uri, **kw):

@@ -58,7 +58,8 @@ class PObject(Persistent):
 
 # --- opening the contenders ---------------------------------------------------
 
-def _mysql_params(uri):
+def mysql_params(uri):
+    """MySQLdb keywords (RelStorage's MySQLAdapter, PyMySQL) from a ``gomysql://`` URI."""
     from urllib.parse import unquote
     from urllib.parse import urlsplit
     parts = urlsplit(uri)
@@ -72,15 +73,15 @@ def open_storage(spec):
     cache = spec.get('cache_mb', 10)
     if contender == 'gorelstorage':
         from . import GoRelStorage
-        from . import MySQL
         from . import PostgreSQL
         from . import SQLite3
+        from .zodburi import mysql_adapter
         if database == 'sqlite':
             adapter = SQLite3(location)
         elif database == 'postgresql':
             adapter = PostgreSQL(location)
         else:
-            adapter = MySQL(**_mysql_params(location))
+            adapter = mysql_adapter(location)[0]
         return GoRelStorage(adapter, keep_history=hp, cache_local_mb=cache)
     from relstorage.options import Options
     from relstorage.storage import RelStorage
@@ -95,7 +96,7 @@ def open_storage(spec):
         from relstorage.adapters.mysql import MySQLAdapter
         from . import _relstorage_mariadb
         _relstorage_mariadb.apply()
-        adapter = MySQLAdapter(options=opts, **_mysql_params(location))
+        adapter = MySQLAdapter(options=opts, **mysql_params(location))
     _count_relstorage_fetches(type(adapter.mover))
     return RelStorage(adapter, options=opts)
 
@@ -139,7 +140,7 @@ def zap(database, location):
             conn.close()
     else:
         import pymysql
-        p = _mysql_params(location)
+        p = mysql_params(location)
         conn = pymysql.connect(host=p['host'], port=p['port'], user=p['user'], password=p['passwd'],
                                database=p['db'], autocommit=True)
         try:
