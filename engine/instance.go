@@ -906,6 +906,10 @@ func (in *Instance) FinishCommit(ctx context.Context) error {
 	if t == nil || t.tid == 0 {
 		return Errorf(KindTransaction, "tpc_finish: not finishing")
 	}
+	// The snapshot is not needed past this point, and must not be held
+	// across the commit: an open SQLite read transaction keeps the commit's
+	// checkpoint from ever emptying the WAL, which then grows without end.
+	in.endSnapshot()
 	err := t.store.Commit(ctx)
 	in.abortLocked()
 	if err != nil {
@@ -931,8 +935,6 @@ func (in *Instance) FinishCommit(ctx context.Context) error {
 		in.ownTIDs = map[uint64]bool{}
 	}
 	in.ownTIDs[t.tid] = true
-	// Our own writes must be visible to our next read.
-	in.endSnapshot()
 	return nil
 }
 

@@ -113,6 +113,8 @@ _SIGNATURES = {
     'grs_cache_stats': (_u64,),
     'grs_cache_clear': (_u64,),
     'grs_bench_floor': (_u64, _buf, _i64),
+    'grs_profile_start': (_buf, _i64),
+    'grs_profile_stop': (),
     'grs_test_panic': (),
 }
 
