@@ -1,13 +1,18 @@
 """Builds the Go engine (one c-shared library holding every driver) into the package.
 
-The library is loaded with ctypes, not imported as a CPython extension, so one
-wheel serves every Python 3: it is tagged py3-none-<platform>.
+The library is loaded with ctypes, not imported as a CPython extension. A small
+C module (gorelstorage._calls) then calls its exports directly, which is several
+times cheaper than a ctypes call; it is built against the stable ABI, so one
+wheel serves every Python from 3.10 on (tagged cp310-abi3-<platform>). When it
+cannot be compiled (no Python headers), the package installs without it and
+calls the library through ctypes.
 """
 import os
 import shutil
 import subprocess
 import sys
 
+from setuptools import Extension
 from setuptools import setup
 from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
@@ -48,7 +53,7 @@ class PlatformWheel(bdist_wheel):
 
     def get_tag(self):
         _, _, plat = super().get_tag()
-        return 'py3', 'none', plat
+        return 'cp310', 'abi3', plat
 
 
 class BinaryDistribution(Distribution):
@@ -56,4 +61,8 @@ class BinaryDistribution(Distribution):
         return True
 
 
-setup(cmdclass={'build_py': BuildPyWithGo, 'bdist_wheel': PlatformWheel}, distclass=BinaryDistribution)
+CALLS = Extension('gorelstorage._calls', ['python/gorelstorage/_calls.c'], include_dirs=['capi'],
+                  py_limited_api=True, optional=True, define_macros=[('Py_LIMITED_API', '0x030A0000')])
+
+setup(cmdclass={'build_py': BuildPyWithGo, 'bdist_wheel': PlatformWheel}, distclass=BinaryDistribution,
+      ext_modules=[CALLS])

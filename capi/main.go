@@ -32,7 +32,7 @@ import (
 func main() {}
 
 // abiVersion changes whenever an export's signature or the result layout does.
-const abiVersion = 2
+const abiVersion = 3
 
 // call runs fn, recovering panics, and records its error in r.
 func call(r *C.grs_result, fn func() error) (kind C.int32_t) {

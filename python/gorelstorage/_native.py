@@ -2,7 +2,9 @@
 
 It loads the Go library on first use (never at import: a Go runtime does not
 survive fork), refuses calls from a forked child, turns error records into
-ZODB exceptions and copies returned bytes once into Python objects.
+ZODB exceptions and copies returned bytes once into Python objects. Calls go
+through the C module gorelstorage._calls when it was built (a fraction of a
+ctypes call's cost), else through ctypes; GORELSTORAGE_CTYPES=1 forces ctypes.
 """
 import ctypes
 import os
@@ -19,8 +21,14 @@ from ZODB.POSException import StorageTransactionError
 from ZODB.POSException import UndoError
 from ZODB.POSException import Unsupported
 
-ABI_VERSION = 2
+try:
+    from . import _calls
+except ImportError:  # built without a C compiler's Python headers
+    _calls = None
+
+ABI_VERSION = 3
 LIBRARY_ENV = 'GORELSTORAGE_LIBRARY'
+CTYPES_ENV = 'GORELSTORAGE_CTYPES'
 
 
 class GoRelStorageError(StorageError):
@@ -121,12 +129,16 @@ _SIGNATURES = {
 # Exports that never wait (no database, no lock held by another call): called
 # with the GIL held, as handing the GIL to another thread and back costs more
 # than they do.
-_HOLD_GIL = frozenset(['grs_load_cached'])
+_HOLD_GIL = frozenset(['grs_load_cached', 'grs_store'])
+
+_KIND_LETTERS = {_u64: 'u', _i64: 'i', _i32: 'w', _buf: 'b'}
 
 _lock = threading.Lock()
 _lib = None
 _pid = None
-_funcs = {}
+_funcs = {}     # name: the ctypes function
+_direct = {}    # name: (address, shape, hold_gil) for _calls.call
+_load_pair = None  # (grs_load_cached, grs_load) addresses for _calls.load
 
 
 def library_path():
@@ -166,15 +178,34 @@ def _load():
             fn.restype = ctypes.c_int32
             fn.argtypes = args + (_res,)
             _funcs[name] = fn
+        if _calls is not None and os.environ.get(CTYPES_ENV) != '1':
+            global _load_pair
+            _calls.bind(_exception, lambda: ForkedProcessError(_pid, os.getpid()))
+            for name, args in _SIGNATURES.items():
+                shape = _calls.SHAPES.index(''.join(_KIND_LETTERS[a] for a in args))
+                _direct[name] = (ctypes.cast(_funcs[name], ctypes.c_void_p).value, shape, name in _HOLD_GIL)
+            _load_pair = (_direct['grs_load_cached'][0], _direct['grs_load'][0])
         _pid = os.getpid()
         _lib = held
 
 
+def uses_ctypes():
+    """True when calls go through ctypes rather than gorelstorage._calls."""
+    if _lib is None:
+        _load()
+    return not _direct
+
+
 def _error(r):
-    message = ctypes.string_at(r.message).decode('utf-8', 'replace') if r.message else 'unknown error'
-    kind = r.kind
-    oid = struct.pack('>Q', r.oid) if r.has_oid else None
-    serials = (struct.pack('>Q', r.serials[0]), struct.pack('>Q', r.serials[1]))
+    message = ctypes.string_at(r.message) if r.message else b''
+    return _exception(r.kind, r.oid if r.has_oid else None, r.serials[0], r.serials[1], message)
+
+
+def _exception(kind, oid, serial0, serial1, message):
+    """The Python exception for an engine error record."""
+    message = message.decode('utf-8', 'replace') or 'unknown error'
+    oid = struct.pack('>Q', oid) if oid is not None else None
+    serials = (struct.pack('>Q', serial0), struct.pack('>Q', serial1))
     if kind == 1:
         return POSKeyError(oid) if oid is not None else POSKeyError(message)
     if kind == 2:
@@ -206,8 +237,12 @@ def _error(r):
 
 def call(name, *args):
     """Call export ``name``; return (data bytes or None, v0, v1, v2)."""
+    if _direct:
+        return _calls.call(*_direct[name], *args)  # refuses a forked child itself
     if _lib is None:
         _load()
+        if _direct:
+            return _calls.call(*_direct[name], *args)
     elif os.getpid() != _pid:
         raise ForkedProcessError(_pid, os.getpid())
     r = Result()
@@ -220,6 +255,20 @@ def call(name, *args):
     finally:
         if r.message or r.data:
             _lib.grs_free_result(ctypes.byref(r))
+
+
+def load(instance, oid):
+    """ZODB's load on an instance: (state, tid bytes); oid is 8 bytes. A hit in the
+    shared cache is answered without releasing the GIL or reaching the database."""
+    if _load_pair is not None:
+        return _calls.load(*_load_pair, instance, oid)
+    o = struct.unpack('>Q', oid)[0] if isinstance(oid, bytes) and len(oid) == 8 else None
+    if o is None:
+        raise TypeError('oid must be 8 bytes, not %r' % (oid,))
+    data, tid, hit, _ = call('grs_load_cached', instance, o)
+    if not hit:
+        data, tid, _, _ = call('grs_load', instance, o)
+    return data or b'', struct.pack('>Q', tid)
 
 
 # The encoding of batched arguments and results (capi/codec.go).

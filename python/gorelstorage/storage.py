@@ -209,11 +209,10 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     # --- loading --------------------------------------------------------
 
     def load(self, oid, version=''):
-        o = _oid_int(oid)
-        data, tid, hit, _ = self._call('grs_load_cached', o)  # a cache hit, without releasing the GIL
-        if not hit:
-            data, tid, _, _ = self._call('grs_load', o)
-        return data or b'', p64(tid)
+        if self._instance is None:
+            raise _native.StorageClosedError('the storage instance is released or closed')
+        with self._lock:
+            return _native.load(self._instance, oid)
 
     def getTid(self, oid):
         return self.load(oid)[1]
