@@ -94,6 +94,37 @@ def test_fork_before_first_open_is_fine(tmp_path):
     assert result.stdout.strip() == '7'
 
 
+@pytest.mark.parametrize('force_ctypes', ['0', '1'])
+def test_the_c_module_and_the_ctypes_fallback_behave_alike(tmp_path, force_ctypes):
+    """Calls go through gorelstorage._calls when it was built, else ctypes; both give
+    the same results and the same exceptions."""
+    env = dict(os.environ, GORELSTORAGE_CTYPES=force_ctypes)
+    result = subprocess.run([sys.executable, '-c', textwrap.dedent("""
+        import gorelstorage, gorelstorage._native as n
+        from ZODB.Connection import TransactionMetaData
+        from ZODB.POSException import ConflictError
+        from ZODB.utils import p64, z64
+        s = gorelstorage.GoRelStorage(gorelstorage.SQLite3(%r))
+        t = TransactionMetaData(); s.tpc_begin(t); s.store(z64, None, b'root', '', t); s.tpc_vote(t)
+        tid = s.tpc_finish(t)
+        print(n.uses_ctypes(), s.load(z64) == (b'root', tid))
+        try:
+            s.load(p64(42))
+        except KeyError as e:
+            print('missing', e.args[0] == p64(42))
+        t = TransactionMetaData(); s.tpc_begin(t); s.store(z64, p64(1), b'stale', '', t)
+        try:
+            s.tpc_vote(t)
+        except ConflictError as e:
+            print('conflict', e.oid == z64, e.serials == (tid, p64(1)))
+        s.tpc_abort(t)
+        s.close()
+    """ % str(tmp_path / 'd'))], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split('\n')[:3] == [
+        '%s True' % (force_ctypes == '1'), 'missing True', 'conflict True True']
+
+
 def test_a_go_panic_becomes_an_exception(tmp_path):
     storage = GoRelStorage(SQLite3(tmp_path / 'd'))  # make sure the library is loaded
     try:

@@ -160,7 +160,7 @@ def _clear_storage_cache(db):
     storage = db.storage
     if hasattr(storage, 'clear_cache'):
         storage.clear_cache()
-    else:
+    elif hasattr(storage, '_cache'):
         storage._cache.clear(load_persistent=False)
 
 
@@ -169,7 +169,9 @@ def _fetched_from_database(db):
     storage = db.storage
     if hasattr(storage, 'cache_stats'):
         return storage.cache_stats()['stores']  # every state read from the database is put in the cache
-    return _fetched[0]
+    if hasattr(storage, '_cache'):
+        return _fetched[0]
+    return None  # a storage without a cache (ZODB's MappingStorage): every load reaches it
 
 
 # --- one client ---------------------------------------------------------------
@@ -188,8 +190,10 @@ def _timed(samples, n, fn):
 
 
 def run_client(db, index, n, size, reps, wait):
-    """Run every workload for client ``index``; return {workload: [us per object, ...]}."""
-    storage = db.storage.new_instance()  # the storage API workloads need an instance of their own
+    """Run every workload for client ``index``; return {workload: [us per object, ...]}.
+    ``wait(workload)`` is called before each workload's timed runs and ``wait(None)`` after them
+    (a barrier between clients; the round-trip count's marks)."""
+    storage = db._mvcc_storage.new_instance()  # the storage API workloads need an instance of their own
     try:
         return _run_client(db, storage, index, n, size, reps, wait)
     finally:
@@ -250,8 +254,8 @@ def _run_client(db, storage, index, n, size, reps, wait):
         elapsed = time.perf_counter() - start
         if got != n:
             raise AssertionError('read %d objects of %d' % (got, n))
-        fetched = _fetched_from_database(db) - before
-        if clear_storage and fetched < n:
+        fetched = None if before is None else _fetched_from_database(db) - before
+        if clear_storage and fetched is not None and fetched < n:
             raise AssertionError('a cold read of %d objects: only %d states came from the database' % (n, fetched))
         tm.commit()
         conn.close()
@@ -259,30 +263,35 @@ def _run_client(db, storage, index, n, size, reps, wait):
             samples.append(elapsed / n * 1e6)
 
     for w, fn in (('add', add), ('update', update), ('store', store)):
-        wait()
+        wait(w)
         for _ in range(reps):
             _timed(out[w], n, fn)
+        wait(None)
 
-    wait()
     read(clear_conn=True)  # the storage cache holds them now
+    wait('warm')
     for _ in range(reps):
         read(out['warm'], clear_conn=True)
+    wait(None)
 
     for w, prefetch in (('cold', False), ('prefetch_cold', True)):
-        wait()
+        wait(w)
         for _ in range(reps):
             read(out[w], clear_conn=True, clear_storage=True, prefetch=prefetch)
+        wait(None)
 
-    wait()
     read()
+    wait('hot')
     for _ in range(reps):
         read(out['hot'])
+    wait(None)
 
-    wait()
     conn = db.open(tm)
     objs = list(mapping(conn).values())
+    wait('steamin')
     for _ in range(reps):
         _timed(out['steamin'], n, lambda: sum(o.attr for o in objs))
+    wait(None)
     tm.abort()
     conn.close()
 
@@ -295,9 +304,10 @@ def _run_client(db, storage, index, n, size, reps, wait):
         tm.commit()
         conn.close()
 
-    wait()
+    wait('readCurrent')
     for _ in range(reps):
         _timed(out['readCurrent'], n, read_current)
+    wait(None)
 
     xtm = transaction.TransactionManager(explicit=True)
 
@@ -338,26 +348,31 @@ def _run_client(db, storage, index, n, size, reps, wait):
         conn.close()
 
     for w, fn in (('ex_commit', ex_commit), ('tpc', tpc), ('new_oid', new_oid), ('conflicts', conflicts)):
-        wait()
+        wait(w)
         for _ in range(reps):
             _timed(out[w], n, fn)
+        wait(None)
     return out
 
 
 def populate(spec, clients):
     import ZODB
-    from BTrees.Length import Length
-    from persistent.mapping import PersistentMapping
     zap(spec['database'], spec['location'])
     db = ZODB.DB(open_storage(spec))
     try:
-        with db.transaction() as conn:
-            conn.root()['speedtest'] = t = PersistentMapping()
-            for i in range(clients):
-                t[i] = PersistentMapping()
-            t['counter'] = Length()
+        _populate(db, clients)
     finally:
         db.close()
+
+
+def _populate(db, clients):
+    from BTrees.Length import Length
+    from persistent.mapping import PersistentMapping
+    with db.transaction() as conn:
+        conn.root()['speedtest'] = t = PersistentMapping()
+        for i in range(clients):
+            t[i] = PersistentMapping()
+        t['counter'] = Length()
 
 
 def _process_client(spec, index, n, size, reps, barrier, queue):
@@ -365,7 +380,7 @@ def _process_client(spec, index, n, size, reps, barrier, queue):
     try:
         db = ZODB.DB(open_storage(spec))
         try:
-            queue.put((index, run_client(db, index, n, size, reps, barrier.wait)))
+            queue.put((index, run_client(db, index, n, size, reps, lambda w: barrier.wait())))
         finally:
             db.close()
     except BaseException as e:  # reported to the parent
@@ -384,7 +399,7 @@ def run_config(spec, clients, kind, n, size, reps):
 
         def client(i):
             try:
-                results[i] = run_client(db, i, n, size, reps, barrier.wait)
+                results[i] = run_client(db, i, n, size, reps, lambda w: barrier.wait())
             except BaseException as e:
                 errors.append(e)
                 barrier.abort()
@@ -438,6 +453,128 @@ def floor(spec, n, size):
         storage.close()
 
 
+def zodb_floor(n, size, reps):
+    """ZODB alone: the workloads on ZODB's in-memory MappingStorage, one client; {workload: median us}.
+    What no storage can go below: pickling, the Connection and the transaction machinery."""
+    import ZODB
+    from ZODB.MappingStorage import MappingStorage
+    db = ZODB.DB(MappingStorage())
+    try:
+        _populate(db, 1)
+        got = run_client(db, 0, n, size, reps, lambda w: None)
+    finally:
+        db.close()
+    return {w: statistics.median(v) for w, v in got.items()}
+
+
+class RoundTripProxy:
+    """A loopback TCP proxy to a database server that counts round trips: on each connection,
+    a message from the client after a reply from the server (or the first) is one."""
+
+    def __init__(self, host, port):
+        import socket
+        self._target = (host, port)
+        self._server = socket.create_server(('127.0.0.1', 0))
+        self.port = self._server.getsockname()[1]
+        self.count = 0
+        self._lock = threading.Lock()
+        self._sockets = [self._server]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            for c in (client, upstream):
+                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sockets += [client, upstream]
+            state = {'replied': True}
+            threading.Thread(target=self._pipe, args=(client, upstream, state, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, state, False), daemon=True).start()
+
+    def _pipe(self, src, dst, state, from_client):
+        import socket
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                with self._lock:
+                    if from_client and state['replied']:
+                        self.count += 1
+                    state['replied'] = not from_client
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for c in (src, dst):
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        for c in self._sockets:
+            c.close()
+
+
+def _server_address(database, location):
+    """(host, port) of a database server given as the bench takes it, or None (SQLite, Unix sockets)."""
+    if database == 'sqlite':
+        return None
+    if database == 'postgresql':
+        if '://' in location:
+            from urllib.parse import urlsplit
+            parts = urlsplit(location)
+            host, port = parts.hostname or '', parts.port or 5432
+        else:
+            words = dict(w.split('=', 1) for w in location.split() if '=' in w)
+            host, port = words.get('host', ''), int(words.get('port', 5432))
+    else:
+        p = mysql_params(location)
+        host, port = p['host'] or '', p['port']
+    if not host or host.startswith('/'):
+        return None
+    return host, port
+
+
+def _through_proxy(database, location, port):
+    """The location with the server's address replaced by the proxy's."""
+    if database == 'postgresql' and '://' not in location:
+        return location + ' host=127.0.0.1 port=%d' % port  # libpq and pgx: the last value wins
+    from urllib.parse import urlsplit
+    parts = urlsplit(location)
+    netloc = parts.netloc.rsplit('@', 1)
+    netloc = (netloc[0] + '@' if len(netloc) == 2 else '') + '127.0.0.1:%d' % port
+    return parts._replace(netloc=netloc).geturl()
+
+
+def count_round_trips(spec, n, size, reps=2):
+    """{workload: round trips per object (per call for the last four)} for one client of the
+    contender in spec, counted by a proxy in front of the server; None without a network server."""
+    import ZODB
+    target = _server_address(spec['database'], spec['location'])
+    if target is None:
+        return None
+    proxy = RoundTripProxy(*target)
+    try:
+        spec = dict(spec, location=_through_proxy(spec['database'], spec['location'], proxy.port))
+        populate(spec, 1)
+        db = ZODB.DB(open_storage(spec))
+        marks = []
+        try:
+            run_client(db, 0, n, size, reps, lambda w: marks.append((w, proxy.count)))
+        finally:
+            db.close()
+    finally:
+        proxy.close()
+    return {w: (end - start) / float(reps * n) for (w, start), (_, end) in zip(marks[::2], marks[1::2])}
+
+
 # --- the run and its report -----------------------------------------------------
 
 def _stats(samples):
@@ -481,9 +618,11 @@ def run(args):
     report = {'machine': machine(), 'settings': {
         'quick': args.quick, 'size': args.size, 'counts': args.counts, 'clients': args.clients,
         'kinds': args.kinds, 'modes': args.modes, 'rounds': args.rounds, 'reps': args.reps,
-        'cache_local_mb': 10}, 'floor': {}, 'results': [], 'failures': []}
+        'cache_local_mb': 10}, 'floor': {}, 'zodb': {}, 'results': [], 'failures': []}
     started = time.perf_counter()
     try:
+        for n in args.counts:
+            report['zodb'][str(n)] = zodb_floor(n, args.size, args.reps)
         for database, location in databases:
             for mode in args.modes:
                 hp = mode == 'hp'
@@ -492,6 +631,16 @@ def run(args):
                     single, batched = floor({'contender': 'gorelstorage', 'database': database, 'location': loc,
                                              'hp': hp}, max(n, 100), args.size)
                     report['floor']['%s/%s/%d' % (database, mode, n)] = {'single': single, 'batched': batched}
+                    trips = {}
+                    for contender in CONTENDERS:
+                        try:
+                            trips[contender] = count_round_trips({'contender': contender, 'database': database,
+                                                                  'hp': hp, 'location': loc}, n, args.size)
+                        except Exception as e:
+                            if contender == 'gorelstorage':
+                                raise
+                            trips[contender] = None
+                            print('round trips of %s on %s %s: %s' % (contender, database, mode, e), file=sys.stderr)
                     for clients in args.clients:
                         for kind in args.kinds:
                             samples = {c: {w: [] for w in WORKLOADS} for c in CONTENDERS}
@@ -525,6 +674,8 @@ def run(args):
                                 for c in CONTENDERS:
                                     row[c] = _stats(samples[c][w])
                                 row['ratio'] = row['gorelstorage']['median'] / row['relstorage']['median']
+                                row['round_trips'] = {c: trips[c] and trips[c][w] for c in CONTENDERS}
+                                row['zodb'] = report['zodb'][str(n)][w]
                                 report['results'].append(row)
                             print(_progress(report['results'][-len(WORKLOADS):]), file=sys.stderr)
     finally:
@@ -562,13 +713,14 @@ def _geomeans(rows):
 def markdown(report):
     """The results as a Markdown table: one row per workload x configuration."""
     lines = ['| database | mode | objects | clients | workload | GoRelStorage us (median / p99) '
-             '| RelStorage us (median / p99) | ratio |', '|---|---|---|---|---|---|---|---|']
+             '| RelStorage us (median / p99) | ratio | ZODB alone us | round trips Go / RS |',
+             '|---|---|---|---|---|---|---|---|---|---|']
     for r in report['results']:
         g, s = r['gorelstorage'], r['relstorage']
         bar = ' **(bar 0.5)**' if r['workload'] in HALF_BAR and r['ratio'] > 0.5 else ''
-        lines.append('| %s | %s | %d | %d %s | %s | %.1f / %.1f | %.1f / %.1f | %.2f%s |' % (
+        lines.append('| %s | %s | %d | %d %s | %s | %.1f / %.1f | %.1f / %.1f | %.2f%s | %.1f | %s |' % (
             r['database'], r['mode'], r['objects'], r['clients'], r['kind'], r['workload'],
-            g['median'], g['p99'], s['median'], s['p99'], r['ratio'], bar))
+            g['median'], g['p99'], s['median'], s['p99'], r['ratio'], bar, r['zodb'], _trips(r)))
     lines.append('')
     lines.append('Geometric mean of the ratios: ' + ', '.join(
         '%s %.2f' % (k, v) for k, v in sorted(report['geomean'].items())))
@@ -578,6 +730,13 @@ def markdown(report):
         lines.append('Floor (%s, Go driver alone): %.1f us per primary-key read, %.2f us per object batched.'
                      % (key, f['single'], f['batched']))
     return '\n'.join(lines)
+
+
+def _trips(row):
+    t = row['round_trips']
+    if t['gorelstorage'] is None:
+        return 'n/a' if row['database'] == 'sqlite' else '?'
+    return '%s / %s' % tuple('%.2g' % t[c] if t[c] is not None else '?' for c in CONTENDERS)
 
 
 def summary(report):
@@ -596,15 +755,16 @@ def summary(report):
         out.append('**%s** (ratio GoRelStorage / RelStorage, median time; columns: mode, objects x clients, '
                    't = threads, p = processes; us per object in %s)' % (database, label(first)))
         out.append('')
-        out.append('| workload | Go us | RS us | ' + ' | '.join(label(c) for c in configs) + ' |')
-        out.append('|---|---|---|' + '---|' * len(configs))
+        out.append('| workload | Go us | RS us | ZODB alone us | round trips Go / RS | '
+                   + ' | '.join(label(c) for c in configs) + ' |')
+        out.append('|---|---|---|---|---|' + '---|' * len(configs))
         for w in WORKLOADS:
             by = {(r['mode'], r['objects'], r['clients'], r['kind']): r for r in rows if r['workload'] == w}
             f = by[first]
             cells = ['%.2f%s' % (by[c]['ratio'], '!' if w in HALF_BAR and by[c]['ratio'] > 0.5 else '')
                      for c in configs]
-            out.append('| %s | %.1f | %.1f | %s |' % (w, f['gorelstorage']['median'], f['relstorage']['median'],
-                                                     ' | '.join(cells)))
+            out.append('| %s | %.1f | %.1f | %.1f | %s | %s |' % (
+                w, f['gorelstorage']['median'], f['relstorage']['median'], f['zodb'], _trips(f), ' | '.join(cells)))
         out.append('')
         out.append('Geometric mean of the ratios: %.2f.' % report['geomean'][database])
         out.append('')

@@ -170,14 +170,12 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 	if err != nil {
 		return nil, err
 	}
-	if countRoundTrip != nil {
-		cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return adapter.CountRoundTrips(c, countRoundTrip), nil
+	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := adapter.Dial(ctx, network, addr)
+		if err != nil || countRoundTrip == nil {
+			return c, err
 		}
+		return adapter.CountRoundTrips(c, countRoundTrip), nil
 	}
 	d := &dialect{settings: s, password: cfg.Passwd}
 	var where string

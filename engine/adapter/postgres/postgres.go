@@ -87,15 +87,12 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 	if _, ok := base.RuntimeParams["application_name"]; !ok {
 		base.RuntimeParams["application_name"] = "gorelstorage"
 	}
-	if countRoundTrip != nil {
-		dial := base.DialFunc
-		base.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dial(ctx, network, addr)
-			if err != nil {
-				return nil, err
-			}
-			return adapter.CountRoundTrips(c, countRoundTrip), nil
+	base.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := adapter.Dial(ctx, network, addr)
+		if err != nil || countRoundTrip == nil {
+			return c, err
 		}
+		return adapter.CountRoundTrips(c, countRoundTrip), nil
 	}
 	d.load = pool{d: d, config: base.Copy()}
 	d.store = pool{d: d, config: base.Copy()}
