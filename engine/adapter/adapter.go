@@ -112,8 +112,9 @@ type Dialect interface {
 	Describe() string
 	OpenLoad(ctx context.Context) (LoadConn, error)
 	OpenStore(ctx context.Context) (StoreConn, error)
-	// NewOIDs returns the next block of OIDs (16 per counter value), ascending.
-	NewOIDs(ctx context.Context) ([]uint64, error)
+	// NewOIDs returns new OIDs in blocks of 16 (one per counter value),
+	// ascending: up to blocks blocks in one round trip, at least one.
+	NewOIDs(ctx context.Context, blocks int) ([]uint64, error)
 	// SetMinOID makes sure OIDs up to oid are never issued again.
 	SetMinOID(ctx context.Context, oid uint64) error
 	// Size returns the number of current objects and the database size in bytes.

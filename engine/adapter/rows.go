@@ -1,6 +1,9 @@
 package adapter
 
-import "database/sql"
+import (
+	"database/sql"
+	"slices"
+)
 
 // Row is one result row of any driver: *sql.Rows and pgx.Rows both scan so.
 type Row interface {
@@ -50,9 +53,17 @@ func ScanUndoItem(r Row) (UndoItem, error) {
 // OIDBlock returns the 16 OIDs counter value n stands for, n*16-15 .. n*16
 // (RelStorage's layout: OID 0, the root, is never issued).
 func OIDBlock(n uint64) []uint64 {
-	out := make([]uint64, 16)
-	for i := range out {
-		out[i] = n*16 - 15 + uint64(i)
+	return OIDBlocks([]uint64{n})
+}
+
+// OIDBlocks is OIDBlock for several counter values, ascending.
+func OIDBlocks(values []uint64) []uint64 {
+	slices.Sort(values)
+	out := make([]uint64, 0, 16*len(values))
+	for _, n := range values {
+		for i := uint64(0); i < 16; i++ {
+			out = append(out, n*16-15+i)
+		}
 	}
 	return out
 }

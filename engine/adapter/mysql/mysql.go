@@ -327,7 +327,9 @@ func (d *dialect) withStore(ctx context.Context, fn func(*sql.Conn) error) error
 // The insert commits at once (autocommit); values are never reused, even if
 // the row is deleted. Rows pile up, so every 100,001st value the process
 // deletes older ones, as RelStorage does.
-func (d *dialect) NewOIDs(ctx context.Context) ([]uint64, error) {
+// One block per call: a multi-row insert's ids are consecutive only under
+// some innodb_autoinc_lock_mode settings.
+func (d *dialect) NewOIDs(ctx context.Context, _ int) ([]uint64, error) {
 	var n int64
 	err := d.withStore(ctx, func(c *sql.Conn) error {
 		res, err := c.ExecContext(ctx, `INSERT INTO new_oid VALUES ()`)

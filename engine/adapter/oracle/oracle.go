@@ -198,7 +198,8 @@ func (d *dialect) withStore(ctx context.Context, fn func(*sql.Conn) error) error
 }
 
 // NewOIDs takes one zoid_seq value: value n stands for OIDs n*16-15 .. n*16.
-func (d *dialect) NewOIDs(ctx context.Context) ([]uint64, error) {
+// One block per call (a multi-row NEXTVAL query is not tested against a server).
+func (d *dialect) NewOIDs(ctx context.Context, _ int) ([]uint64, error) {
 	var n int64
 	err := d.withStore(ctx, func(c *sql.Conn) error {
 		return c.QueryRowContext(ctx, sqlNextOID).Scan(&n)

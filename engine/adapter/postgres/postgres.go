@@ -176,16 +176,27 @@ func (d *dialect) withStore(ctx context.Context, fn func(*pgx.Conn) error) error
 	}
 }
 
-// NewOIDs takes one value of zoid_seq: value n stands for OIDs n*16-15 .. n*16.
-func (d *dialect) NewOIDs(ctx context.Context) ([]uint64, error) {
-	var n int64
+// NewOIDs takes blocks values of zoid_seq in one query: value n stands for
+// OIDs n*16-15 .. n*16.
+func (d *dialect) NewOIDs(ctx context.Context, blocks int) ([]uint64, error) {
+	var values []uint64
 	err := d.withStore(ctx, func(c *pgx.Conn) error {
-		return c.QueryRow(ctx, `SELECT nextval('zoid_seq')`).Scan(&n)
+		values = values[:0]
+		rows, err := c.Query(ctx, `SELECT nextval('zoid_seq') FROM generate_series(1, $1::int)`, max(blocks, 1))
+		if err != nil {
+			return err
+		}
+		var n int64
+		_, err = pgx.ForEachRow(rows, []any{&n}, func() error {
+			values = append(values, uint64(n))
+			return nil
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("allocate oids: %w", err)
 	}
-	return adapter.OIDBlock(uint64(n)), nil
+	return adapter.OIDBlocks(values), nil
 }
 
 // SetMinOID raises zoid_seq so that oid is never issued again, as RelStorage

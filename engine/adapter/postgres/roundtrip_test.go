@@ -49,5 +49,5 @@ func zap(t *testing.T, dsn string) {
 // whatever its size, a poll 1, a load 1, ending a snapshot 1, 16 OIDs 1.
 func TestRoundTrips(t *testing.T) {
 	dsn := testDSN(t)
-	dialecttest.RoundTrips(t, "postgresql-counting", Options{DSN: dsn}, func(t *testing.T) { zap(t, dsn) }, roundTrips.Load)
+	dialecttest.RoundTrips(t, "postgresql-counting", Options{DSN: dsn}, func(t *testing.T) { zap(t, dsn) }, roundTrips.Load, 7)
 }

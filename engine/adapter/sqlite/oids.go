@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
 )
 
 // oids.sqlite3 holds one row: the last OID block number n issued. Block n is
@@ -38,7 +40,8 @@ func (d *Dialect) prepareOIDs(ctx context.Context) error {
 }
 
 // NewOIDs implements adapter.Dialect.
-func (d *Dialect) NewOIDs(ctx context.Context) ([]uint64, error) {
+func (d *Dialect) NewOIDs(ctx context.Context, blocks int) ([]uint64, error) {
+	blocks = max(blocks, 1)
 	if d.oidDB == nil {
 		return nil, fmt.Errorf("sqlite3: the storage is read-only")
 	}
@@ -53,7 +56,7 @@ func (d *Dialect) NewOIDs(ctx context.Context) ([]uint64, error) {
 	var last uint64
 	err = conn.QueryRowContext(ctx, `SELECT zoid FROM new_oid`).Scan(&last)
 	if err == nil {
-		_, err = conn.ExecContext(ctx, `UPDATE new_oid SET zoid = zoid + 1`)
+		_, err = conn.ExecContext(ctx, `UPDATE new_oid SET zoid = zoid + ?`, blocks)
 	}
 	if err == nil {
 		_, err = conn.ExecContext(ctx, "COMMIT")
@@ -62,12 +65,11 @@ func (d *Dialect) NewOIDs(ctx context.Context) ([]uint64, error) {
 		conn.ExecContext(ctx, "ROLLBACK")
 		return nil, fmt.Errorf("new oids: %w", err)
 	}
-	n := last + 1
-	oids := make([]uint64, oidsPerBlock)
-	for i := range oids {
-		oids[i] = n*oidsPerBlock - oidsPerBlock + 1 + uint64(i)
+	values := make([]uint64, blocks)
+	for i := range values {
+		values[i] = last + 1 + uint64(i)
 	}
-	return oids, nil
+	return adapter.OIDBlocks(values), nil
 }
 
 // SetMinOID implements adapter.Dialect.
