@@ -202,19 +202,21 @@ static PyObject *tid_bytes(uint64_t tid) {
     return PyBytes_FromStringAndSize((const char *)b, 8);
 }
 
-/* load(load_cached_address, load_address, instance, oid) -> (state, tid): ZODB's load.
- * oid is 8 bytes; the cached lookup runs with the GIL held (it never waits),
- * a miss goes to the database with the GIL released. */
+/* load(load_cached_address, load_address, instance, oid, hold) -> (state, tid):
+ * ZODB's load. oid is 8 bytes; the cached lookup runs with the GIL held (it
+ * never waits), a miss goes to the database with the GIL released unless hold
+ * is true (an in-process database). */
 static PyObject *load(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "load(load_cached_address, load_address, instance, oid)");
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "load(load_cached_address, load_address, instance, oid, hold)");
         return NULL;
     }
     void *cached = PyLong_AsVoidPtr(args[0]);
     void *fetch = PyLong_AsVoidPtr(args[1]);
     arg a[2];
     a[0].u = PyLong_AsUnsignedLongLongMask(args[2]);
+    int hold = PyObject_IsTrue(args[4]);
     if (PyErr_Occurred())
         return NULL;
     char *oid;
@@ -232,7 +234,7 @@ static PyObject *load(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     R r;
     int32_t kind = run(cached, 2, a, &r, 1);
     if (kind == 0 && r.v[1] == 0)
-        kind = run(fetch, 2, a, &r, 0);
+        kind = run(fetch, 2, a, &r, hold);
     if (kind != 0)
         return raise_error(kind, &r);
     PyObject *state = PyBytes_FromStringAndSize((const char *)r.data, r.data ? r.len : 0);
@@ -261,7 +263,7 @@ static PyObject *bind(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"call", (PyCFunction)(void (*)(void))call, METH_FASTCALL, "call(address, shape, hold_gil, *args)"},
-    {"load", (PyCFunction)(void (*)(void))load, METH_FASTCALL, "load(cached, load, instance, oid)"},
+    {"load", (PyCFunction)(void (*)(void))load, METH_FASTCALL, "load(cached, load, instance, oid, hold)"},
     {"bind", bind, METH_VARARGS, "bind(error_factory, fork_error_factory)"},
     {NULL, NULL, 0, NULL},
 };

@@ -257,11 +257,12 @@ def call(name, *args):
             _lib.grs_free_result(ctypes.byref(r))
 
 
-def load(instance, oid):
+def load(instance, oid, hold=False):
     """ZODB's load on an instance: (state, tid bytes); oid is 8 bytes. A hit in the
-    shared cache is answered without releasing the GIL or reaching the database."""
+    shared cache is answered without releasing the GIL or reaching the database; a
+    miss releases the GIL while it reads from the database, unless ``hold``."""
     if _load_pair is not None:
-        return _calls.load(*_load_pair, instance, oid)
+        return _calls.load(*_load_pair, instance, oid, hold)
     o = struct.unpack('>Q', oid)[0] if isinstance(oid, bytes) and len(oid) == 8 else None
     if o is None:
         raise TypeError('oid must be 8 bytes, not %r' % (oid,))

@@ -79,6 +79,7 @@ class _Database:
         _log_warnings(r)
         self.adapter = adapter
         self.options = options
+        self.reads_in_process = getattr(adapter, 'reads_in_process', False)
         self.closed = False
 
     def close(self):
@@ -212,7 +213,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         if self._instance is None:
             raise _native.StorageClosedError('the storage instance is released or closed')
         with self._lock:
-            return _native.load(self._instance, oid)
+            return _native.load(self._instance, oid, self._db.reads_in_process)
 
     def getTid(self, oid):
         return self.load(oid)[1]
