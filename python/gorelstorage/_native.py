@@ -6,6 +6,7 @@ ZODB exceptions and copies returned bytes once into Python objects. Calls go
 through the C module gorelstorage._calls when it was built (a fraction of a
 ctypes call's cost), else through ctypes; GORELSTORAGE_CTYPES=1 forces ctypes.
 """
+import contextlib
 import ctypes
 import os
 import struct
@@ -270,6 +271,18 @@ def load(instance, oid, hold=False):
     if not hit:
         data, tid, _, _ = call('grs_load', instance, o)
     return data or b'', struct.pack('>Q', tid)
+
+
+@contextlib.contextmanager
+def go_cpu_profile(path):
+    """Write a CPU profile of the Go engine (every thread of the process) to ``path`` while the
+    block runs; ``go tool pprof`` reads it."""
+    p = os.fsencode(path)
+    call('grs_profile_start', p, len(p))
+    try:
+        yield
+    finally:
+        call('grs_profile_stop')
 
 
 # The encoding of batched arguments and results (capi/codec.go).

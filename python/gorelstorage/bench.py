@@ -20,8 +20,15 @@ own), with N objects per transaction of ``--size`` bytes:
   conflicts      N transactions each adding 1 to one BTrees.Length all clients share (resolved)
 
 Times are microseconds per object (per transaction or call for the last four), the median and
-p99 over every recorded sample. The floor is GoRelStorage's Go database driver alone: a
-primary-key read per object, and a batched read, in the same run.
+p99 over every recorded sample. Beside them, in the same run:
+
+  floor          GoRelStorage's Go database driver alone: a primary-key read per object, and a
+                 batched read
+  ZODB alone     the workloads on ZODB's in-memory MappingStorage, one client: pickling, the
+                 Connection and transaction machinery that no storage can go below
+  round trips    SQL round trips per object (per call for the last four), one client of each
+                 contender run once more through a loopback proxy in front of the server that
+                 counts them (PostgreSQL and MySQL; SQLite has none)
 """
 import json
 import math
@@ -189,15 +196,24 @@ def _timed(samples, n, fn):
     samples.append((time.perf_counter() - start) / n * 1e6)
 
 
-def run_client(db, index, n, size, reps, wait):
+def run_client(db, index, n, size, reps, wait, profile=None):
     """Run every workload for client ``index``; return {workload: [us per object, ...]}.
     ``wait(workload)`` is called before each workload's timed runs and ``wait(None)`` after them
-    (a barrier between clients; the round-trip count's marks)."""
+    (a barrier between clients; the round-trip count's marks). With ``profile``, the client's
+    Python profile is written to ``profile + '.pstats'``."""
     storage = db._mvcc_storage.new_instance()  # the storage API workloads need an instance of their own
+    profiler = None
+    if profile:
+        import cProfile
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         return _run_client(db, storage, index, n, size, reps, wait)
     finally:
         storage.release()
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(profile + '.pstats')
 
 
 def _run_client(db, storage, index, n, size, reps, wait):
@@ -377,21 +393,34 @@ def _populate(db, clients):
 
 def _process_client(spec, index, n, size, reps, barrier, queue):
     import ZODB
+    profile = spec.get('profile') and '%s-client%d' % (spec['profile'], index)
     try:
         db = ZODB.DB(open_storage(spec))
         try:
-            queue.put((index, run_client(db, index, n, size, reps, lambda w: barrier.wait())))
+            with _go_profile(profile):
+                queue.put((index, run_client(db, index, n, size, reps, lambda w: barrier.wait(), profile)))
         finally:
             db.close()
     except BaseException as e:  # reported to the parent
         queue.put((index, 'client %d failed: %r' % (index, e)))
 
 
+def _go_profile(prefix):
+    """A Go CPU profile to prefix + '.pprof' while the block runs (none without prefix)."""
+    import contextlib
+    if not prefix:
+        return contextlib.nullcontext()
+    from ._native import go_cpu_profile
+    return go_cpu_profile(prefix + '.pprof')
+
+
 def run_config(spec, clients, kind, n, size, reps):
-    """Run ``clients`` clients as threads or processes; return {workload: samples}."""
+    """Run ``clients`` clients as threads or processes; return {workload: samples}.
+    With spec['profile'] (GoRelStorage only), profiles are written under that path prefix."""
     import ZODB
     populate(spec, clients)
     results = {}
+    profile = spec.get('profile')
     if kind == 'threads':
         db = ZODB.DB(open_storage(spec), pool_size=clients + 2)
         barrier = threading.Barrier(clients)
@@ -399,15 +428,17 @@ def run_config(spec, clients, kind, n, size, reps):
 
         def client(i):
             try:
-                results[i] = run_client(db, i, n, size, reps, lambda w: barrier.wait())
+                results[i] = run_client(db, i, n, size, reps, lambda w: barrier.wait(),
+                                        profile and '%s-client%d' % (profile, i))
             except BaseException as e:
                 errors.append(e)
                 barrier.abort()
         threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with _go_profile(profile):
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
         db.close()
         if errors:
             raise errors[0]
@@ -663,6 +694,12 @@ def run(args):
                                     break
                             config = {'database': database, 'mode': mode, 'objects': n, 'clients': clients,
                                       'kind': kind}
+                            if args.profile:  # a pass of its own: profilers slow what they watch
+                                prefix = os.path.join(args.profile, '%s-%s-%d-%d%s' % (
+                                    database, mode, n, clients, kind))
+                                run_config({'contender': 'gorelstorage', 'database': database, 'hp': hp,
+                                            'location': location or os.path.join(workdir, 'gorelstorage'),
+                                            'profile': prefix}, clients, kind, n, args.size, args.reps)
                             if failed:
                                 report['failures'].append(dict(config, error=failed))
                                 print('%s %s, %d objects, %d client(s) as %s: %s'
@@ -772,29 +809,38 @@ def summary(report):
 
 
 def chart(report, path):
+    """One panel per database: per workload, the median of the ratios over its configurations
+    (bar) and their range (line), on a log scale; 1 (parity) and 0.5 (the bar) marked."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    groups = {}
-    for r in report['results']:
-        key = '%s %s %d obj, %d %s' % (r['database'], r['mode'], r['objects'], r['clients'], r['kind'])
-        groups.setdefault(key, {})[r['workload']] = r['ratio']
-    fig, ax = plt.subplots(figsize=(12, 5))
-    width = 0.8 / max(1, len(groups))
-    for i, (key, ratios) in enumerate(sorted(groups.items())):
-        xs = [j + i * width for j in range(len(WORKLOADS))]
-        ax.bar(xs, [ratios.get(w, 0) for w in WORKLOADS], width, label=key)
-    ax.axhline(1.0, color='black', linewidth=0.8)
-    ax.axhline(0.5, color='red', linewidth=0.8, linestyle='--')
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(WORKLOADS))])
-    ax.set_xticklabels(WORKLOADS, rotation=30, ha='right')
-    ax.set_yscale('log')
-    ax.set_ylabel('GoRelStorage time / RelStorage time (log)')
-    ax.set_title('GoRelStorage vs RelStorage %s, %d-byte objects (lower is better; dashed: 0.5)'
-                 % (report['machine'].get('relstorage'), report['settings']['size']))
-    ax.legend(fontsize=7)
+    databases = sorted({r['database'] for r in report['results']})
+    fig, axes = plt.subplots(len(databases), 1, figsize=(11, 3.2 * len(databases)), squeeze=False)
+    for ax, database in zip(axes[:, 0], databases):
+        rows = [r for r in report['results'] if r['database'] == database]
+        mids, lows, highs = [], [], []
+        for w in WORKLOADS:
+            ratios = sorted(r['ratio'] for r in rows if r['workload'] == w)
+            mid = statistics.median(ratios)
+            mids.append(mid)
+            lows.append(mid - ratios[0])
+            highs.append(ratios[-1] - mid)
+        colors = ['tab:red' if m > 1 else ('tab:orange' if w in HALF_BAR and m > 0.5 else 'tab:green')
+                  for w, m in zip(WORKLOADS, mids)]
+        ax.bar(range(len(WORKLOADS)), mids, color=colors, yerr=[lows, highs], capsize=3)
+        ax.axhline(1.0, color='black', linewidth=0.8)
+        ax.axhline(0.5, color='red', linewidth=0.8, linestyle='--')
+        ax.set_yscale('log')
+        ax.set_xticks(range(len(WORKLOADS)))
+        ax.set_xticklabels(WORKLOADS, rotation=30, ha='right')
+        configs = len({(r['mode'], r['objects'], r['clients'], r['kind']) for r in rows})
+        ax.set_title('%s: GoRelStorage / RelStorage time, median and range over %d configurations '
+                     '(lower is better)' % (database, configs), fontsize=10)
+    fig.suptitle('GoRelStorage %s vs RelStorage %s, %d-byte objects; dashed: 0.5' % (
+        report['machine'].get('gorelstorage'), report['machine'].get('relstorage'), report['settings']['size']),
+        fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=90)
 
 
 def add_arguments(p):
@@ -812,12 +858,17 @@ def add_arguments(p):
     p.add_argument('--modes', nargs='+', choices=('hf', 'hp'), default=['hf', 'hp'])
     p.add_argument('--rounds', type=int, default=None, help='rounds, contenders rotated between them (3)')
     p.add_argument('--reps', type=int, default=None, help='samples per workload per client per round (5; quick 10)')
+    p.add_argument('--profile', metavar='DIR',
+                   help='after each configuration, run GoRelStorage once more under profilers: '
+                        'DIR/<configuration>.pprof (Go, go tool pprof) and -client<i>.pstats (cProfile)')
     p.add_argument('--json', default='bench-results.json', help='where to save the results')
     p.add_argument('--chart', default='bench-results.png', help='where to draw the chart ("" for none)')
 
 
 def main(args):
     quick = args.quick
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
     args.counts = args.counts or ([100] if quick else [1, 10, 100, 1000])
     args.clients = args.clients or [1, 2]
     args.kinds = args.kinds or (['threads'] if quick else ['threads', 'processes'])

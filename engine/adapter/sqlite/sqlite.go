@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	sqlite3 "github.com/mattn/go-sqlite3"
 
@@ -39,6 +40,7 @@ type Dialect struct {
 	keepHistory bool
 	readDB      *sql.DB // snapshots; query_only
 	writeDB     *sql.DB // commits; BEGIN IMMEDIATE waits up to commit-lock-timeout
+	lockTimeout time.Duration
 	oidDB       *sql.DB // oids.sqlite3, one connection
 	q           queries
 }
@@ -70,6 +72,7 @@ func Open(ctx context.Context, s adapter.Settings) (adapter.Dialect, error) {
 	}
 	d := &Dialect{dir: dir, keepHistory: s.KeepHistory, q: newQueries(s.KeepHistory)}
 	main := filepath.Join(dir, "main.sqlite3")
+	d.lockTimeout = s.LockTimeout
 	timeoutMS := s.LockTimeout.Milliseconds()
 	d.readDB = openDB(main, url.Values{"_busy_timeout": {"10000"}}, append(pragmas, "query_only = 1"))
 	if !s.ReadOnly {
@@ -223,7 +226,7 @@ func (d *Dialect) OpenStore(ctx context.Context) (adapter.StoreConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &storeConn{conn: c, q: &d.q, keepHistory: d.keepHistory}, nil
+	return &storeConn{conn: c, q: &d.q, keepHistory: d.keepHistory, lockTimeout: d.lockTimeout}, nil
 }
 
 // isBusy tells whether err is SQLite's "database is locked".

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
@@ -18,17 +19,33 @@ type storeConn struct {
 	q           *queries
 	keepHistory bool
 	inTxn       bool
+	lockTimeout time.Duration
 }
 
+// BeginCommit takes the write lock. SQLite's busy handler sleeps 1, 2, 5,
+// 10, ... ms between tries, long against another commit that holds the lock
+// for a few hundred microseconds; so the connection's busy timeout is off
+// while this polls, from 20 us doubling up to 1 ms, until commit-lock-timeout.
 func (c *storeConn) BeginCommit(ctx context.Context) error {
 	if c.inTxn {
 		return fmt.Errorf("sqlite3: commit already begun")
 	}
-	if _, err := c.conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return lockError("take the database write lock", err)
+	if _, err := c.conn.ExecContext(ctx, "PRAGMA busy_timeout = 0"); err != nil {
+		return err
 	}
-	c.inTxn = true
-	return nil
+	defer c.conn.ExecContext(ctx, fmt.Sprintf("PRAGMA busy_timeout = %d", c.lockTimeout.Milliseconds()))
+	deadline := time.Now().Add(c.lockTimeout)
+	for wait := 20 * time.Microsecond; ; wait = min(2*wait, time.Millisecond) {
+		_, err := c.conn.ExecContext(ctx, "BEGIN IMMEDIATE")
+		if err == nil {
+			c.inTxn = true
+			return nil
+		}
+		if !isBusy(err) || time.Now().After(deadline) {
+			return lockError("take the database write lock", err)
+		}
+		time.Sleep(wait)
+	}
 }
 
 func (c *storeConn) LockObjects(ctx context.Context, readCurrent, modified []uint64) (map[uint64]uint64, error) {
@@ -85,13 +102,49 @@ func (c *storeConn) LockCommit(ctx context.Context) (uint64, time.Time, error) {
 const (
 	sqlInsertTxn = `INSERT INTO "transaction" (tid, packed, is_empty, username, description, extension)
 		VALUES (?, ?, ?, ?, ?, ?)`
-	sqlInsertStateHP = `INSERT OR REPLACE INTO object_state (zoid, tid, prev_tid, md5, state_size, state)
-		VALUES (?, ?, ?, ?, ?, ?)`
-	sqlUpsertCurrent = `INSERT INTO current_object (zoid, tid) VALUES (?, ?)
-		ON CONFLICT (zoid) DO UPDATE SET tid = excluded.tid`
-	sqlUpsertStateHF = `INSERT OR REPLACE INTO object_state (zoid, tid, state_size, state) VALUES (?, ?, ?, ?)`
+	sqlInsertStateHP = `INSERT OR REPLACE INTO object_state (zoid, tid, prev_tid, md5, state_size, state) VALUES `
+	sqlUpsertCurrent = `INSERT INTO current_object (zoid, tid) VALUES `
+	onConflictZoid   = ` ON CONFLICT (zoid) DO UPDATE SET tid = excluded.tid`
+	sqlUpsertStateHF = `INSERT OR REPLACE INTO object_state (zoid, tid, state_size, state) VALUES `
 	sqlDeleteHF      = `DELETE FROM object_state WHERE zoid = ?`
 )
+
+// rowsPerInsert is how many rows one multi-row INSERT carries: the write
+// lock is held while they go in, and one statement per row cost 4 us each.
+const rowsPerInsert = 100
+
+// insertRows runs insert + "(?, ...), ..." + suffix for every row of args
+// (width values each), rowsPerInsert rows per statement.
+func (c *storeConn) insertRows(ctx context.Context, insert, suffix string, width int, args []any) error {
+	stmts := map[int]*sql.Stmt{}
+	defer func() {
+		for _, s := range stmts {
+			s.Close()
+		}
+	}()
+	for len(args) > 0 {
+		n := min(len(args)/width, rowsPerInsert)
+		s, ok := stmts[n]
+		if !ok {
+			var err error
+			if s, err = c.conn.PrepareContext(ctx, insert+valuesList(n, width)+suffix); err != nil {
+				return err
+			}
+			stmts[n] = s
+		}
+		if _, err := s.ExecContext(ctx, args[:n*width]...); err != nil {
+			return err
+		}
+		args = args[n*width:]
+	}
+	return nil
+}
+
+// valuesList returns "(?, ?), (?, ?)" for rows rows of width values.
+func valuesList(rows, width int) string {
+	row := "(" + strings.Repeat("?, ", width-1) + "?)"
+	return strings.Repeat(row+", ", rows-1) + row
+}
 
 func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, writes []adapter.Write) error {
 	if c.keepHistory {
@@ -105,46 +158,38 @@ func (c *storeConn) moveHP(ctx context.Context, tid uint64, meta adapter.TxnInfo
 		adapter.NonNil(meta.User), adapter.NonNil(meta.Description), adapter.NonNil(meta.Extension)); err != nil {
 		return fmt.Errorf("insert transaction %d: %w", tid, err)
 	}
-	ins, err := c.conn.PrepareContext(ctx, sqlInsertStateHP)
-	if err != nil {
-		return err
-	}
-	defer ins.Close()
-	cur, err := c.conn.PrepareContext(ctx, sqlUpsertCurrent)
-	if err != nil {
-		return err
-	}
-	defer cur.Close()
+	states := make([]any, 0, 6*len(writes))
+	current := make([]any, 0, 2*len(writes))
 	for _, w := range writes {
 		var sum any // NULL without state
 		if w.MD5 != nil {
 			sum = string(w.MD5)
 		}
-		if _, err := ins.ExecContext(ctx, int64(w.OID), int64(tid), int64(w.PrevTID), sum, len(w.State), w.State); err != nil {
-			return fmt.Errorf("insert state of oid %d: %w", w.OID, err)
-		}
-		if _, err := cur.ExecContext(ctx, int64(w.OID), int64(tid)); err != nil {
-			return fmt.Errorf("update current oid %d: %w", w.OID, err)
-		}
+		states = append(states, int64(w.OID), int64(tid), int64(w.PrevTID), sum, len(w.State), w.State)
+		current = append(current, int64(w.OID), int64(tid))
+	}
+	if err := c.insertRows(ctx, sqlInsertStateHP, "", 6, states); err != nil {
+		return fmt.Errorf("insert states: %w", err)
+	}
+	if err := c.insertRows(ctx, sqlUpsertCurrent, onConflictZoid, 2, current); err != nil {
+		return fmt.Errorf("update current_object: %w", err)
 	}
 	return nil
 }
 
 func (c *storeConn) moveHF(ctx context.Context, tid uint64, writes []adapter.Write) error {
-	up, err := c.conn.PrepareContext(ctx, sqlUpsertStateHF)
-	if err != nil {
-		return err
-	}
-	defer up.Close()
+	states := make([]any, 0, 4*len(writes))
 	for _, w := range writes {
 		if w.State == nil {
-			_, err = c.conn.ExecContext(ctx, sqlDeleteHF, int64(w.OID))
-		} else {
-			_, err = up.ExecContext(ctx, int64(w.OID), int64(tid), len(w.State), w.State)
+			if _, err := c.conn.ExecContext(ctx, sqlDeleteHF, int64(w.OID)); err != nil {
+				return fmt.Errorf("delete oid %d: %w", w.OID, err)
+			}
+			continue
 		}
-		if err != nil {
-			return fmt.Errorf("write oid %d: %w", w.OID, err)
-		}
+		states = append(states, int64(w.OID), int64(tid), len(w.State), w.State)
+	}
+	if err := c.insertRows(ctx, sqlUpsertStateHF, "", 4, states); err != nil {
+		return fmt.Errorf("write states: %w", err)
 	}
 	return nil
 }
