@@ -210,15 +210,22 @@ func grs_release(h C.uint64_t, r *C.grs_result) C.int32_t {
 	})
 }
 
-//export grs_new_oid
-func grs_new_oid(h C.uint64_t, r *C.grs_result) C.int32_t {
+// grs_new_oids returns every OID the storage holds (allocating when it holds
+// none) as a uint64 array in data, ascending.
+//
+//export grs_new_oids
+func grs_new_oids(h C.uint64_t, r *C.grs_result) C.int32_t {
 	return call(r, func() error {
 		s, err := getStorage(uint64(h))
 		if err != nil {
 			return err
 		}
-		oid, err := s.NewOID(bg)
-		r.v[0] = C.uint64_t(oid)
+		oids, err := s.TakeOIDs(bg)
+		var e encoder
+		for _, oid := range oids {
+			e.u64(oid)
+		}
+		setData(r, e.b)
 		return err
 	})
 }

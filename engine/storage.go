@@ -141,27 +141,59 @@ func (s *Storage) NewOID(ctx context.Context) (uint64, error) {
 	}
 	s.oidMu.Lock()
 	defer s.oidMu.Unlock()
-	if len(s.oids) == 0 {
-		// A process that allocates fast takes more blocks per round trip
-		// (up to maxOIDBlocks); one that allocates now and then, one.
-		if now := time.Now(); now.Sub(s.oidRefill) < oidBurst {
-			s.oidBlocks = min(2*s.oidBlocks, maxOIDBlocks)
-		} else {
-			s.oidBlocks = 1
-		}
-		oids, err := s.dialect.NewOIDs(ctx, s.oidBlocks)
-		s.oidRefill = time.Now()
-		if err != nil {
-			return 0, classify(err, "new_oid")
-		}
-		s.oids = oids
-		if n := len(oids); n > 0 && oids[n-1] > s.maxIssuedOID.Load() {
-			s.maxIssuedOID.Store(oids[n-1])
-		}
+	if err := s.refillOIDs(ctx); err != nil {
+		return 0, err
 	}
 	oid := s.oids[0]
 	s.oids = s.oids[1:]
 	return oid, nil
+}
+
+// TakeOIDs hands the caller every OID the storage holds (allocating more
+// when it holds none), ascending, never issued before: Python keeps them and
+// answers new_oid without a call.
+func (s *Storage) TakeOIDs(ctx context.Context) ([]uint64, error) {
+	if err := s.check(); err != nil {
+		return nil, err
+	}
+	if s.opts.ReadOnly {
+		return nil, Errorf(KindReadOnly, "new_oid: the storage is read-only")
+	}
+	s.oidMu.Lock()
+	defer s.oidMu.Unlock()
+	if err := s.refillOIDs(ctx); err != nil {
+		return nil, err
+	}
+	oids := s.oids
+	s.oids = nil
+	return oids, nil
+}
+
+// refillOIDs allocates OIDs when none are left; s.oidMu is held.
+func (s *Storage) refillOIDs(ctx context.Context) error {
+	if len(s.oids) > 0 {
+		return nil
+	}
+	// A process that allocates fast takes more blocks per round trip
+	// (up to maxOIDBlocks); one that allocates now and then, one.
+	if time.Since(s.oidRefill) < oidBurst {
+		s.oidBlocks = min(2*s.oidBlocks, maxOIDBlocks)
+	} else {
+		s.oidBlocks = 1
+	}
+	oids, err := s.dialect.NewOIDs(ctx, s.oidBlocks)
+	s.oidRefill = time.Now()
+	if err != nil {
+		return classify(err, "new_oid")
+	}
+	if len(oids) == 0 {
+		return Errorf(KindInternal, "new_oid: the database allocated no OIDs")
+	}
+	s.oids = oids
+	if last := oids[len(oids)-1]; last > s.maxIssuedOID.Load() {
+		s.maxIssuedOID.Store(last)
+	}
+	return nil
 }
 
 // Size returns the number of current objects and the database size in bytes.

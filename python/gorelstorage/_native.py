@@ -94,7 +94,7 @@ _SIGNATURES = {
     'grs_close': (_u64,),
     'grs_new_instance': (_u64,),
     'grs_release': (_u64,),
-    'grs_new_oid': (_u64,),
+    'grs_new_oids': (_u64,),
     'grs_size': (_u64,),
     'grs_load': (_u64, _u64),
     'grs_load_serial': (_u64, _u64, _u64),

@@ -81,6 +81,17 @@ class _Database:
         self.options = options
         self.reads_in_process = getattr(adapter, 'reads_in_process', False)
         self.closed = False
+        self._oids = []  # OIDs the engine handed over, 8-byte strings, the next one last
+        self._oid_lock = threading.Lock()
+
+    def new_oid(self):
+        with self._oid_lock:
+            if not self._oids:
+                if self.closed:
+                    raise _native.StorageClosedError('the storage is closed')
+                data = _native.call('grs_new_oids', self.handle)[0]
+                self._oids = [p64(o) for o in reversed(_native.u64_list(data))]
+            return self._oids.pop()
 
     def close(self):
         if not self.closed:
@@ -258,7 +269,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     def new_oid(self):
         if self._options.read_only:
             raise POSException.ReadOnlyError()
-        return p64(self._call_db('grs_new_oid')[1])
+        return self._db.new_oid()
 
     # --- history, iteration ---------------------------------------------
 
