@@ -122,10 +122,10 @@ func (s *Storage) check() error {
 	return nil
 }
 
-// OID blocks per allocation: refills less than oidBurst apart double the
-// number of blocks asked for, up to maxOIDBlocks (1024 OIDs; RelStorage
-// takes one block of 16 per round trip). Unused OIDs are lost at exit, as
-// RelStorage's are.
+// OID blocks per allocation: a refill less than oidBurst after the last
+// doubles the number of blocks asked for, up to maxOIDBlocks (1024 OIDs;
+// RelStorage takes one block of 16 per round trip), a later one halves it.
+// Unused OIDs are lost at exit, as RelStorage's are.
 const (
 	oidBurst     = 100 * time.Millisecond
 	maxOIDBlocks = 64
@@ -175,11 +175,11 @@ func (s *Storage) refillOIDs(ctx context.Context) error {
 		return nil
 	}
 	// A process that allocates fast takes more blocks per round trip
-	// (up to maxOIDBlocks); one that allocates now and then, one.
+	// (up to maxOIDBlocks); one that allocates now and then, fewer.
 	if time.Since(s.oidRefill) < oidBurst {
 		s.oidBlocks = min(2*s.oidBlocks, maxOIDBlocks)
 	} else {
-		s.oidBlocks = 1
+		s.oidBlocks = max(s.oidBlocks/2, 1)
 	}
 	oids, err := s.dialect.NewOIDs(ctx, s.oidBlocks)
 	s.oidRefill = time.Now()
