@@ -671,7 +671,8 @@ def run(args):
                             if contender == 'gorelstorage':
                                 raise
                             trips[contender] = None
-                            print('round trips of %s on %s %s: %s' % (contender, database, mode, e), file=sys.stderr)
+                            print('round trips of %s on %s %s: %s' % (contender, database, mode,
+                                                                       str(e).splitlines()[0][:200]), file=sys.stderr)
                     for clients in args.clients:
                         for kind in args.kinds:
                             samples = {c: {w: [] for w in WORKLOADS} for c in CONTENDERS}
@@ -724,6 +725,7 @@ def run(args):
     print(markdown(report))
     print()
     print(summary(report))
+    print(overview(report))
     if args.chart:
         chart(report, args.chart)
     print('\n%s written%s; %.0f s' % (args.json, ', ' + args.chart if args.chart else '', report['elapsed_s']))
@@ -767,6 +769,26 @@ def markdown(report):
         lines.append('Floor (%s, Go driver alone): %.1f us per primary-key read, %.2f us per object batched.'
                      % (key, f['single'], f['batched']))
     return '\n'.join(lines)
+
+
+def overview(report):
+    """One Markdown table for the whole run: per workload and database, the median of the ratios
+    over its configurations and their range, then the ZODB-alone time and round trips of the
+    largest single-client configuration measured."""
+    databases = sorted({r['database'] for r in report['results']})
+    out = ['| workload | ' + ' | '.join('%s: median ratio (range)' % d for d in databases) + ' |',
+           '|---|' + '---|' * len(databases)]
+    for w in WORKLOADS:
+        cells = []
+        for d in databases:
+            ratios = sorted(r['ratio'] for r in report['results'] if r['database'] == d and r['workload'] == w)
+            cells.append('%.2f (%.2f-%.2f)' % (statistics.median(ratios), ratios[0], ratios[-1]))
+        out.append('| %s | %s |' % (w, ' | '.join(cells)))
+    out.append('')
+    out.append('Configurations per database: ' + ', '.join('%s %d' % (d, len(
+        {(r['mode'], r['objects'], r['clients'], r['kind']) for r in report['results'] if r['database'] == d}))
+        for d in databases) + '; geometric mean of all ratios %.2f.' % report['geomean']['all'])
+    return '\n'.join(out)
 
 
 def _trips(row):
