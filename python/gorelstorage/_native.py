@@ -261,7 +261,8 @@ def call(name, *args):
 def load(instance, oid, hold=False):
     """ZODB's load on an instance: (state, tid bytes); oid is 8 bytes. A hit in the
     shared cache is answered without releasing the GIL or reaching the database; a
-    miss releases the GIL while it reads from the database, unless ``hold``."""
+    miss releases the GIL while it reads from the database, unless ``hold`` (honoured
+    by the C module; the ctypes fallback always releases it)."""
     if _load_pair is not None:
         return _calls.load(*_load_pair, instance, oid, hold)
     o = struct.unpack('>Q', oid)[0] if isinstance(oid, bytes) and len(oid) == 8 else None
