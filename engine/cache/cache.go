@@ -131,8 +131,9 @@ func (c *Cache) shard(oid uint64) *shard {
 	return &c.shards[h>>58]
 }
 
-// Get returns the state tid wrote for oid, if cached. The slice is the
-// caller's.
+// Get returns the state tid wrote for oid, if cached. The slice may be the
+// cache's own: callers read it and never change it (a hit then costs no
+// copy; the C ABI copies it out anyway).
 func (c *Cache) Get(oid, tid uint64) ([]byte, bool) {
 	state, ok := c.TryGet(oid, tid)
 	if !ok && c.Enabled() {
@@ -159,7 +160,7 @@ func (c *Cache) TryGet(oid, tid uint64) ([]byte, bool) {
 	s.mu.Unlock()
 	c.hits.Add(1)
 	if !compressed {
-		return bytes.Clone(data), true
+		return data, true
 	}
 	return decompress(data)
 }

