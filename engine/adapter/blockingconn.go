@@ -83,8 +83,6 @@ type blockingConn struct {
 	local, remote net.Addr
 }
 
-var errClosed = net.ErrClosed
-
 func (c *blockingConn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
@@ -92,7 +90,7 @@ func (c *blockingConn) Read(b []byte) (int, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.fd < 0 {
-		return 0, errClosed
+		return 0, net.ErrClosed
 	}
 	if n, ok := c.pollRead(b); ok {
 		return n, nil
@@ -139,7 +137,7 @@ func (c *blockingConn) Write(b []byte) (int, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.fd < 0 {
-		return 0, errClosed
+		return 0, net.ErrClosed
 	}
 	done := 0
 	for done < len(b) {
@@ -168,13 +166,13 @@ func (c *blockingConn) Close() error {
 	fd := c.fd
 	c.mu.RUnlock()
 	if fd < 0 {
-		return errClosed
+		return net.ErrClosed
 	}
 	syscall.Shutdown(fd, syscall.SHUT_RDWR)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.fd < 0 {
-		return errClosed
+		return net.ErrClosed
 	}
 	err := syscall.Close(c.fd)
 	c.fd = -1
@@ -208,7 +206,7 @@ func (c *blockingConn) setTimeout(opt int, t time.Time) error {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.fd < 0 {
-		return errClosed
+		return net.ErrClosed
 	}
 	return os.NewSyscallError("setsockopt", syscall.SetsockoptTimeval(c.fd, syscall.SOL_SOCKET, opt, &tv))
 }

@@ -105,6 +105,16 @@ static void free_result(R *r) {
     r->data = NULL;
 }
 
+/* Raises exc (a new reference, or NULL when building it failed). */
+static void raise_instance(PyObject *exc) {
+    if (exc == NULL)
+        return;
+    PyObject *type = PyObject_Type(exc);
+    PyErr_SetObject(type, exc);
+    Py_DECREF(type);
+    Py_DECREF(exc);
+}
+
 /* Raises the exception for a failed call and frees r; returns NULL. */
 static PyObject *raise_error(int32_t kind, R *r) {
     PyObject *exc = NULL;
@@ -116,24 +126,13 @@ static PyObject *raise_error(int32_t kind, R *r) {
     Py_XDECREF(oid);
     Py_XDECREF(msg);
     free_result(r);
-    if (exc != NULL) {
-        PyObject *type = PyObject_Type(exc);
-        PyErr_SetObject(type, exc);
-        Py_DECREF(type);
-        Py_DECREF(exc);
-    }
+    raise_instance(exc);
     return NULL;
 }
 
 static int check_bound(void) {
     if (forked) {
-        PyObject *exc = PyObject_CallNoArgs(fork_error_factory);
-        if (exc != NULL) {
-            PyObject *type = PyObject_Type(exc);
-            PyErr_SetObject(type, exc);
-            Py_DECREF(type);
-            Py_DECREF(exc);
-        }
+        raise_instance(PyObject_CallNoArgs(fork_error_factory));
         return -1;
     }
     if (error_factory == NULL) {
