@@ -25,7 +25,9 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -323,33 +325,81 @@ func (d *dialect) withStore(ctx context.Context, fn func(*sql.Conn) error) error
 	}
 }
 
-// NewOIDs takes one new_oid value: value n stands for OIDs n*16-15 .. n*16.
-// The insert commits at once (autocommit); values are never reused, even if
-// the row is deleted. Rows pile up, so every 100,001st value the process
-// deletes older ones, as RelStorage does.
-// One block per call: a multi-row insert's ids are consecutive only under
-// some innodb_autoinc_lock_mode settings.
-func (d *dialect) NewOIDs(ctx context.Context, _ int) ([]uint64, error) {
-	var n int64
+// NewOIDs takes blocks new_oid values in one round trip and one transaction:
+// value n stands for OIDs n*16-15 .. n*16. A multi-row insert's ids are
+// consecutive only under some innodb_autoinc_lock_mode settings, so each
+// value is read back as its own: on MariaDB 10.5+ one multi-row INSERT ...
+// RETURNING, elsewhere a single-row INSERT and SELECT LAST_INSERT_ID() per
+// value in one multi-statement query. InnoDB never hands an AUTO_INCREMENT
+// value out twice, committed or not. Rows pile up, so after every 100,001
+// values the process deletes older ones, as RelStorage does.
+func (d *dialect) NewOIDs(ctx context.Context, blocks int) ([]uint64, error) {
+	blocks = max(blocks, 1)
+	values := make([]uint64, 0, blocks)
 	err := d.withStore(ctx, func(c *sql.Conn) error {
-		res, err := c.ExecContext(ctx, `INSERT INTO new_oid VALUES ()`)
-		if err != nil {
-			return err
+		values = values[:0]
+		err := d.readNewOIDs(ctx, c, blocks, &values)
+		if err != nil && !isDisconnect(err) {
+			// A statement failed: the ones after it, COMMIT among them, did not run.
+			if _, rerr := c.ExecContext(context.Background(), "ROLLBACK"); rerr != nil {
+				_ = c.Raw(func(any) error { return driver.ErrBadConn })
+			}
 		}
-		n, err = res.LastInsertId()
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("allocate oids: %w", err)
 	}
-	if d.oidsSinceCollect.Add(1)%oidCollectInterval == 0 {
+	if len(values) != blocks || slices.Contains(values, 0) {
+		return nil, fmt.Errorf("allocate oids: the server returned %d new_oid values for %d inserts", len(values), blocks)
+	}
+	taken := d.oidsSinceCollect.Add(int64(blocks))
+	if taken/oidCollectInterval != (taken-int64(blocks))/oidCollectInterval {
 		// Best effort: a lock conflict with another allocator only delays it.
+		oldest := slices.Min(values)
 		_ = d.withStore(ctx, func(c *sql.Conn) error {
-			_, err := c.ExecContext(ctx, `DELETE IGNORE FROM new_oid WHERE zoid < ? ORDER BY zoid LIMIT 1000`, n)
+			_, err := c.ExecContext(ctx, `DELETE IGNORE FROM new_oid WHERE zoid < ? ORDER BY zoid LIMIT 1000`, oldest)
 			return err
 		})
 	}
-	return adapter.OIDBlock(uint64(n)), nil
+	return adapter.OIDBlocks(values), nil
+}
+
+// readNewOIDs sends the query taking n new_oid values and appends them to values.
+func (d *dialect) readNewOIDs(ctx context.Context, c *sql.Conn, n int, values *[]uint64) error {
+	query, sets := "", n
+	if d.server.insertReturning() {
+		query, sets = "INSERT INTO new_oid VALUES ()"+strings.Repeat(", ()", n-1)+" RETURNING zoid", 1
+	} else {
+		const one = "INSERT INTO new_oid VALUES ();\nSELECT LAST_INSERT_ID();\n"
+		query = sqlBeginStore + ";\n" + strings.Repeat(one, n) + "COMMIT"
+	}
+	rows, err := c.QueryContext(ctx, query)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	r := newResultSets(rows)
+	for range sets {
+		err := r.next(func(rows *sql.Rows) error {
+			var v int64
+			if err := rows.Scan(&v); err != nil {
+				return err
+			}
+			*values = append(*values, uint64(v))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	// COMMIT's result: an error there is reported by the remaining result sets.
+	for rows.NextResultSet() {
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return rows.Close()
 }
 
 const oidCollectInterval = 100001

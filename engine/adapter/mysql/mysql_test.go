@@ -25,12 +25,17 @@ func TestServerVersionsAndTheirSyntax(t *testing.T) {
 	require.Equal(t, "LOCK IN SHARE MODE NOWAIT", maria.shareNowait())
 	require.Equal(t, "VALUES(tid)", maria.newValue("tid"))
 	require.Equal(t, "", maria.rowAlias())
+	require.True(t, maria.insertReturning())
+	maria104, err := parseServer("10.4.34-MariaDB")
+	require.NoError(t, err)
+	require.False(t, maria104.insertReturning(), "RETURNING came in MariaDB 10.5")
 
 	my8, err := parseServer("8.0.36")
 	require.NoError(t, err)
 	require.Equal(t, "FOR SHARE NOWAIT", my8.shareNowait())
 	require.Equal(t, "new.tid", my8.newValue("tid"))
 	require.Equal(t, " AS new", my8.rowAlias())
+	require.False(t, my8.insertReturning())
 
 	my80, err := parseServer("8.0.18-log")
 	require.NoError(t, err)
@@ -238,4 +243,83 @@ func TestDeadlockVictimGetsARetryableConflict(t *testing.T) {
 
 	require.NoError(t, commit(serial, serial))
 	require.NoError(t, in.FinishCommit(ctx))
+}
+
+// OIDs taken many blocks at a time by several processes (each its own
+// dialect and connection pool; with INSERT ... RETURNING and without) and
+// one block at a time by RelStorage's statement never overlap, and each
+// block is whole.
+func TestConcurrentOIDAllocatorsNeverShareAnOID(t *testing.T) {
+	ctx := context.Background()
+	opts := testOptions(t)
+	openStorage(t, opts) // creates the schema
+	raw, err := json.Marshal(opts)
+	require.NoError(t, err)
+	cfg, err := config(opts)
+	require.NoError(t, err)
+	relstorage, err := sql.Open("mysql", cfg.FormatDSN())
+	require.NoError(t, err)
+	defer relstorage.Close()
+
+	const workers, rounds = 3, 20
+	got := make(chan []uint64, workers*rounds+rounds)
+	errs := make(chan error, workers+1)
+	for w := range workers {
+		go func() {
+			d, err := Open(ctx, adapter.Settings{Options: raw, KeepHistory: true})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer d.Close()
+			if w%2 == 1 {
+				// As on MySQL 8 or MariaDB 10.4, which have no INSERT ... RETURNING.
+				d.(*dialect).server.v = [3]int{10, 4, 0}
+			}
+			for r := range rounds {
+				oids, err := d.NewOIDs(ctx, 1+(w+r)%64)
+				if err != nil {
+					errs <- err
+					return
+				}
+				got <- oids
+			}
+			errs <- nil
+		}()
+	}
+	go func() {
+		for range rounds {
+			res, err := relstorage.ExecContext(ctx, "INSERT INTO new_oid VALUES ()")
+			if err != nil {
+				errs <- err
+				return
+			}
+			n, err := res.LastInsertId()
+			if err != nil {
+				errs <- err
+				return
+			}
+			got <- adapter.OIDBlock(uint64(n))
+		}
+		errs <- nil
+	}()
+	for range workers + 1 {
+		require.NoError(t, <-errs)
+	}
+	close(got)
+	seen := map[uint64]bool{}
+	total := 0
+	for oids := range got {
+		require.Zero(t, len(oids)%16)
+		for i, oid := range oids {
+			require.NotZero(t, oid)
+			require.False(t, seen[oid], "oid %d handed out twice", oid)
+			seen[oid] = true
+			if i%16 != 0 {
+				require.Equal(t, oids[i-1]+1, oid, "a block of 16 is consecutive")
+			}
+		}
+		total += len(oids)
+	}
+	require.Equal(t, total, len(seen))
 }

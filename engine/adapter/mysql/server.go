@@ -78,6 +78,12 @@ func (s server) rowAlias() string {
 	return ""
 }
 
+// insertReturning tells whether INSERT ... RETURNING exists (MariaDB 10.5+):
+// a multi-row insert then names each row's AUTO_INCREMENT value itself.
+func (s server) insertReturning() bool {
+	return s.mariaDB && !s.before(10, 5, 0)
+}
+
 func (s server) String() string {
 	name := "MySQL"
 	if s.mariaDB {
