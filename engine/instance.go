@@ -24,6 +24,11 @@ type Instance struct {
 
 	load       adapter.LoadConn
 	inSnapshot bool
+	// endDue: the snapshot has ended but the server was not told yet (a
+	// LateEnder's next Begin tells it); endTimer tells it if the instance
+	// stays idle for endDelay.
+	endDue     bool
+	endTimer   *time.Timer
 	snapTID    uint64 // newest tid visible in the snapshot
 	snapLast   uint64 // the database's newest tid when the snapshot began
 	snapEpoch  uint64 // the shared index's epoch the snapshot belongs to
@@ -115,16 +120,53 @@ func (in *Instance) check() error {
 	return in.s.check()
 }
 
+// endDelay is how long an ended snapshot may stay open on the server,
+// waiting for the next one to start and end it in the same round trip (ZODB
+// polls right after every transaction and again on the next open). An
+// instance left idle ends it from a timer: the server never keeps an idle
+// ZODB connection's snapshot (VACUUM, InnoDB's purge) for longer than this.
+const endDelay = 10 * time.Millisecond
+
+// endSnapshot ends the snapshot: at once, or, where the load connection is
+// a LateEnder, with the next snapshot's start or after endDelay.
 func (in *Instance) endSnapshot() {
 	if in.inSnapshot {
-		in.load.End()
 		in.inSnapshot = false
+		if _, late := in.load.(adapter.LateEnder); late {
+			in.endDue = true
+			if in.endTimer == nil {
+				in.endTimer = time.AfterFunc(endDelay, in.endIdle)
+			} else {
+				in.endTimer.Reset(endDelay)
+			}
+		} else {
+			in.load.End()
+		}
 	}
 	in.prefetched = nil
 }
 
+// endIdle is endTimer's: the snapshot's end is still due, nothing started another.
+func (in *Instance) endIdle() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.endNow()
+}
+
+// endNow tells the server a snapshot's end that is due.
+func (in *Instance) endNow() {
+	if in.endDue {
+		in.endDue = false
+		in.endTimer.Stop()
+		if in.load != nil {
+			in.load.End()
+		}
+	}
+}
+
 func (in *Instance) dropLoad() {
 	in.endSnapshot()
+	in.endNow()
 	if in.load != nil {
 		in.load.Close()
 		in.load = nil
@@ -139,6 +181,10 @@ const noChanges = 1<<63 - 1
 // snapshot and poll at once), so that the cache can serve this snapshot.
 func (in *Instance) startSnapshot(ctx context.Context) error {
 	in.endSnapshot()
+	if in.endDue { // the new snapshot's first round trip ends the old one
+		in.endDue = false
+		in.endTimer.Stop()
+	}
 	if in.load == nil {
 		c, err := in.s.dialect.OpenLoad(ctx)
 		if err != nil {

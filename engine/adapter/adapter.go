@@ -223,6 +223,14 @@ type SnapshotPoller interface {
 	BeginPoll(ctx context.Context, after uint64, limit int) (last uint64, changes []Change, err error)
 }
 
+// LateEnder is implemented by load connections whose Begin (and BeginPoll)
+// ends a snapshot still open in the same round trip that starts the new one.
+// The instance may then leave End out between them: ZODB polls right after
+// a transaction ends, and one round trip does for both.
+type LateEnder interface {
+	EndsWithNextBegin()
+}
+
 // Write is one object change sent at commit.
 type Write struct {
 	OID     uint64

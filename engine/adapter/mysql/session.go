@@ -78,7 +78,8 @@ type session struct {
 	inTxn   bool      // START TRANSACTION was sent
 }
 
-// query sends s, with START TRANSACTION first when it is pending, and hands
+// query sends s, with START TRANSACTION first when it is pending (after
+// ROLLBACK when a transaction is still open), and hands
 // the result sets (those of statements that return rows, in order) to read.
 // A transaction's first query is re-sent on another connection when the
 // pooled one turns out dead (the server restarted while it sat idle): the
@@ -99,6 +100,9 @@ func (ss *session) query(ctx context.Context, s *script, read func(*sql.Rows) er
 		text := s.text.String()
 		if begin {
 			text = ss.begin + ";\n" + text
+			if ss.inTxn { // a transaction still open ends first
+				text = "ROLLBACK;\n" + text
+			}
 		}
 		answered, err := ss.run(ctx, text, s.args, read)
 		if begin {

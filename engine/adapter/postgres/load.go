@@ -15,14 +15,20 @@ type loadConn struct {
 	session
 }
 
+// Begin starts a snapshot with the next query; a snapshot still open ends
+// in that query too.
 func (c *loadConn) Begin(ctx context.Context) error {
-	c.End()
 	c.pending = true
 	return nil
 }
 
-// End ends the snapshot at once, so an idle ZODB connection never holds one
-// open on the server (that would hold back VACUUM).
+// EndsWithNextBegin: Begin ends the open snapshot itself (LateEnder).
+func (c *loadConn) EndsWithNextBegin() {}
+
+// End ends the snapshot at once. The instance calls it when no new snapshot
+// (whose Begin would end this one) follows within a few milliseconds, so an
+// idle ZODB connection never holds one open on the server for long (that
+// would hold back VACUUM).
 func (c *loadConn) End() { c.rollback() }
 
 func (c *loadConn) Close() error {

@@ -74,7 +74,8 @@ type session struct {
 	inTxn   bool   // BEGIN was sent
 }
 
-// send runs the queued statements, BEGIN first when it is pending, and hands
+// send runs the queued statements, BEGIN first when it is pending (after
+// ROLLBACK when a transaction is still open), and hands
 // the results to read. A transaction's first batch is retried once on a new
 // connection when the pooled one turns out dead (the server restarted while
 // it sat idle): the server rolled back whatever it had seen of it. Errors of
@@ -87,14 +88,21 @@ func (s *session) send(ctx context.Context, queue func(*pgx.Batch), read func(pg
 	}
 	for attempt := 0; ; attempt++ {
 		begin := s.pending
+		end := begin && s.inTxn // a transaction still open ends first
 		b := &pgx.Batch{}
+		if end {
+			b.Queue("ROLLBACK")
+		}
 		if begin {
 			b.Queue(s.begin)
 		}
 		queue(b)
 		br := s.conn.SendBatch(ctx, b)
 		var err error
-		if begin {
+		if end {
+			_, err = br.Exec()
+		}
+		if begin && err == nil {
 			_, err = br.Exec()
 		}
 		if err == nil {
