@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/gorelstorage/gorelstorage/engine"
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
 	_ "github.com/gorelstorage/gorelstorage/engine/adapter/sqlite"
 )
 
@@ -411,5 +412,38 @@ func TestDeletingTheNewestObjectDoesNotTurnTimeBack(t *testing.T) {
 		require.Greater(t, tidNext, tidDel)
 		_, _, err = b.Load(ctx, 5)
 		require.Equal(t, engine.KindPOSKey, engine.KindOf(err))
+	})
+}
+
+// A load connection's Current answers each existing oid once, however often
+// it is asked for, and skips oids that do not exist (prefetch may pass both).
+func TestCurrentAnswersEachObjectOnce(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, o engine.Options) {
+		s := open(t, o)
+		in := instance(t, s)
+		a, err := s.NewOID(ctx)
+		require.NoError(t, err)
+		b := a + 1
+		tid := commit(t, in, nil, map[uint64]string{a: "a", b: "b"})
+
+		openDialect, ok := adapter.Lookup(o.Adapter)
+		require.True(t, ok)
+		d, err := openDialect(ctx, adapter.Settings{KeepHistory: o.KeepHistory, Options: o.AdapterOptions})
+		require.NoError(t, err)
+		defer d.Close()
+		c, err := d.OpenLoad(ctx)
+		require.NoError(t, err)
+		defer c.Close()
+		for range 7 { // past PostgreSQL's five custom plans of a prepared statement
+			revs, err := c.Current(ctx, []uint64{b, a, b, a + 1000, a})
+			require.NoError(t, err)
+			got := map[uint64]string{}
+			for _, r := range revs {
+				require.Equal(t, tid, r.TID)
+				got[r.OID] = string(r.State)
+			}
+			require.Len(t, revs, 2)
+			require.Equal(t, map[uint64]string{a: "a", b: "b"}, got)
+		}
 	})
 }

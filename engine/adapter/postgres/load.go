@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -121,7 +122,10 @@ func (c *loadConn) Current(ctx context.Context, oids []uint64) ([]adapter.Revisi
 		err := c.query(ctx, c.d.q.current, []any{int64(oids[0])}, scanRevision(&out))
 		return out, err
 	}
-	err := c.query(ctx, c.d.q.currentAny, []any{int64s(oids)}, scanRevision(&out))
+	// Each oid once: the history-preserving statement joins from the array.
+	ids := int64s(oids)
+	slices.Sort(ids)
+	err := c.query(ctx, c.d.q.currentAny, []any{slices.Compact(ids)}, scanRevision(&out))
 	return out, err
 }
 

@@ -16,10 +16,16 @@ type queries struct {
 func newQueries(keepHistory bool) queries {
 	if keepHistory {
 		return queries{
-			lastTID:     `SELECT COALESCE(MAX(tid), 0) FROM transaction`,
-			changes:     `SELECT zoid, tid FROM current_object WHERE tid > $1 AND tid <= $2 LIMIT $3`,
-			current:     `SELECT zoid, tid, state FROM current_object_state WHERE zoid = $1`,
-			currentAny:  `SELECT zoid, tid, state FROM current_object_state WHERE zoid = ANY($1::bigint[])`,
+			lastTID: `SELECT COALESCE(MAX(tid), 0) FROM transaction`,
+			changes: `SELECT zoid, tid FROM current_object WHERE tid > $1 AND tid <= $2 LIMIT $3`,
+			current: `SELECT zoid, tid, state FROM current_object_state WHERE zoid = $1`,
+			// Driven by the array, so that the plan PostgreSQL keeps for the
+			// prepared statement (a generic plan after five runs) is index
+			// lookups whatever the array's length, never a hash join that
+			// scans current_object (measured: 1.45x RelStorage's prefetch).
+			currentAny: `SELECT c.zoid, c.tid, o.state FROM unnest($1::bigint[]) AS u(zoid)
+				JOIN current_object c ON c.zoid = u.zoid
+				JOIN object_state o ON o.zoid = c.zoid AND o.tid = c.tid`,
 			currentFrom: `SELECT zoid, tid, state FROM current_object_state WHERE zoid >= $1 ORDER BY zoid LIMIT $2`,
 			currentTIDs: `SELECT zoid, tid FROM current_object WHERE zoid = ANY($1::bigint[])`,
 			lockObjects: `SELECT pg_advisory_xact_lock(zoid) FROM (SELECT zoid FROM current_object
