@@ -22,7 +22,8 @@ func newQueries(keepHistory bool) queries {
 			// Driven by the array, so that the plan PostgreSQL keeps for the
 			// prepared statement (a generic plan after five runs) is index
 			// lookups whatever the array's length, never a hash join that
-			// scans current_object (measured: 1.45x RelStorage's prefetch).
+			// scans current_object (a prefetch of 1000 objects with history took
+			// 1.47x RelStorage's time that way, 0.6-0.75x this way).
 			currentAny: `SELECT c.zoid, c.tid, o.state FROM unnest($1::bigint[]) AS u(zoid)
 				JOIN current_object c ON c.zoid = u.zoid
 				JOIN object_state o ON o.zoid = c.zoid AND o.tid = c.tid`,
