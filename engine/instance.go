@@ -156,11 +156,18 @@ func (in *Instance) endIdle() {
 // endNow tells the server a snapshot's end that is due.
 func (in *Instance) endNow() {
 	if in.endDue {
-		in.endDue = false
-		in.endTimer.Stop()
+		in.cancelEnd()
 		if in.load != nil {
 			in.load.End()
 		}
+	}
+}
+
+// cancelEnd forgets a due end: the load connection's next Begin sends it.
+func (in *Instance) cancelEnd() {
+	if in.endDue {
+		in.endDue = false
+		in.endTimer.Stop()
 	}
 }
 
@@ -180,10 +187,12 @@ const noChanges = 1<<63 - 1
 // shared index's head into it (one round trip where the dialect can start a
 // snapshot and poll at once), so that the cache can serve this snapshot.
 func (in *Instance) startSnapshot(ctx context.Context) error {
-	in.endSnapshot()
-	if in.endDue { // the new snapshot's first round trip ends the old one
-		in.endDue = false
-		in.endTimer.Stop()
+	if _, late := in.load.(adapter.LateEnder); late {
+		// The new snapshot's first round trip ends the old one: no timer.
+		in.inSnapshot, in.prefetched = false, nil
+		in.cancelEnd()
+	} else {
+		in.endSnapshot()
 	}
 	if in.load == nil {
 		c, err := in.s.dialect.OpenLoad(ctx)

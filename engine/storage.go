@@ -133,40 +133,35 @@ const (
 
 // NewOID returns an OID never issued before.
 func (s *Storage) NewOID(ctx context.Context) (uint64, error) {
-	if err := s.check(); err != nil {
-		return 0, err
-	}
-	if s.opts.ReadOnly {
-		return 0, Errorf(KindReadOnly, "new_oid: the storage is read-only")
-	}
-	s.oidMu.Lock()
-	defer s.oidMu.Unlock()
-	if err := s.refillOIDs(ctx); err != nil {
-		return 0, err
-	}
-	oid := s.oids[0]
-	s.oids = s.oids[1:]
-	return oid, nil
+	var oid uint64
+	err := s.takeOIDs(ctx, func() { oid, s.oids = s.oids[0], s.oids[1:] })
+	return oid, err
 }
 
 // TakeOIDs hands the caller every OID the storage holds (allocating more
 // when it holds none), ascending, never issued before: Python keeps them and
 // answers new_oid without a call.
 func (s *Storage) TakeOIDs(ctx context.Context) ([]uint64, error) {
+	var oids []uint64
+	err := s.takeOIDs(ctx, func() { oids, s.oids = s.oids, nil })
+	return oids, err
+}
+
+// takeOIDs runs take with s.oidMu held and at least one OID in s.oids.
+func (s *Storage) takeOIDs(ctx context.Context, take func()) error {
 	if err := s.check(); err != nil {
-		return nil, err
+		return err
 	}
 	if s.opts.ReadOnly {
-		return nil, Errorf(KindReadOnly, "new_oid: the storage is read-only")
+		return Errorf(KindReadOnly, "new_oid: the storage is read-only")
 	}
 	s.oidMu.Lock()
 	defer s.oidMu.Unlock()
 	if err := s.refillOIDs(ctx); err != nil {
-		return nil, err
+		return err
 	}
-	oids := s.oids
-	s.oids = nil
-	return oids, nil
+	take()
+	return nil
 }
 
 // refillOIDs allocates OIDs when none are left; s.oidMu is held.
