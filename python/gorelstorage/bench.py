@@ -771,23 +771,30 @@ def markdown(report):
     return '\n'.join(lines)
 
 
+def _spread(report):
+    """Per database, sorted: its number of configurations, and per workload the ratios
+    GoRelStorage / RelStorage over them, sorted."""
+    out = []
+    for d in sorted({r['database'] for r in report['results']}):
+        rows = [r for r in report['results'] if r['database'] == d]
+        configs = len({(r['mode'], r['objects'], r['clients'], r['kind']) for r in rows})
+        out.append((d, configs, {w: sorted(r['ratio'] for r in rows if r['workload'] == w) for w in WORKLOADS}))
+    return out
+
+
 def overview(report):
     """One Markdown table for the whole run: per workload and database, the median of the ratios
-    over its configurations and their range, then the ZODB-alone time and round trips of the
-    largest single-client configuration measured."""
-    databases = sorted({r['database'] for r in report['results']})
-    out = ['| workload | ' + ' | '.join('%s: median ratio (range)' % d for d in databases) + ' |',
-           '|---|' + '---|' * len(databases)]
+    over its configurations and their range."""
+    spread = _spread(report)
+    out = ['| workload | ' + ' | '.join('%s: median ratio (range)' % d for d, _, _ in spread) + ' |',
+           '|---|' + '---|' * len(spread)]
     for w in WORKLOADS:
-        cells = []
-        for d in databases:
-            ratios = sorted(r['ratio'] for r in report['results'] if r['database'] == d and r['workload'] == w)
-            cells.append('%.2f (%.2f-%.2f)' % (statistics.median(ratios), ratios[0], ratios[-1]))
+        cells = ['%.2f (%.2f-%.2f)' % (statistics.median(ratios[w]), ratios[w][0], ratios[w][-1])
+                 for _, _, ratios in spread]
         out.append('| %s | %s |' % (w, ' | '.join(cells)))
     out.append('')
-    out.append('Configurations per database: ' + ', '.join('%s %d' % (d, len(
-        {(r['mode'], r['objects'], r['clients'], r['kind']) for r in report['results'] if r['database'] == d}))
-        for d in databases) + '; geometric mean of all ratios %.2f.' % report['geomean']['all'])
+    out.append('Configurations per database: ' + ', '.join('%s %d' % (d, configs) for d, configs, _ in spread)
+               + '; geometric mean of all ratios %.2f.' % report['geomean']['all'])
     return '\n'.join(out)
 
 
@@ -836,17 +843,15 @@ def chart(report, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    databases = sorted({r['database'] for r in report['results']})
-    fig, axes = plt.subplots(len(databases), 1, figsize=(11, 3.2 * len(databases)), squeeze=False)
-    for ax, database in zip(axes[:, 0], databases):
-        rows = [r for r in report['results'] if r['database'] == database]
+    spread = _spread(report)
+    fig, axes = plt.subplots(len(spread), 1, figsize=(11, 3.2 * len(spread)), squeeze=False)
+    for ax, (database, configs, ratios) in zip(axes[:, 0], spread):
         mids, lows, highs = [], [], []
         for w in WORKLOADS:
-            ratios = sorted(r['ratio'] for r in rows if r['workload'] == w)
-            mid = statistics.median(ratios)
+            mid = statistics.median(ratios[w])
             mids.append(mid)
-            lows.append(mid - ratios[0])
-            highs.append(ratios[-1] - mid)
+            lows.append(mid - ratios[w][0])
+            highs.append(ratios[w][-1] - mid)
         colors = ['tab:red' if m > 1 else ('tab:orange' if w in HALF_BAR and m > 0.5 else 'tab:green')
                   for w, m in zip(WORKLOADS, mids)]
         ax.bar(range(len(WORKLOADS)), mids, color=colors, yerr=[lows, highs], capsize=3)
@@ -855,7 +860,6 @@ def chart(report, path):
         ax.set_yscale('log')
         ax.set_xticks(range(len(WORKLOADS)))
         ax.set_xticklabels(WORKLOADS, rotation=30, ha='right')
-        configs = len({(r['mode'], r['objects'], r['clients'], r['kind']) for r in rows})
         ax.set_title('%s: GoRelStorage / RelStorage time, median and range over %d configurations '
                      '(lower is better)' % (database, configs), fontsize=10)
     fig.suptitle('GoRelStorage %s vs RelStorage %s, %d-byte objects; dashed: 0.5' % (
