@@ -27,6 +27,7 @@ const (
 	KindInternal        Kind = 12 // a bug: panic recovered, invariant broken
 	KindInvalidArgument Kind = 13 // caller passed a bad value
 	KindDisconnected    Kind = 14 // connection lost mid-transaction: retryable
+	KindCommitUnknown   Kind = 15 // connection lost during COMMIT, outcome unknown: not retryable; Serials[0] is the tid
 )
 
 // Error is the engine's error type. OID and Serials are set where they apply.

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -537,8 +539,10 @@ func (in *Instance) LoadBefore(ctx context.Context, oid, before uint64) (adapter
 	return rev, end, found, nil
 }
 
-// History returns up to size revisions of oid, newest first.
+// History returns up to size revisions of oid, newest first; a size below 1
+// means one, as in RelStorage.
 func (in *Instance) History(ctx context.Context, oid uint64, size int) ([]adapter.HistoryEntry, error) {
+	size = max(size, 1)
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	c, err := in.view(ctx)
@@ -967,6 +971,11 @@ func (in *Instance) FinishCommit(ctx context.Context) error {
 	in.endSnapshot()
 	err := t.store.Commit(ctx)
 	in.abortLocked()
+	if errors.Is(err, adapter.ErrCommitUnknown) {
+		return &Error{Kind: KindCommitUnknown, Serials: [2]uint64{t.tid, 0}, Err: err,
+			Msg: fmt.Sprintf("tpc_finish: the transaction with tid %d (0x%016x) may or may not have committed; "+
+				"look for this tid in the database before running it again", t.tid, t.tid)}
+	}
 	if err != nil {
 		return classify(err, "tpc_finish: commit")
 	}

@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 )
@@ -91,6 +90,52 @@ var ErrLockTimeout = errors.New("lock timeout")
 // retrying the transaction on a new connection is safe.
 var ErrDisconnected = errors.New("connection to the database lost")
 
+// ErrCommitUnknown is returned (wrapped) by Commit when the connection was
+// lost after COMMIT was sent and a new connection could not find out whether
+// the transaction landed. Not retryable: running it again may apply it twice.
+var ErrCommitUnknown = errors.New("the connection was lost during COMMIT and whether the transaction committed cannot be known")
+
+// OutcomeWait bounds how long Commit spends finding out, on new connections,
+// whether a commit whose reply was lost landed (the server may be
+// restarting). A variable only so that tests can shorten it.
+var OutcomeWait = 30 * time.Second
+
+// CommitEvidence is what the database holds, read after the lost commit
+// ended one way or the other, about a commit of tid.
+type CommitEvidence struct {
+	TxnRow  bool              // history-preserving: the transaction row of tid exists
+	Current map[uint64]uint64 // history-free: the current tid of each written oid that exists
+}
+
+// Landed decides from ev whether a commit of tid that made writes is in the
+// database. History-preserving: its transaction row says so exactly.
+// History-free: a row carrying tid proves it landed; a written object whose
+// current tid is older proves it did not (tids only grow, so a landed write is
+// never followed by an older one); otherwise a later commit may have replaced
+// or deleted every row it wrote, and known is false.
+func Landed(keepHistory bool, tid uint64, writes []Write, ev CommitEvidence) (landed, known bool) {
+	if keepHistory {
+		return ev.TxnRow, true
+	}
+	if len(writes) == 0 {
+		return true, true // a history-free commit without writes changes nothing
+	}
+	older := false
+	for _, w := range writes {
+		cur, ok := ev.Current[w.OID]
+		if ok && cur == tid {
+			return true, true
+		}
+		if ok && cur < tid {
+			older = true
+		}
+	}
+	if older {
+		return false, true
+	}
+	return false, false
+}
+
 // ErrDeadlock is returned (wrapped) when the database broke a deadlock by
 // aborting this transaction. Retryable.
 var ErrDeadlock = errors.New("deadlock detected")
@@ -127,28 +172,6 @@ type Dialect interface {
 // a state is stored, so the transaction fails before anything is written.
 type StateChecker interface {
 	CheckState(oid uint64, state []byte) error
-}
-
-// Scrubbed is a driver error with a password removed from its text;
-// errors.Is and errors.As still reach the driver's error.
-type Scrubbed struct {
-	Err      error
-	Password string
-}
-
-func (s Scrubbed) Error() string { return Scrub(s.Err, s.Password).Error() }
-func (s Scrubbed) Unwrap() error { return s.Err }
-
-// Scrub returns err's text with every occurrence of password replaced by ***.
-func Scrub(err error, password string) error {
-	if err == nil {
-		return nil
-	}
-	msg := err.Error()
-	if password != "" && strings.Contains(msg, password) {
-		return errors.New(strings.ReplaceAll(msg, password, "***"))
-	}
-	return errors.New(msg)
 }
 
 // Revision is one stored state of an object. State is nil for a deletion or an

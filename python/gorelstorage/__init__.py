@@ -3,6 +3,7 @@
 Importing this package does not load the Go library; the first storage opened does.
 """
 from ._native import ConfigurationError
+from ._native import CommitOutcomeUnknownError
 from ._native import DisconnectedError
 from ._native import ForkedProcessError
 from ._native import GoRelStorageError
@@ -18,6 +19,6 @@ from .storage import GoRelStorage
 
 __all__ = [
     'GoRelStorage', 'MySQL', 'Options', 'Oracle', 'PostgreSQL', 'SQLite3',
-    'GoRelStorageError', 'ConfigurationError', 'DisconnectedError', 'ForkedProcessError', 'InternalError',
+    'GoRelStorageError', 'CommitOutcomeUnknownError', 'ConfigurationError', 'DisconnectedError', 'ForkedProcessError', 'InternalError',
     'StorageClosedError', 'UnableToLockError',
 ]

@@ -53,9 +53,20 @@ class UnableToLockError(ConflictError):
 
 
 class DisconnectedError(GoRelStorageError, TransientError):
-    """The connection to the database was lost during a transaction; nothing of it
-    was committed. Retryable: ``transaction`` managers run the transaction again,
-    and GoRelStorage reconnects."""
+    """The connection to the database was lost, or the server could not be reached,
+    during a transaction; nothing of it was committed. Retryable: ``transaction``
+    managers run the transaction again, and GoRelStorage reconnects."""
+
+
+class CommitOutcomeUnknownError(GoRelStorageError):
+    """The connection to the database was lost while the transaction's COMMIT was
+    out, and no new connection could tell whether it landed. Not retryable: running
+    the transaction again could apply it twice. ``tid`` (8 bytes) is the tid it
+    committed under if it did; look for it in the database."""
+
+    def __init__(self, message, tid):
+        super().__init__(message)
+        self.tid = tid
 
 
 class ForkedProcessError(GoRelStorageError):
@@ -233,6 +244,8 @@ def _exception(kind, oid, serial0, serial1, message):
         return ValueError(message)
     if kind == 14:
         return DisconnectedError(message)
+    if kind == 15:
+        return CommitOutcomeUnknownError(message, serials[0])
     return GoRelStorageError(message)
 
 

@@ -1,6 +1,9 @@
 """Descriptions of the databases GoRelStorage can use, as the engine takes them."""
 import os
-import re
+from urllib.parse import parse_qsl
+from urllib.parse import quote
+from urllib.parse import urlsplit
+from urllib.parse import urlunsplit
 
 from ._native import ConfigurationError
 
@@ -33,14 +36,78 @@ class SQLite3:
 # RelStorage's PostgreSQL driver names; GoRelStorage always talks to the server through pgx.
 POSTGRESQL_DRIVERS = ('auto', 'pgx', 'psycopg2', 'gevent psycopg2', 'psycopg2cffi', 'pg8000')
 
-_PASSWORD_KV = re.compile(r"""(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)""")
-_PASSWORD_URL = re.compile(r'(://[^:/@]*:)([^@]*)(@)')
+_SECRET_KEYS = ('password', 'sslpassword')
 
 
 def hide_password(dsn):
-    """``dsn`` with its password replaced by ``***`` (keyword/value or URL form)."""
-    dsn = _PASSWORD_KV.sub(lambda m: m.group(1) + '***', dsn)
-    return _PASSWORD_URL.sub(lambda m: m.group(1) + '***' + m.group(3), dsn)
+    """``dsn`` with the values of its password keys replaced by ``***``: a libpq
+    keyword/value string is split into its pairs, a URL into its parts (user info and
+    query). The password's text is never searched for, so nothing else is touched; a
+    DSN that cannot be parsed is not shown at all."""
+    if dsn.startswith(('postgres://', 'postgresql://')):
+        try:
+            parts = urlsplit(dsn)
+            netloc = parts.netloc
+            if parts.password is not None:
+                userinfo, _, hostport = netloc.rpartition('@')
+                netloc = userinfo.split(':', 1)[0] + ':***@' + hostport
+            query = '&'.join(k + '=' + ('***' if k in _SECRET_KEYS else quote(v, safe=''))
+                             for k, v in parse_qsl(parts.query, keep_blank_values=True))
+            return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        except ValueError:
+            return '<a postgresql URL that cannot be parsed>'
+    pairs = _keyword_values(dsn)
+    if pairs is None:
+        return '<a DSN that cannot be parsed>'
+    return ' '.join('%s=%s' % (k, '***' if k in _SECRET_KEYS else _quote_value(v)) for k, v in pairs)
+
+
+def _keyword_values(dsn):
+    """libpq's keyword/value pairs of ``dsn`` (whitespace around "=", values quoted in
+    single quotes or running to the next whitespace, backslash escaping), or None."""
+    pairs, i, n = [], 0, len(dsn)
+    while True:
+        while i < n and dsn[i].isspace():
+            i += 1
+        if i == n:
+            return pairs
+        start = i
+        while i < n and dsn[i] != '=' and not dsn[i].isspace():
+            i += 1
+        key = dsn[start:i]
+        while i < n and dsn[i].isspace():
+            i += 1
+        if i == n or dsn[i] != '=':
+            return None
+        i += 1
+        while i < n and dsn[i].isspace():
+            i += 1
+        value = []
+        quoted = i < n and dsn[i] == "'"
+        if quoted:
+            i += 1
+        while True:
+            if i == n:
+                if quoted:
+                    return None
+                break
+            c = dsn[i]
+            i += 1
+            if quoted and c == "'":
+                break
+            if not quoted and c.isspace():
+                break
+            if c == '\\' and i < n:
+                c = dsn[i]
+                i += 1
+            value.append(c)
+        pairs.append((key, ''.join(value)))
+
+
+def _quote_value(v):
+    if v and not any(c.isspace() or c in "'\\" for c in v):
+        return v
+    return "'" + v.replace('\\', '\\\\').replace("'", "\\'") + "'"
 
 
 class PostgreSQL:

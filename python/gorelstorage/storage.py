@@ -3,6 +3,7 @@ import base64
 import json
 import logging
 import threading
+import weakref
 
 from persistent.TimeStamp import TimeStamp
 from zope.interface import alsoProvides
@@ -11,6 +12,7 @@ from ZODB import POSException
 from ZODB.BaseStorage import DataRecord
 from ZODB.BaseStorage import TransactionRecord
 from ZODB.BaseStorage import copy as copy_transactions
+from ZODB.blob import is_blob_record
 from ZODB.ConflictResolution import ConflictResolvingStorage
 from ZODB.interfaces import IExternalGC
 from ZODB.interfaces import IMultiCommitStorage
@@ -83,12 +85,15 @@ class _Database:
         self.closed = False
         self._oids = []  # OIDs the engine handed over, 8-byte strings, the next one last
         self._oid_lock = threading.Lock()
+        # Closed when collected without close(): every connection it opened goes back.
+        self._finalizer = weakref.finalize(self, _release_quietly, 'grs_close', handle)
+        self._finalizer.atexit = False
 
     def new_oid(self):
         with self._oid_lock:
+            if self.closed:
+                raise _native.StorageClosedError('the storage is closed')
             if not self._oids:
-                if self.closed:
-                    raise _native.StorageClosedError('the storage is closed')
                 data = _native.call('grs_new_oids', self.handle)[0]
                 self._oids = [p64(o) for o in reversed(_native.u64_list(data))]
             return self._oids.pop()
@@ -96,7 +101,18 @@ class _Database:
     def close(self):
         if not self.closed:
             self.closed = True
+            self._finalizer.detach()
+            self._oids = []
             _log_warnings(_native.Reader(_native.call('grs_close', self.handle)[0]))
+
+
+def _release_quietly(export, handle):
+    """A finalizer's call: release an engine handle whose Python object was collected
+    without being closed. It may run on any thread, or in a forked child; it never raises."""
+    try:
+        _native.call(export, handle)
+    except Exception as e:  # the handle is gone already, or this is a forked child
+        logger.debug('%s of a collected handle: %s', export, e)
 
 
 def _log_warnings(r):
@@ -141,10 +157,17 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             if self._is_base:
                 _database.close()
             raise
+        # A ZODB Connection dropped without close() (``with db.transaction()`` when the
+        # commit raises) gives its database connections back when it is collected.
+        self._finalizer = weakref.finalize(self, _release_quietly, 'grs_release', self._instance)
+        self._finalizer.atexit = False
         self._lock = threading.RLock()          # one native call at a time on this instance
         self._tpc_cond = threading.Condition()  # one transaction at a time
         self._transaction = None
         self._undone_oids = []
+        # afterCompletion was called and the poll ZODB makes right after it is due:
+        # that poll's errors must not come out of a commit that succeeded.
+        self._completing = False
         if self._options.keep_history:
             alsoProvides(self, IStorageUndoable)
 
@@ -189,6 +212,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
 
     def release(self):
         inst, self._instance = self._instance, None
+        self._finalizer.detach()
         if inst is not None and not self._db.closed:
             with self._lock:
                 _native.call('grs_release', inst)
@@ -204,16 +228,33 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     # --- MVCC -----------------------------------------------------------
 
     def poll_invalidations(self):
-        data, all_, _, _ = self._call('grs_poll')
+        completing, self._completing = self._completing, False
+        try:
+            data, all_, _, _ = self._call('grs_poll')
+        except Exception as e:
+            if not completing:
+                raise
+            # ZODB polls inside transaction.commit() and abort(), after the transaction
+            # ended: an error here would make a transaction that committed look failed
+            # (and be retried). It comes out of the next poll, at the next transaction's
+            # start, if it lasts; until then ZODB's cache is emptied, as nothing tells
+            # what changed.
+            logger.warning('polling after the end of a transaction failed; the next transaction '
+                           'polls again: %s', e)
+            return None
         if all_:
             return None
         return [p64(o) for o in _native.u64_list(data)]
 
     def sync(self, force=True):
+        # ZODB's poll right after afterCompletion comes with sync(False); a
+        # transaction's start syncs with True.
+        self._completing = self._completing and not force
         self._call('grs_sync')
 
     def afterCompletion(self):
         self._call('grs_sync')
+        self._completing = True
 
     def lastTransaction(self):
         return p64(self._call('grs_last_transaction')[1])
@@ -273,15 +314,24 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
 
     # --- history, iteration ---------------------------------------------
 
-    def history(self, oid, size=1):
-        data = self._call('grs_history', _oid_int(oid), int(size))[0]
+    def history(self, oid, size=1, filter=None):
+        """Up to ``size`` revisions of ``oid``, newest first, as RelStorage answers:
+        ``size=None`` for all of them, a ``size`` below 1 for the newest one; with
+        ``filter``, the revisions it accepts."""
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
+            raise TypeError('size must be an int or None, not %r' % (size,))
+        limit = _MAX_TID if size is None or filter is not None else max(size, 1)
+        data = self._call('grs_history', _oid_int(oid), limit)[0]
         r = _native.Reader(data)
         out = []
         while r.more():
             tid, _packed, user, desc, ext = _read_txn(r)
             entry = _txn_info(tid, user, desc, ext)
             entry.update(tid=p64(tid), serial=p64(tid), size=r.u64())
-            out.append(entry)
+            if filter is None or filter(entry):
+                out.append(entry)
+                if size is not None and len(out) >= size:
+                    break
         return out
 
     def _transactions(self, start, stop, newest_first, skip_packed, offset, limit):
@@ -366,6 +416,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             raise POSException.Unsupported('versions are not supported')
         if not isinstance(data, bytes):
             raise TypeError('data must be bytes, not %s' % type(data).__name__)
+        _refuse_blob(oid, data)
         self._call('grs_store', _oid_int(oid), _serial_int(serial), data, len(data))
 
     def restore(self, oid, serial, data, version, prev_txn, transaction):
@@ -374,6 +425,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             raise POSException.Unsupported('versions are not supported')
         if data is not None and not isinstance(data, bytes):
             raise TypeError('data must be bytes or None, not %s' % type(data).__name__)
+        _refuse_blob(oid, data)
         if data is None:
             self._call('grs_restore', _oid_int(oid), None, -1)
         else:
@@ -462,8 +514,19 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     def copyTransactionsFrom(self, other):
         copy_transactions(other, self)
 
-    def pack(self, t, referencesf, gc=None):
+    def pack(self, t, referencesf, gc=None, prepack_only=False, skip_prepack=False, check_refs=False,
+             **kwargs):
+        """ZODB's pack, with RelStorage's keyword arguments (``zodbpack --prepack`` passes them)."""
         raise POSException.Unsupported('pack is not implemented in this version of GoRelStorage')
+
+
+def _refuse_blob(oid, data):
+    """A blob record would be stored without its file: refuse it until blobs are supported."""
+    if data and b'ZODB.blob' in data and is_blob_record(data):
+        raise POSException.Unsupported(
+            'oid %s is a blob record: this version of GoRelStorage stores no blobs, and '
+            'storing the record without its file would lose the data (blob-dir is not supported)'
+            % (u64(oid) if isinstance(oid, bytes) and len(oid) == 8 else oid,))
 
 
 def _as_bytes(v):

@@ -75,7 +75,6 @@ var defaultSockets = []string{"/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld
 type dialect struct {
 	settings adapter.Settings
 	describe string
-	password string
 	server   server
 	q        queries
 
@@ -179,7 +178,7 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 		}
 		return adapter.CountRoundTrips(c, countRoundTrip), nil
 	}
-	d := &dialect{settings: s, password: cfg.Passwd}
+	d := &dialect{settings: s}
 	var where string
 	if cfg.Net == "unix" {
 		where = "unix_socket=" + cfg.Addr
@@ -223,7 +222,7 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 func (d *dialect) newPool(cfg *mysql.Config, init string) (*sql.DB, error) {
 	base, err := mysql.NewConnector(cfg)
 	if err != nil {
-		return nil, adapter.ConfigError("mysql: %v", adapter.Scrub(err, d.password))
+		return nil, adapter.ConfigError("mysql: %v", err)
 	}
 	db := sql.OpenDB(&connector{base: base, init: init})
 	db.SetMaxIdleConns(maxIdle)
@@ -279,14 +278,16 @@ func (d *dialect) connectError(err error) error {
 	if errors.As(err, &myErr) {
 		switch myErr.Number {
 		case 1045: // ER_ACCESS_DENIED_ERROR
-			return adapter.ConfigError("%s: authentication failed: %v", d.describe, adapter.Scrub(err, d.password))
+			return adapter.ConfigError("%s: authentication failed: %v", d.describe, err)
 		case 1049: // ER_BAD_DB_ERROR
-			return adapter.ConfigError("%s: the database does not exist: %v", d.describe, adapter.Scrub(err, d.password))
+			return adapter.ConfigError("%s: the database does not exist: %v", d.describe, err)
 		case 1044: // ER_DBACCESS_DENIED_ERROR
-			return adapter.ConfigError("%s: access to the database denied: %v", d.describe, adapter.Scrub(err, d.password))
+			return adapter.ConfigError("%s: access to the database denied: %v", d.describe, err)
 		}
 	}
-	return fmt.Errorf("%s: cannot connect: %w", d.describe, adapter.Scrubbed{Err: err, Password: d.password})
+	// After the storage is open, a server that cannot be reached is a lost
+	// connection like any other: the transaction is retryable.
+	return fmt.Errorf("%s: cannot connect: %w: %w", d.describe, adapter.ErrDisconnected, err)
 }
 
 func (d *dialect) Describe() string { return d.describe }
@@ -493,7 +494,8 @@ func isDisconnect(err error) bool {
 	var myErr *mysql.MySQLError
 	if errors.As(err, &myErr) {
 		switch myErr.Number {
-		case 1053, 1077, 1078, 1079, 1080, 2006, 2013: // shutdown in progress, server gone away, lost connection
+		case 1053, 1077, 1078, 1079, 1080, 1927, 2006, 2013:
+			// shutdown in progress, server gone away, connection killed, lost connection
 			return true
 		}
 		return false
@@ -502,22 +504,22 @@ func isDisconnect(err error) bool {
 	return errors.As(err, &netErr)
 }
 
-// wrap classifies a database error for the engine and removes the password.
+// wrap classifies a database error for the engine.
 func (d *dialect) wrap(err error) error {
 	if err == nil {
 		return nil
 	}
 	if isDisconnect(err) {
-		return fmt.Errorf("%s: %w: %v", d.describe, adapter.ErrDisconnected, adapter.Scrub(err, d.password))
+		return fmt.Errorf("%s: %w: %v", d.describe, adapter.ErrDisconnected, err)
 	}
 	var myErr *mysql.MySQLError
 	if errors.As(err, &myErr) {
 		switch myErr.Number {
 		case errLockWaitTimeout, errLockNowait:
-			return fmt.Errorf("%w: %v", adapter.ErrLockTimeout, adapter.Scrub(err, d.password))
+			return fmt.Errorf("%w: %v", adapter.ErrLockTimeout, err)
 		case errLockDeadlock:
-			return fmt.Errorf("%w: %v", adapter.ErrDeadlock, adapter.Scrub(err, d.password))
+			return fmt.Errorf("%w: %v", adapter.ErrDeadlock, err)
 		}
 	}
-	return adapter.Scrubbed{Err: err, Password: d.password}
+	return err
 }

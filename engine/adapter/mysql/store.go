@@ -24,10 +24,16 @@ import (
 //  3. finish: the rows (multi-row INSERTs) and COMMIT.
 //
 // A vote with conflicts adds one round trip to read the committed states.
+//
+// When the connection is lost while the query carrying COMMIT is out, a new
+// connection finds out whether the transaction landed (commitOutcome).
 type storeConn struct {
 	d *dialect
 	session
-	moved []*script // the writes, sent with COMMIT
+	moved  []*script // the writes, sent with COMMIT
+	connID int64     // the server's id of this connection, read with the commit lock
+	tid    uint64    // what Move wrote
+	writes []adapter.Write
 }
 
 func (c *storeConn) BeginCommit(ctx context.Context) error {
@@ -115,13 +121,13 @@ func (c *storeConn) LockCommit(ctx context.Context) (uint64, time.Time, error) {
 	var now string
 	s := &script{}
 	s.add(sqlCommitLock)
-	s.add(`SELECT (` + c.d.q.lastTID + `), ` + sqlServerNow)
+	s.add(`SELECT (` + c.d.q.lastTID + `), ` + sqlServerNow + `, CONNECTION_ID()`)
 	err := c.query(ctx, s, func(rows *sql.Rows) error {
 		r := newResultSets(rows)
 		if err := r.next(func(*sql.Rows) error { return nil }); err != nil {
 			return err
 		}
-		return r.next(func(rows *sql.Rows) error { return rows.Scan(&last, &now) })
+		return r.next(func(rows *sql.Rows) error { return rows.Scan(&last, &now, &c.connID) })
 	})
 	if err != nil {
 		return 0, time.Time{}, c.d.wrap(err)
@@ -175,6 +181,7 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 		}
 	}
 	c.moved = b.done()
+	c.tid, c.writes = tid, writes
 	return nil
 }
 
@@ -188,18 +195,25 @@ func (c *storeConn) Commit(ctx context.Context) error {
 		scripts = []*script{{}}
 	}
 	scripts[len(scripts)-1].add("COMMIT")
-	for _, s := range scripts {
+	for i, s := range scripts {
 		if err := c.query(ctx, s, nil); err != nil {
+			// COMMIT went out with the last query only.
+			uncertain := i == len(scripts)-1 && isDisconnect(err)
+			tid, writes := c.tid, c.writes
 			c.Rollback()
+			if uncertain {
+				return c.d.commitOutcome(ctx, c.connID, tid, writes, c.d.wrap(err))
+			}
 			return c.d.wrap(err)
 		}
 	}
 	c.inTxn = false
+	c.tid, c.writes = 0, nil
 	return nil
 }
 
 func (c *storeConn) Rollback() {
-	c.moved = nil
+	c.moved, c.tid, c.writes = nil, 0, nil
 	c.rollback()
 }
 
@@ -247,7 +261,7 @@ func (c *storeConn) UndoPlan(ctx context.Context, tid uint64) ([]adapter.UndoIte
 }
 
 func (c *storeConn) Close() error {
-	c.moved = nil
+	c.moved, c.tid, c.writes = nil, 0, nil
 	c.release()
 	return nil
 }

@@ -102,7 +102,20 @@ func (o Options) check() error {
 }
 
 func describe(o Options) string {
-	return fmt.Sprintf("oracle:dsn=%s user=%s", adapter.Scrub(errors.New(o.DSN), o.Password), o.User)
+	return fmt.Sprintf("oracle:dsn=%s user=%s", connectTarget(o.DSN), o.User)
+}
+
+// connectTarget is a DSN without the credentials Oracle's "user/password@"
+// form may carry in front of the connect string (a connect descriptor,
+// "(DESCRIPTION=...)", carries none).
+func connectTarget(dsn string) string {
+	if strings.HasPrefix(strings.TrimSpace(dsn), "(") {
+		return dsn
+	}
+	if at := strings.LastIndex(dsn, "@"); at >= 0 {
+		return dsn[at+1:]
+	}
+	return dsn
 }
 
 // lockSeconds is commit-lock-timeout as Oracle's WAIT clause counts it:
@@ -148,17 +161,18 @@ const ClientLibrariesMessage = "Oracle client libraries not found: install Oracl
 
 // connectError explains a failure to connect, without the password.
 func (d *dialect) connectError(err error) error {
-	msg := adapter.Scrub(err, d.options.Password)
 	if strings.Contains(err.Error(), clientMissing) {
-		return adapter.ConfigError("%s (opening %s; the driver said: %v)", ClientLibrariesMessage, d.describe, msg)
+		return adapter.ConfigError("%s (opening %s; the driver said: %v)", ClientLibrariesMessage, d.describe, err)
 	}
 	switch oraCode(err) {
 	case 1017: // ORA-01017: invalid username/password; logon denied
-		return adapter.ConfigError("%s: authentication failed: %v", d.describe, msg)
+		return adapter.ConfigError("%s: authentication failed: %v", d.describe, err)
 	case 12154, 12514, 12505: // cannot resolve the name; unknown service or SID
-		return adapter.ConfigError("%s: the data source name does not name a database: %v", d.describe, msg)
+		return adapter.ConfigError("%s: the data source name does not name a database: %v", d.describe, err)
 	}
-	return fmt.Errorf("%s: cannot connect: %w", d.describe, adapter.Scrubbed{Err: err, Password: d.options.Password})
+	// After the storage is open, a server that cannot be reached is a lost
+	// connection like any other: the transaction is retryable.
+	return fmt.Errorf("%s: cannot connect: %w: %w", d.describe, adapter.ErrDisconnected, err)
 }
 
 func (d *dialect) Describe() string { return d.describe }
@@ -284,21 +298,20 @@ func isLockFailure(err error) bool {
 	return code == errBusy || code == errWaitLimit
 }
 
-// wrap classifies a database error for the engine and removes the password.
+// wrap classifies a database error for the engine.
 func (d *dialect) wrap(err error) error {
 	if err == nil {
 		return nil
 	}
-	msg := adapter.Scrub(err, d.options.Password)
 	switch {
 	case isDisconnect(err):
-		return fmt.Errorf("%s: %w: %v", d.describe, adapter.ErrDisconnected, msg)
+		return fmt.Errorf("%s: %w: %v", d.describe, adapter.ErrDisconnected, err)
 	case isLockFailure(err):
-		return fmt.Errorf("%w: %v", adapter.ErrLockTimeout, msg)
+		return fmt.Errorf("%w: %v", adapter.ErrLockTimeout, err)
 	case oraCode(err) == errDeadlock:
-		return fmt.Errorf("%w: %v", adapter.ErrDeadlock, msg)
+		return fmt.Errorf("%w: %v", adapter.ErrDeadlock, err)
 	}
-	return adapter.Scrubbed{Err: err, Password: d.options.Password}
+	return err
 }
 
 func out(dest any) sql.Out { return sql.Out{Dest: dest} }

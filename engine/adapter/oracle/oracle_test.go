@@ -63,7 +63,11 @@ func TestOpenWithoutClientLibrariesSaysWhatToInstall(t *testing.T) {
 
 func TestDescribeNamesTheDatabaseWithoutThePassword(t *testing.T) {
 	require.Equal(t, "oracle:dsn=db:1521/X user=zodb", describe(Options{User: "zodb", Password: "pw1", DSN: "db:1521/X"}))
-	require.NotContains(t, describe(Options{User: "u", Password: "pw1", DSN: "u/pw1@db"}), "pw1")
+	for _, pw := range []string{"d", "db", "u/p"} {
+		require.Equal(t, "oracle:dsn=db:1521/X user=u", describe(Options{User: "u", DSN: "u/" + pw + "@db:1521/X"}), pw)
+	}
+	desc := "(DESCRIPTION=(ADDRESS=(HOST=db)(PORT=1521))(CONNECT_DATA=(SERVICE_NAME=X)))"
+	require.Equal(t, "oracle:dsn="+desc+" user=u", describe(Options{User: "u", DSN: desc}))
 }
 
 func TestLockTimeoutBecomesWholeSecondsOrNowait(t *testing.T) {
@@ -91,9 +95,9 @@ func TestOracleErrorsAreClassified(t *testing.T) {
 		require.ErrorIs(t, d.wrap(wrapped(code)), adapter.ErrDisconnected, code)
 	}
 	require.ErrorIs(t, d.wrap(sql.ErrConnDone), adapter.ErrDisconnected)
-	err := d.wrap(fmt.Errorf("ORA-00942: table or view does not exist (user s3cret): %w", oraError(942)))
+	err := d.wrap(wrapped(942))
 	require.NotErrorIs(t, err, adapter.ErrLockTimeout)
-	require.NotContains(t, err.Error(), "s3cret")
+	require.NotErrorIs(t, err, adapter.ErrDisconnected)
 	require.True(t, isLockFailure(wrapped(54)))
 	require.False(t, isLockFailure(wrapped(60)))
 	require.True(t, alreadyExists[oraCode(wrapped(955))])
@@ -101,6 +105,9 @@ func TestOracleErrorsAreClassified(t *testing.T) {
 	require.ErrorIs(t, d.connectError(wrapped(1017)), adapter.ErrBadConfig, "wrong password")
 	require.ErrorIs(t, d.connectError(wrapped(12154)), adapter.ErrBadConfig, "unknown TNS name")
 	require.NotErrorIs(t, d.connectError(wrapped(12170)), adapter.ErrBadConfig, "a timeout may pass")
+	require.ErrorIs(t, d.connectError(wrapped(12170)), adapter.ErrDisconnected, "an open storage retries")
+	require.ErrorIs(t, commitErr(d.wrap(wrapped(3113))), adapter.ErrCommitUnknown, "lost during COMMIT")
+	require.NotErrorIs(t, commitErr(d.wrap(wrapped(3113))), adapter.ErrDisconnected, "never retryable")
 }
 
 func TestPollReadsTheNewestTidAndChangesInOneStatement(t *testing.T) {

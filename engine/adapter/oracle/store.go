@@ -134,12 +134,23 @@ func (c *storeConn) Commit(ctx context.Context) error {
 	if c.branch != nil && c.prepared && !c.readOnly {
 		if err := c.exec(ctx, xaCommit(*c.branch)); err != nil {
 			c.Rollback()
-			return c.d.wrap(fmt.Errorf("twophase: %w", err))
+			return commitErr(c.d.wrap(fmt.Errorf("twophase: %w", err)))
 		}
 	}
 	err := c.tx.Commit()
 	c.tx, c.branch, c.prepared, c.readOnly = nil, nil, false, false
-	return c.d.wrap(err)
+	return commitErr(c.d.wrap(err))
+}
+
+// commitErr is a failed COMMIT's error. A connection lost while COMMIT was
+// out leaves the outcome open; this dialect does not ask a new connection
+// (no Oracle server has been available to test that against), so it says
+// the outcome is unknown rather than that the transaction may be retried.
+func commitErr(err error) error {
+	if errors.Is(err, adapter.ErrDisconnected) {
+		return fmt.Errorf("%w: %v", adapter.ErrCommitUnknown, err)
+	}
+	return err
 }
 
 // Rollback rolls the transaction (and its XA branch) back. When the branch

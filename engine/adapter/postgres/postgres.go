@@ -49,7 +49,6 @@ const maxIdle = 16
 type dialect struct {
 	settings adapter.Settings
 	describe string
-	password string
 	q        queries
 
 	load  pool // REPEATABLE READ READ ONLY snapshots
@@ -75,9 +74,9 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 	// An empty DSN means libpq's defaults and the PG* environment variables.
 	base, err := pgx.ParseConfig(o.DSN)
 	if err != nil {
-		return nil, adapter.ConfigError("postgresql dsn: %v", adapter.Scrub(err, passwordOf(o.DSN)))
+		return nil, adapter.ConfigError("postgresql dsn: %v", dsnError(o.DSN))
 	}
-	d := &dialect{settings: s, password: base.Password, q: newQueries(s.KeepHistory), countRoundTrip: countRoundTrip}
+	d := &dialect{settings: s, q: newQueries(s.KeepHistory), countRoundTrip: countRoundTrip}
 	if base.ConnectTimeout == 0 {
 		base.ConnectTimeout = defaultConnectTimeout
 	}
@@ -133,12 +132,14 @@ func (d *dialect) connectError(err error) error {
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "28P01", "28000": // invalid_password, invalid_authorization_specification
-			return adapter.ConfigError("%s: authentication failed: %v", d.describe, adapter.Scrub(err, d.password))
+			return adapter.ConfigError("%s: authentication failed: %v", d.describe, err)
 		case "3D000": // invalid_catalog_name
-			return adapter.ConfigError("%s: the database does not exist: %v", d.describe, adapter.Scrub(err, d.password))
+			return adapter.ConfigError("%s: the database does not exist: %v", d.describe, err)
 		}
 	}
-	return fmt.Errorf("%s: cannot connect: %w", d.describe, adapter.Scrubbed{Err: err, Password: d.password})
+	// After the storage is open, a server that cannot be reached is a lost
+	// connection like any other: the transaction is retryable.
+	return fmt.Errorf("%s: cannot connect: %w: %w", d.describe, adapter.ErrDisconnected, err)
 }
 
 func (d *dialect) OpenLoad(ctx context.Context) (adapter.LoadConn, error) {
@@ -251,52 +252,24 @@ func isDisconnect(c *pgx.Conn, err error) bool {
 	return errors.As(err, &netErr) || errors.Is(err, net.ErrClosed)
 }
 
-// wrap classifies a database error for the engine and removes the password.
+// wrap classifies a database error for the engine.
 func (d *dialect) wrap(c *pgx.Conn, err error) error {
 	if err == nil {
 		return nil
 	}
 	if isDisconnect(c, err) {
-		return fmt.Errorf("%s: %w: %v", d.describe, adapter.ErrDisconnected, adapter.Scrub(err, d.password))
+		return fmt.Errorf("%s: %w: %v", d.describe, adapter.ErrDisconnected, err)
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch pgErr.Code {
 		case "55P03": // lock_not_available: lock_timeout expired
-			return fmt.Errorf("%w: %v", adapter.ErrLockTimeout, adapter.Scrub(err, d.password))
+			return fmt.Errorf("%w: %v", adapter.ErrLockTimeout, err)
 		case "40P01": // deadlock_detected
-			return fmt.Errorf("%w: %v", adapter.ErrDeadlock, adapter.Scrub(err, d.password))
+			return fmt.Errorf("%w: %v", adapter.ErrDeadlock, err)
 		case "40001": // serialization_failure
-			return fmt.Errorf("%w: %v", adapter.ErrDeadlock, adapter.Scrub(err, d.password))
+			return fmt.Errorf("%w: %v", adapter.ErrDeadlock, err)
 		}
 	}
-	return adapter.Scrubbed{Err: err, Password: d.password}
-}
-
-// passwordOf finds a password in a DSN that failed to parse, so the parse
-// error can be scrubbed of it.
-func passwordOf(dsn string) string {
-	if i := strings.Index(dsn, "password="); i >= 0 {
-		rest := dsn[i+len("password="):]
-		if strings.HasPrefix(rest, "'") {
-			rest = rest[1:]
-			if j := strings.Index(rest, "'"); j >= 0 {
-				return rest[:j]
-			}
-			return rest
-		}
-		if j := strings.IndexByte(rest, ' '); j >= 0 {
-			return rest[:j]
-		}
-		return rest
-	}
-	if u := strings.Index(dsn, "://"); u >= 0 {
-		rest := dsn[u+3:]
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			if colon := strings.Index(rest[:at], ":"); colon >= 0 {
-				return rest[colon+1 : at]
-			}
-		}
-	}
-	return ""
+	return err
 }

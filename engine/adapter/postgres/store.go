@@ -21,14 +21,19 @@ import (
 //  1. vote: BEGIN, readCurrent shared locks, exclusive locks on the modified
 //     objects (advisory, by zoid, in zoid order, as RelStorage takes them),
 //     and their current tids, read after the locks;
-//  2. finish: the commit lock (advisory -1), the newest tid and the server clock;
+//  2. finish: the commit lock (advisory -1), the newest tid, the server clock
+//     and the transaction's id;
 //  3. finish: the rows (arrays bound to one INSERT each) and COMMIT.
 //
 // A vote with conflicts adds one round trip to read the committed states.
+// When the connection is lost after COMMIT was sent, the transaction's id
+// tells a new connection whether it committed (commitOutcome).
 type storeConn struct {
 	d *dialect
 	session
 	moved *pgx.Batch // the writes, sent with COMMIT
+	xid   int64      // txid_current() of the write transaction, read with the commit lock
+	pid   uint32     // the server process running it
 }
 
 func (c *storeConn) BeginCommit(ctx context.Context) error {
@@ -127,15 +132,19 @@ func (c *storeConn) States(ctx context.Context, oids []uint64) (map[uint64]adapt
 func (c *storeConn) LockCommit(ctx context.Context) (uint64, time.Time, error) {
 	var last int64
 	var now time.Time
+	c.xid = 0
 	err := c.run(ctx, func(b *pgx.Batch) {
 		b.Queue(sqlCommitLock)
-		b.Queue(`SELECT (` + c.d.q.lastTID + `), clock_timestamp()`)
+		b.Queue(`SELECT (` + c.d.q.lastTID + `), clock_timestamp(), txid_current()`)
 	}, func(br pgx.BatchResults) error {
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
-		return br.QueryRow().Scan(&last, &now)
+		return br.QueryRow().Scan(&last, &now, &c.xid)
 	})
+	if err == nil {
+		c.pid = c.conn.PgConn().PID()
+	}
 	return uint64(last), now, err
 }
 
@@ -209,7 +218,11 @@ func (c *storeConn) Commit(ctx context.Context) error {
 		err = cerr
 	}
 	if err != nil {
+		lost := isDisconnect(c.conn, err)
 		c.Rollback()
+		if lost && c.xid != 0 {
+			return c.d.commitOutcome(ctx, c.xid, c.pid, c.classify(err))
+		}
 		return c.classify(err)
 	}
 	c.inTxn = false

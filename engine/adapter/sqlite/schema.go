@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
 )
 
 // RelStorage 4.x's SQLite schema. Table, column, constraint and index names
@@ -114,17 +116,17 @@ func prepareSchema(ctx context.Context, db *sql.DB, keepHistory, create bool, di
 	}
 	if len(tables) == 0 {
 		if !create {
-			return fmt.Errorf("the database in %s has no RelStorage schema and create-schema is off", dir)
+			return adapter.ConfigError("the database in %s has no RelStorage schema and create-schema is off", dir)
 		}
 		return createSchema(ctx, db, keepHistory)
 	}
 	hasHP := tables["transaction"] && tables["current_object"]
 	switch {
 	case keepHistory && !hasHP:
-		return fmt.Errorf("the database in %s is history-free but keep-history is true; "+
+		return adapter.ConfigError("the database in %s is history-free but keep-history is true; "+
 			"use a new data-dir or convert it with zodbconvert", dir)
 	case !keepHistory && hasHP:
-		return fmt.Errorf("the database in %s is history-preserving but keep-history is false; "+
+		return adapter.ConfigError("the database in %s is history-preserving but keep-history is false; "+
 			"use a new data-dir or convert it with zodbconvert", dir)
 	case !tables["object_state"] || !tables["blob_chunk"] || !tables["commit_row_lock"]:
 		return fmt.Errorf("the database in %s is not a RelStorage database (missing tables)", dir)

@@ -70,6 +70,9 @@ func Open(ctx context.Context, s adapter.Settings) (adapter.Dialect, error) {
 	if err := ensureDir(dir, s.ReadOnly); err != nil {
 		return nil, err
 	}
+	if err := claimDir(dir); err != nil {
+		return nil, err
+	}
 	d := &Dialect{dir: dir, keepHistory: s.KeepHistory, q: newQueries(s.KeepHistory)}
 	main := filepath.Join(dir, "main.sqlite3")
 	d.lockTimeout = s.LockTimeout
@@ -190,6 +193,7 @@ func (d *Dialect) Close() error {
 			errs = append(errs, db.Close())
 		}
 	}
+	releaseDir(d.dir)
 	return errors.Join(errs...)
 }
 

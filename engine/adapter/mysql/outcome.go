@@ -1,0 +1,119 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
+)
+
+// A commit whose reply was lost (the connection broke while the query
+// carrying COMMIT was out) may have committed or not, and MySQL has no
+// transaction status to ask for. A new connection ends the lost session if
+// the server still runs it (KILL: its transaction rolls back unless its
+// COMMIT is done), waits for the commit lock (so the lost transaction is over
+// one way or the other), and reads what landed: the transaction row
+// (history-preserving) or the written objects' current tids (history-free),
+// which adapter.Landed weighs.
+
+const errUnknownThread = 1094 // ER_NO_SUCH_THREAD: the session is gone already
+
+// commitOutcome finds out whether the commit of tid made on server
+// connection connID landed: nil if it did, lost (wrapping ErrDisconnected) if
+// it did not, an error wrapping ErrCommitUnknown if that cannot be known
+// within adapter.OutcomeWait.
+func (d *dialect) commitOutcome(ctx context.Context, connID int64, tid uint64, writes []adapter.Write, lost error) error {
+	ctx, cancel := context.WithTimeout(ctx, adapter.OutcomeWait)
+	defer cancel()
+	for {
+		ev, err := d.commitEvidence(ctx, connID, tid, writes)
+		if err == nil {
+			landed, known := adapter.Landed(d.settings.KeepHistory, tid, writes, ev)
+			switch {
+			case !known:
+				return fmt.Errorf("%w: later commits replaced every row it wrote: %v", adapter.ErrCommitUnknown, lost)
+			case landed:
+				return nil
+			default:
+				return fmt.Errorf("%w (a new connection found that it did not commit)", lost)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: no answer within %s (%v): %v", adapter.ErrCommitUnknown, adapter.OutcomeWait,
+				d.wrap(err), lost)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// commitEvidence reads, on a new connection holding the commit lock, what
+// the database holds about the commit of tid made on connection connID.
+func (d *dialect) commitEvidence(ctx context.Context, connID int64, tid uint64, writes []adapter.Write) (adapter.CommitEvidence, error) {
+	ev := adapter.CommitEvidence{Current: map[uint64]uint64{}}
+	conn, err := d.store.Conn(ctx)
+	if err != nil {
+		return ev, err
+	}
+	// The connection may be left inside a transaction: it is never pooled again.
+	defer func() {
+		_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		conn.Close()
+	}()
+	var myErr *mysql.MySQLError
+	if _, err := conn.ExecContext(ctx, `KILL ?`, connID); err != nil &&
+		!(errors.As(err, &myErr) && myErr.Number == errUnknownThread) {
+		return ev, err
+	}
+	s := &script{}
+	s.add(sqlBeginStore)
+	s.add(sqlCommitLock)
+	if d.settings.KeepHistory {
+		s.add(`SELECT tid FROM transaction WHERE tid = ?`, int64(tid))
+	} else {
+		for start := 0; start < len(writes); start += inChunk {
+			part := writes[start:min(len(writes), start+inChunk)]
+			args := make([]any, len(part))
+			for i, w := range part {
+				args[i] = int64(w.OID)
+			}
+			s.add(`SELECT zoid, tid FROM object_state WHERE zoid IN (`+in(len(part)), args...)
+		}
+	}
+	s.add("ROLLBACK")
+	rows, err := conn.QueryContext(ctx, s.text.String(), s.args...)
+	if err != nil {
+		return ev, err
+	}
+	defer rows.Close()
+	r := newResultSets(rows)
+	if err := r.next(func(*sql.Rows) error { return nil }); err != nil { // the commit lock
+		return ev, err
+	}
+	if d.settings.KeepHistory {
+		err = r.next(func(*sql.Rows) error { ev.TxnRow = true; return nil })
+	} else {
+		for start := 0; start < len(writes) && err == nil; start += inChunk {
+			err = r.next(func(rows *sql.Rows) error {
+				var oid, cur int64
+				if err := rows.Scan(&oid, &cur); err != nil {
+					return err
+				}
+				ev.Current[uint64(oid)] = uint64(cur)
+				return nil
+			})
+		}
+	}
+	if err != nil {
+		return ev, err
+	}
+	for rows.NextResultSet() {
+	}
+	return ev, rows.Err()
+}
