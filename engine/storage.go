@@ -290,7 +290,7 @@ func classify(err error, what string) error {
 	if errors.Is(err, adapter.ErrDeadlock) {
 		return &Error{Kind: KindConflict, Msg: what, Err: err}
 	}
-	if errors.Is(err, adapter.ErrDisconnected) {
+	if errors.Is(err, adapter.ErrDisconnected) || errors.Is(err, adapter.ErrUnreachable) {
 		return &Error{Kind: KindDisconnected, Msg: what, Err: err}
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {

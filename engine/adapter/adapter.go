@@ -90,6 +90,12 @@ var ErrLockTimeout = errors.New("lock timeout")
 // retrying the transaction on a new connection is safe.
 var ErrDisconnected = errors.New("connection to the database lost")
 
+// ErrUnreachable is returned (wrapped) when no connection to the database
+// can be made (the server is down, restarting or refusing). Opening a storage
+// then fails; once it is open, a transaction that meets it is retryable, as
+// with ErrDisconnected.
+var ErrUnreachable = errors.New("cannot connect")
+
 // ErrCommitUnknown is returned (wrapped) by Commit when the connection was
 // lost after COMMIT was sent and a new connection could not find out whether
 // the transaction landed. Not retryable: running it again may apply it twice.

@@ -33,9 +33,15 @@ import (
 // a read already waiting (the engine passes no cancellable context to the
 // drivers); a deadline in the past makes the next read or write time out.
 
+// keepAlive makes a read waiting for a server that vanished (its host down,
+// the network cut: nothing closes the socket) fail after about 30 s instead
+// of the system's two hours, or Go's default of several minutes: a COMMIT
+// whose reply never comes is then checked on a new connection.
+var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3}
+
 // Dial connects like net.Dialer and returns a connection with a blocking descriptor.
 func Dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	c, err := (&net.Dialer{KeepAlive: 30 * time.Second}).DialContext(ctx, network, addr)
+	c, err := (&net.Dialer{KeepAliveConfig: keepAlive}).DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, err
 	}

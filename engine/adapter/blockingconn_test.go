@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"syscall"
 	"testing"
 	"time"
 
@@ -88,4 +89,21 @@ func TestBlockingConnCloseWakesAWaitingRead(t *testing.T) {
 	_, err := c.Write([]byte("x"))
 	require.ErrorIs(t, err, net.ErrClosed)
 	require.ErrorIs(t, c.Close(), net.ErrClosed)
+}
+
+// A server that vanishes without closing the socket is noticed by the
+// kernel's keepalive probes: after 15 s idle, 3 probes 5 s apart.
+func TestDialedSocketsProbeAVanishedServer(t *testing.T) {
+	c, _ := pair(t)
+	fd := c.(*blockingConn).fd
+	got := map[int]int{}
+	for _, opt := range []int{syscall.TCP_KEEPIDLE, syscall.TCP_KEEPINTVL, syscall.TCP_KEEPCNT} {
+		v, err := syscall.GetsockoptInt(fd, syscall.IPPROTO_TCP, opt)
+		require.NoError(t, err)
+		got[opt] = v
+	}
+	on, err := syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_KEEPALIVE)
+	require.NoError(t, err)
+	require.Equal(t, 1, on)
+	require.Equal(t, map[int]int{syscall.TCP_KEEPIDLE: 15, syscall.TCP_KEEPINTVL: 5, syscall.TCP_KEEPCNT: 3}, got)
 }

@@ -213,8 +213,8 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     def release(self):
         inst, self._instance = self._instance, None
         self._finalizer.detach()
-        if inst is not None and not self._db.closed:
-            with self._lock:
+        if inst is not None:
+            with self._lock:  # after the storage's close too: the handle is forgotten
                 _native.call('grs_release', inst)
 
     def close(self):

@@ -170,9 +170,7 @@ func (d *dialect) connectError(err error) error {
 	case 12154, 12514, 12505: // cannot resolve the name; unknown service or SID
 		return adapter.ConfigError("%s: the data source name does not name a database: %v", d.describe, err)
 	}
-	// After the storage is open, a server that cannot be reached is a lost
-	// connection like any other: the transaction is retryable.
-	return fmt.Errorf("%s: cannot connect: %w: %w", d.describe, adapter.ErrDisconnected, err)
+	return fmt.Errorf("%s: %w: %w", d.describe, adapter.ErrUnreachable, err)
 }
 
 func (d *dialect) Describe() string { return d.describe }

@@ -105,7 +105,7 @@ func TestOracleErrorsAreClassified(t *testing.T) {
 	require.ErrorIs(t, d.connectError(wrapped(1017)), adapter.ErrBadConfig, "wrong password")
 	require.ErrorIs(t, d.connectError(wrapped(12154)), adapter.ErrBadConfig, "unknown TNS name")
 	require.NotErrorIs(t, d.connectError(wrapped(12170)), adapter.ErrBadConfig, "a timeout may pass")
-	require.ErrorIs(t, d.connectError(wrapped(12170)), adapter.ErrDisconnected, "an open storage retries")
+	require.ErrorIs(t, d.connectError(wrapped(12170)), adapter.ErrUnreachable, "an open storage retries")
 	require.ErrorIs(t, commitErr(d.wrap(wrapped(3113))), adapter.ErrCommitUnknown, "lost during COMMIT")
 	require.NotErrorIs(t, commitErr(d.wrap(wrapped(3113))), adapter.ErrDisconnected, "never retryable")
 }

@@ -137,9 +137,7 @@ func (d *dialect) connectError(err error) error {
 			return adapter.ConfigError("%s: the database does not exist: %v", d.describe, err)
 		}
 	}
-	// After the storage is open, a server that cannot be reached is a lost
-	// connection like any other: the transaction is retryable.
-	return fmt.Errorf("%s: cannot connect: %w: %w", d.describe, adapter.ErrDisconnected, err)
+	return fmt.Errorf("%s: %w: %w", d.describe, adapter.ErrUnreachable, err)
 }
 
 func (d *dialect) OpenLoad(ctx context.Context) (adapter.LoadConn, error) {
