@@ -33,6 +33,10 @@ const (
 	// dropRequest discards the next chunk a client sends and closes its
 	// connection: the server never sees it.
 	dropRequest
+	// stallRequest discards the next chunk a client sends and closes the
+	// client's side only: the server's session stays, idle inside the
+	// transaction, as when the network between them is cut.
+	stallRequest
 	// dropCommitReply forwards everything but discards the first server chunk
 	// holding PostgreSQL's COMMIT completion, and closes the connection.
 	dropCommitReply
@@ -117,6 +121,9 @@ func (p *proxy) serve() {
 				case p.take(dropRequest):
 					client.Close()
 					server.Close()
+					return
+				case p.take(stallRequest):
+					client.Close()
 					return
 				case p.take(dropReplies):
 					swallow.Lock()
@@ -260,6 +267,18 @@ func TestCommitOutcomeIsFoundOnANewConnection(t *testing.T) {
 				require.Equal(t, engine.KindDisconnected, engine.KindOf(err), "%v", err)
 				state, _ = current(t, s, oid)
 				require.Equal(t, []byte("v2"), state, "a commit reported retryable must not have landed")
+
+				// The server still runs the transaction, holding its locks: the
+				// check ends that session (PostgreSQL after 2 s in progress).
+				_, err = commitCut(t, instance(t, s), p, stallRequest, oid, cur, []byte("v4"))
+				require.Equal(t, engine.KindDisconnected, engine.KindOf(err), "%v", err)
+				state, _ = current(t, s, oid)
+				require.Equal(t, []byte("v2"), state)
+				tid, err = commitCut(t, instance(t, s), p, passThrough, oid, cur, []byte("v5"))
+				require.NoError(t, err, "the ended session's locks are gone")
+				state, cur = current(t, s, oid)
+				require.Equal(t, []byte("v5"), state)
+				require.Equal(t, tid, cur)
 			})
 		}
 	}
