@@ -99,9 +99,6 @@ func (s *Storage) CacheStats() CacheStats {
 // database until the cache fills again.
 func (s *Storage) ClearCache() { s.sh.cache.Clear() }
 
-// Options returns the options the storage was opened with.
-func (s *Storage) Options() Options { return s.opts }
-
 // Name is the storage's name: the name option, else the database description.
 func (s *Storage) Name() string {
 	if s.opts.Name != "" {
@@ -297,35 +294,4 @@ func classify(err error, what string) error {
 		return &Error{Kind: KindLockTimeout, Msg: what, Err: err}
 	}
 	return &Error{Kind: KindStorage, Msg: what, Err: err}
-}
-
-// Floor measures what the database driver alone costs for reading oids'
-// current states (the benchmark's floor): one primary-key read per object,
-// then one batched read of them all, in one snapshot, without the cache.
-// It returns the time per object of each.
-func (s *Storage) Floor(ctx context.Context, oids []uint64) (single, batched time.Duration, err error) {
-	if len(oids) == 0 {
-		return 0, 0, Errorf(KindInvalidArgument, "floor: no oids given")
-	}
-	err = s.freshRead(ctx, func(c adapter.LoadConn) error {
-		if _, err := c.Current(ctx, oids[:1]); err != nil { // the statement is prepared
-			return classify(err, "floor")
-		}
-		start := time.Now()
-		for _, oid := range oids {
-			if _, err := c.Current(ctx, []uint64{oid}); err != nil {
-				return classify(err, "floor")
-			}
-		}
-		single = time.Since(start) / time.Duration(len(oids))
-		start = time.Now()
-		for i := 0; i < len(oids); i += prefetchBatch {
-			if _, err := c.Current(ctx, oids[i:min(len(oids), i+prefetchBatch)]); err != nil {
-				return classify(err, "floor")
-			}
-		}
-		batched = time.Since(start) / time.Duration(len(oids))
-		return nil
-	})
-	return single, batched, err
 }

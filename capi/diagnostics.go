@@ -1,18 +1,41 @@
+// Exports for benchmarks and tests, apart from the storage ABI: the driver's
+// floor, a Go CPU profile, and a deliberate panic.
+
 package main
 
 /*
 #include <stdint.h>
+#include <stdlib.h>
 #include "result.h"
 */
 import "C"
 
 import (
+	"fmt"
 	"os"
 	"runtime/pprof"
 	"sync"
 
 	"github.com/gorelstorage/gorelstorage/engine"
 )
+
+//export grs_bench_floor
+func grs_bench_floor(h C.uint64_t, oids *C.uint64_t, n C.int64_t, r *C.grs_result) C.int32_t {
+	return withStorage(h, r, func(s *engine.Storage) error {
+		single, batched, err := s.Floor(bg, oidArray(oids, n))
+		r.v[0], r.v[1] = C.uint64_t(single.Nanoseconds()), C.uint64_t(batched.Nanoseconds())
+		return err
+	})
+}
+
+//export grs_test_panic
+func grs_test_panic(r *C.grs_result) C.int32_t {
+	return call(r, func() error {
+		var m map[string]int
+		m["boom"] = 1 // a deliberate runtime panic: the tests check it becomes an exception
+		return fmt.Errorf("unreachable")
+	})
+}
 
 // The Go CPU profile that grs_profile_start began, for gorelstorage bench --profile.
 var profiling struct {

@@ -1,0 +1,127 @@
+// Exports of a Storage: open, close, instances, OIDs, size and the shared cache.
+
+package main
+
+/*
+#include <stdint.h>
+#include <stdlib.h>
+#include "result.h"
+*/
+import "C"
+
+import (
+	"encoding/json"
+
+	"github.com/gorelstorage/gorelstorage/engine"
+)
+
+//export grs_open
+func grs_open(cfg *C.uint8_t, n C.int64_t, r *C.grs_result) C.int32_t {
+	return call(r, func() error {
+		opts, err := engine.ParseOptions(goBytes(cfg, n))
+		if err != nil {
+			return err
+		}
+		s, err := engine.Open(bg, opts)
+		if err != nil {
+			return err
+		}
+		r.v[0] = C.uint64_t(putHandle(s))
+		var e encoder
+		e.bytes([]byte(s.Name()))
+		e.bytes([]byte(s.SortKey()))
+		encodeWarnings(&e, s)
+		setData(r, e.b)
+		return nil
+	})
+}
+
+// encodeWarnings appends what the storage has to warn about; Python logs it.
+func encodeWarnings(e *encoder, s *engine.Storage) {
+	for _, w := range s.TakeWarnings() {
+		e.bytes([]byte(w))
+	}
+}
+
+//export grs_close
+func grs_close(h C.uint64_t, r *C.grs_result) C.int32_t {
+	return call(r, func() error {
+		s, err := getStorage(uint64(h))
+		if err != nil {
+			return nil // closing twice is fine
+		}
+		dropHandle(uint64(h))
+		err = s.Close()
+		var e encoder
+		encodeWarnings(&e, s)
+		setData(r, e.b)
+		return err
+	})
+}
+
+//export grs_cache_stats
+func grs_cache_stats(h C.uint64_t, r *C.grs_result) C.int32_t {
+	return withStorage(h, r, func(s *engine.Storage) error {
+		b, err := json.Marshal(s.CacheStats())
+		setData(r, b)
+		return err
+	})
+}
+
+//export grs_cache_clear
+func grs_cache_clear(h C.uint64_t, r *C.grs_result) C.int32_t {
+	return withStorage(h, r, func(s *engine.Storage) error {
+		s.ClearCache()
+		return nil
+	})
+}
+
+//export grs_new_instance
+func grs_new_instance(h C.uint64_t, r *C.grs_result) C.int32_t {
+	return withStorage(h, r, func(s *engine.Storage) error {
+		in, err := s.NewInstance()
+		if err != nil {
+			return err
+		}
+		r.v[0] = C.uint64_t(putHandle(in))
+		return nil
+	})
+}
+
+//export grs_release
+func grs_release(h C.uint64_t, r *C.grs_result) C.int32_t {
+	return call(r, func() error {
+		in, err := getInstance(uint64(h))
+		if err != nil {
+			return nil
+		}
+		dropHandle(uint64(h))
+		in.Release()
+		return nil
+	})
+}
+
+// grs_new_oids returns every OID the storage holds (allocating when it holds
+// none) as a uint64 array in data, ascending.
+//
+//export grs_new_oids
+func grs_new_oids(h C.uint64_t, r *C.grs_result) C.int32_t {
+	return withStorage(h, r, func(s *engine.Storage) error {
+		oids, err := s.TakeOIDs(bg)
+		var e encoder
+		for _, oid := range oids {
+			e.u64(oid)
+		}
+		setData(r, e.b)
+		return err
+	})
+}
+
+//export grs_size
+func grs_size(h C.uint64_t, r *C.grs_result) C.int32_t {
+	return withStorage(h, r, func(s *engine.Storage) error {
+		n, b, err := s.Size(bg)
+		r.v[0], r.v[1] = C.uint64_t(n), C.uint64_t(b)
+		return err
+	})
+}

@@ -1,0 +1,132 @@
+// Exports of the two-phase commit and undo.
+
+package main
+
+/*
+#include <stdint.h>
+#include <stdlib.h>
+#include "result.h"
+*/
+import "C"
+
+import (
+	"github.com/gorelstorage/gorelstorage/engine"
+)
+
+//export grs_tpc_begin
+func grs_tpc_begin(h C.uint64_t, meta *C.uint8_t, n C.int64_t, restoreTID C.uint64_t, packed C.int32_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		d := decoder{b: goBytes(meta, n)}
+		m := engine.TxnMeta{User: d.bytes(), Description: d.bytes(), Extension: d.bytes()}
+		if d.err != nil {
+			return engine.Errorf(engine.KindInvalidArgument, "tpc_begin: transaction metadata: %v", d.err)
+		}
+		return in.Begin(m, uint64(restoreTID), packed != 0)
+	})
+}
+
+//export grs_store
+func grs_store(h, oid, serial C.uint64_t, data *C.uint8_t, n C.int64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		return in.Store(uint64(oid), uint64(serial), goBytes(data, n))
+	})
+}
+
+//export grs_restore
+func grs_restore(h, oid C.uint64_t, data *C.uint8_t, n C.int64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		var state []byte
+		if n >= 0 {
+			state = goBytes(data, n)
+		}
+		return in.Restore(uint64(oid), state)
+	})
+}
+
+//export grs_delete_object
+func grs_delete_object(h, oid, serial C.uint64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		return in.DeleteObject(uint64(oid), uint64(serial))
+	})
+}
+
+//export grs_check_current
+func grs_check_current(h, oid, serial C.uint64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		return in.CheckCurrent(uint64(oid), uint64(serial))
+	})
+}
+
+//export grs_undo
+func grs_undo(h, tid C.uint64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		oids, err := in.Undo(bg, uint64(tid))
+		var e encoder
+		for _, o := range oids {
+			e.u64(o)
+		}
+		setData(r, e.b)
+		return err
+	})
+}
+
+//export grs_vote
+func grs_vote(h C.uint64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		conflicts, err := in.Vote(bg)
+		if err != nil {
+			return err
+		}
+		var e encoder
+		for _, c := range conflicts {
+			e.u64(c.OID)
+			e.u64(c.CommittedTID)
+			e.u64(c.OldTID)
+			e.bytes(c.NewState)
+			e.bytes(c.CommittedState)
+			e.bool(c.Undo)
+		}
+		r.v[0] = C.uint64_t(len(conflicts))
+		setData(r, e.b)
+		return nil
+	})
+}
+
+//export grs_resolve
+func grs_resolve(h C.uint64_t, buf *C.uint8_t, n C.int64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		d := decoder{b: goBytes(buf, n)}
+		var res []engine.Resolution
+		for len(d.b) > 0 && d.err == nil {
+			res = append(res, engine.Resolution{OID: d.u64(), CommittedTID: d.u64(), State: d.bytes()})
+		}
+		if d.err != nil {
+			return engine.Errorf(engine.KindInvalidArgument, "resolve: %v", d.err)
+		}
+		return in.Resolve(res)
+	})
+}
+
+//export grs_finish_lock
+func grs_finish_lock(h C.uint64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		tid, err := in.FinishLock(bg)
+		r.v[0] = C.uint64_t(tid)
+		return err
+	})
+}
+
+//export grs_finish_commit
+func grs_finish_commit(h C.uint64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		return in.FinishCommit(bg)
+	})
+}
+
+//export grs_abort
+func grs_abort(h C.uint64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		in.Abort()
+		return nil
+	})
+}

@@ -1,0 +1,202 @@
+// An instance's snapshot: starting one (with the poll that feeds the shared
+// index), ending it (at once, or with the next start), and what ZODB's
+// poll_invalidations, sync and lastTransaction see of it.
+
+package engine
+
+import (
+	"context"
+	"time"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
+)
+
+// endDelay is how long an ended snapshot may stay open on the server,
+// waiting for the next one to start and end it in the same round trip (ZODB
+// polls right after every transaction and again on the next open). An
+// instance left idle ends it from a timer: the server never keeps an idle
+// ZODB connection's snapshot (VACUUM, InnoDB's purge) for longer than this.
+const endDelay = 10 * time.Millisecond
+
+// endSnapshot ends the snapshot: at once, or, where the load connection is
+// a LateEnder, with the next snapshot's start or after endDelay.
+func (in *Instance) endSnapshot() {
+	if in.inSnapshot {
+		in.inSnapshot = false
+		if _, late := in.load.(adapter.LateEnder); late {
+			in.endDue = true
+			if in.endTimer == nil {
+				in.endTimer = time.AfterFunc(endDelay, in.endIdle)
+			} else {
+				in.endTimer.Reset(endDelay)
+			}
+		} else {
+			in.load.End()
+		}
+	}
+	in.prefetched = nil
+}
+
+// endIdle is endTimer's: the snapshot's end is still due, nothing started another.
+func (in *Instance) endIdle() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	in.endNow()
+}
+
+// endNow tells the server a snapshot's end that is due.
+func (in *Instance) endNow() {
+	if in.endDue {
+		in.cancelEnd()
+		if in.load != nil {
+			in.load.End()
+		}
+	}
+}
+
+// cancelEnd forgets a due end: the load connection's next Begin sends it.
+func (in *Instance) cancelEnd() {
+	if in.endDue {
+		in.endDue = false
+		in.endTimer.Stop()
+	}
+}
+
+func (in *Instance) dropLoad() {
+	in.endSnapshot()
+	in.endNow()
+	if in.load != nil {
+		in.load.Close()
+		in.load = nil
+	}
+}
+
+// noChanges is a tid above every tid: asking for changes after it asks for none.
+const noChanges = 1<<63 - 1
+
+// startSnapshot begins a new snapshot and merges what changed since the
+// shared index's head into it (one round trip where the dialect can start a
+// snapshot and poll at once), so that the cache can serve this snapshot.
+func (in *Instance) startSnapshot(ctx context.Context) error {
+	if _, late := in.load.(adapter.LateEnder); late {
+		// The new snapshot's first round trip ends the old one: no timer.
+		in.inSnapshot, in.prefetched = false, nil
+		in.cancelEnd()
+	} else {
+		in.endSnapshot()
+	}
+	if in.load == nil {
+		c, err := in.s.dialect.OpenLoad(ctx)
+		if err != nil {
+			return classify(err, "open load connection")
+		}
+		in.load = c
+	}
+	x := in.s.sh.index
+	after, epoch, fresh := x.position()
+	ask := after
+	if fresh {
+		ask = noChanges
+	}
+	// A snapshot sees every commit finished before it began, even when a
+	// history-free deletion hid that commit's tid from MAX(tid).
+	done := in.s.sh.committed.Load()
+	limit := in.s.opts.CacheDeltaSizeLimit
+	var last uint64
+	var changes []adapter.Change
+	var err error
+	if p, ok := in.load.(adapter.SnapshotPoller); ok {
+		last, changes, err = p.BeginPoll(ctx, ask, limit+1)
+		in.inSnapshot = err == nil
+	} else if err = in.load.Begin(ctx); err == nil {
+		in.inSnapshot = true
+		last, err = in.load.LastTID(ctx)
+		if err == nil && last > ask {
+			changes, err = in.load.Changes(ctx, ask, last, limit+1)
+		}
+	}
+	if err != nil {
+		in.dropLoad() // a broken connection is reopened by the next read
+		return classify(err, "begin snapshot")
+	}
+	in.s.sawTID(last)
+	in.snapLast, in.snapEpoch = last, epoch
+	in.snapTID, in.indexed = x.merge(epoch, after, max(last, done), changes, len(changes) > limit)
+	return nil
+}
+
+// view returns the load connection positioned for a read: the held snapshot
+// once polled, else a fresh one.
+func (in *Instance) view(ctx context.Context) (adapter.LoadConn, error) {
+	if err := in.check(); err != nil {
+		return nil, err
+	}
+	if in.inSnapshot && in.polled {
+		return in.load, nil
+	}
+	if err := in.startSnapshot(ctx); err != nil {
+		return nil, err
+	}
+	return in.load, nil
+}
+
+// Poll advances the snapshot and returns the oids changed by others since the
+// last poll. all is true when the caller must invalidate everything.
+func (in *Instance) Poll(ctx context.Context) (oids []uint64, all bool, err error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if err := in.check(); err != nil {
+		return nil, false, err
+	}
+	if err := in.startSnapshot(ctx); err != nil {
+		return nil, false, err
+	}
+	sh := in.s.sh
+	defer sh.compact()
+	if !in.polled {
+		in.polled, in.polledTID, in.ownTIDs = true, in.snapTID, nil
+		sh.pin(in, in.snapTID)
+		return nil, true, nil
+	}
+	from := in.polledTID
+	if in.snapLast < from && in.s.opts.KeepHistory {
+		return nil, false, Errorf(KindReadConflict,
+			"the database went back in time: last seen tid %d, now %d (restored from a backup?)", from, in.snapLast)
+	}
+	// History-free: deleting the object that held the newest tid lowers
+	// MAX(tid), but the snapshot still sees everything polled before.
+	in.snapTID = max(in.snapTID, from)
+	own := in.ownTIDs
+	in.polledTID, in.ownTIDs = in.snapTID, nil
+	sh.pin(in, in.snapTID)
+	if in.snapTID == from {
+		return nil, false, nil
+	}
+	if !in.indexed {
+		return nil, true, nil
+	}
+	oids, all = sh.index.changed(in.snapEpoch, from, in.snapTID, own)
+	return oids, all, nil
+}
+
+// Sync ends the snapshot; the next read or poll starts a new one.
+func (in *Instance) Sync() {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.txn == nil {
+		in.endSnapshot()
+	}
+}
+
+// LastTransaction is the newest tid this instance has seen or committed.
+func (in *Instance) LastTransaction(ctx context.Context) (uint64, error) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.polled {
+		return max(in.polledTID, in.lastCommit), nil
+	}
+	if _, err := in.view(ctx); err != nil {
+		return 0, err
+	}
+	return max(in.snapTID, in.lastCommit), nil
+}
