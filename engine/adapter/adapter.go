@@ -106,42 +106,6 @@ var ErrCommitUnknown = errors.New("the connection was lost during COMMIT and whe
 // restarting). A variable only so that tests can shorten it.
 var OutcomeWait = 30 * time.Second
 
-// CommitEvidence is what the database holds, read after the lost commit
-// ended one way or the other, about a commit of tid.
-type CommitEvidence struct {
-	TxnRow  bool              // history-preserving: the transaction row of tid exists
-	Current map[uint64]uint64 // history-free: the current tid of each written oid that exists
-}
-
-// Landed decides from ev whether a commit of tid that made writes is in the
-// database. History-preserving: its transaction row says so exactly.
-// History-free: a row carrying tid proves it landed; a written object whose
-// current tid is older proves it did not (tids only grow, so a landed write is
-// never followed by an older one); otherwise a later commit may have replaced
-// or deleted every row it wrote, and known is false.
-func Landed(keepHistory bool, tid uint64, writes []Write, ev CommitEvidence) (landed, known bool) {
-	if keepHistory {
-		return ev.TxnRow, true
-	}
-	if len(writes) == 0 {
-		return true, true // a history-free commit without writes changes nothing
-	}
-	older := false
-	for _, w := range writes {
-		cur, ok := ev.Current[w.OID]
-		if ok && cur == tid {
-			return true, true
-		}
-		if ok && cur < tid {
-			older = true
-		}
-	}
-	if older {
-		return false, true
-	}
-	return false, false
-}
-
 // ErrDeadlock is returned (wrapped) when the database broke a deadlock by
 // aborting this transaction. Retryable.
 var ErrDeadlock = errors.New("deadlock detected")

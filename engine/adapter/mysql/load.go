@@ -5,6 +5,7 @@ import (
 	"database/sql"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
 // loadConn reads through one REPEATABLE READ transaction started READ ONLY
@@ -76,17 +77,17 @@ func (c *loadConn) BeginPoll(ctx context.Context, after uint64, limit int) (uint
 }
 
 func scanChange(out *[]adapter.Change) func(*sql.Rows) error {
-	return func(r *sql.Rows) error { return adapter.ScanChange(r, out) }
+	return func(r *sql.Rows) error { return sqlrow.ScanChange(r, out) }
 }
 
 func (c *loadConn) Changes(ctx context.Context, after, upTo uint64, limit int) ([]adapter.Change, error) {
 	var out []adapter.Change
-	err := c.rows(ctx, c.d.q.changes, []any{int64(after), adapter.BoundTID(upTo), limit}, scanChange(&out))
+	err := c.rows(ctx, c.d.q.changes, []any{int64(after), sqlrow.BoundTID(upTo), limit}, scanChange(&out))
 	return out, err
 }
 
 func scanRevision(out *[]adapter.Revision) func(*sql.Rows) error {
-	return func(r *sql.Rows) error { return adapter.ScanRevision(r, out) }
+	return func(r *sql.Rows) error { return sqlrow.ScanRevision(r, out) }
 }
 
 // inChunk is the most oids one IN list carries.
@@ -100,7 +101,7 @@ func (c *loadConn) Current(ctx context.Context, oids []uint64) ([]adapter.Revisi
 	}
 	for start := 0; start < len(oids); start += inChunk {
 		part := oids[start:min(len(oids), start+inChunk)]
-		if err := c.rows(ctx, c.d.q.currentIn+in(len(part)), adapter.Int64Args(part), scanRevision(&out)); err != nil {
+		if err := c.rows(ctx, c.d.q.currentIn+in(len(part)), sqlrow.Int64Args(part), scanRevision(&out)); err != nil {
 			return nil, err
 		}
 	}
@@ -122,7 +123,7 @@ func (c *loadConn) Before(ctx context.Context, oid, before uint64) (adapter.Revi
 	var tid, end int64
 	found, exists := false, false
 	s := &script{}
-	s.add(sqlBefore, int64(oid), adapter.BoundTID(before))
+	s.add(sqlBefore, int64(oid), sqlrow.BoundTID(before))
 	s.add(sqlExists, int64(oid))
 	err := c.run(ctx, s, func(r *resultSets) error {
 		if err := r.next(func(rows *sql.Rows) error {
@@ -187,7 +188,7 @@ func (c *loadConn) Transactions(ctx context.Context, q adapter.TxnQuery) ([]adap
 		limit = 1<<31 - 1
 	}
 	var out []adapter.TxnInfo
-	err := c.rows(ctx, text, []any{int64(q.Start), adapter.BoundTID(q.Stop), limit, q.Offset}, func(r *sql.Rows) error {
+	err := c.rows(ctx, text, []any{int64(q.Start), sqlrow.BoundTID(q.Stop), limit, q.Offset}, func(r *sql.Rows) error {
 		var t adapter.TxnInfo
 		var tid int64
 		if err := r.Scan(&tid, &t.Packed, &t.User, &t.Description, &t.Extension); err != nil {

@@ -34,6 +34,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/netconn"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/schema"
 )
 
 func init() {
@@ -172,11 +174,11 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 		return nil, err
 	}
 	cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := adapter.Dial(ctx, network, addr)
+		c, err := netconn.Dial(ctx, network, addr)
 		if err != nil || countRoundTrip == nil {
 			return c, err
 		}
-		return adapter.CountRoundTrips(c, countRoundTrip), nil
+		return netconn.CountRoundTrips(c, countRoundTrip), nil
 	}
 	d := &dialect{settings: s}
 	var where string
@@ -361,7 +363,7 @@ func (d *dialect) NewOIDs(ctx context.Context, blocks int) ([]uint64, error) {
 			return err
 		})
 	}
-	return adapter.OIDBlocks(values), nil
+	return schema.OIDBlocks(values), nil
 }
 
 // readNewOIDs sends the query taking n new_oid values and appends them to values.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorelstorage/gorelstorage/engine"
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/schema"
 )
 
 func TestServerVersionsAndTheirSyntax(t *testing.T) {
@@ -299,7 +300,7 @@ func TestConcurrentOIDAllocatorsNeverShareAnOID(t *testing.T) {
 				errs <- err
 				return
 			}
-			got <- adapter.OIDBlock(uint64(n))
+			got <- schema.OIDBlock(uint64(n))
 		}
 		errs <- nil
 	}()

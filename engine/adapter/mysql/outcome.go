@@ -11,6 +11,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/schema"
 )
 
 // A commit whose reply was lost (the connection broke while the query
@@ -20,7 +21,7 @@ import (
 // COMMIT is done), waits for the commit lock (so the lost transaction is over
 // one way or the other), and reads what landed: the transaction row
 // (history-preserving) or the written objects' current tids (history-free),
-// which adapter.Landed weighs.
+// which schema.Landed weighs.
 
 const errUnknownThread = 1094 // ER_NO_SUCH_THREAD: the session is gone already
 
@@ -34,7 +35,7 @@ func (d *dialect) commitOutcome(ctx context.Context, connID int64, tid uint64, w
 	for {
 		ev, err := d.commitEvidence(ctx, connID, tid, writes)
 		if err == nil {
-			landed, known := adapter.Landed(d.settings.KeepHistory, tid, writes, ev)
+			landed, known := schema.Landed(d.settings.KeepHistory, tid, writes, ev)
 			switch {
 			case !known:
 				return fmt.Errorf("%w: later commits replaced every row it wrote: %v", adapter.ErrCommitUnknown, lost)
@@ -55,8 +56,8 @@ func (d *dialect) commitOutcome(ctx context.Context, connID int64, tid uint64, w
 
 // commitEvidence reads, on a new connection holding the commit lock, what
 // the database holds about the commit of tid made on connection connID.
-func (d *dialect) commitEvidence(ctx context.Context, connID int64, tid uint64, writes []adapter.Write) (adapter.CommitEvidence, error) {
-	ev := adapter.CommitEvidence{Current: map[uint64]uint64{}}
+func (d *dialect) commitEvidence(ctx context.Context, connID int64, tid uint64, writes []adapter.Write) (schema.CommitEvidence, error) {
+	ev := schema.CommitEvidence{Current: map[uint64]uint64{}}
 	conn, err := d.store.Conn(ctx)
 	if err != nil {
 		return ev, err

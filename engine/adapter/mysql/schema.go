@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/schema"
 )
 
 // RelStorage 4.x's MySQL schema. SHOW CREATE TABLE of every table is the
@@ -149,7 +149,7 @@ func (d *dialect) prepareSchema(ctx context.Context, c *sql.Conn) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	if err := adapter.RefuseSchemaCreation(d.describe, d.settings, !tables["object_state"], missing); err != nil {
+	if err := schema.RefuseSchemaCreation(d.describe, d.settings, !tables["object_state"], missing); err != nil {
 		return err
 	}
 	if err := d.createSchema(ctx, c); err != nil {
@@ -159,7 +159,7 @@ func (d *dialect) prepareSchema(ctx context.Context, c *sql.Conn) error {
 		return d.wrap(err)
 	}
 	if missing := d.missing(tables); len(missing) > 0 {
-		return adapter.IncompleteSchema(d.describe, missing)
+		return schema.IncompleteSchema(d.describe, missing)
 	}
 	return d.checkMode(tables)
 }
@@ -183,7 +183,7 @@ func (d *dialect) tables(ctx context.Context, c *sql.Conn) (map[string]bool, err
 
 // checkMode refuses a database of the other history mode.
 func (d *dialect) checkMode(tables map[string]bool) error {
-	return adapter.CheckHistoryMode(d.describe, d.settings.KeepHistory, tables["object_state"],
+	return schema.CheckHistoryMode(d.describe, d.settings.KeepHistory, tables["object_state"],
 		tables["transaction"] || tables["current_object"])
 }
 
@@ -192,13 +192,7 @@ func (d *dialect) missing(tables map[string]bool) []string {
 	if d.settings.KeepHistory {
 		need = tablesHP
 	}
-	var out []string
-	for _, t := range need {
-		if !tables[t] {
-			out = append(out, t)
-		}
-	}
-	return out
+	return schema.Missing(tables, need)
 }
 
 // createSchema runs every statement under a named lock, so two processes

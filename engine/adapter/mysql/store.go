@@ -10,6 +10,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
 // storeConn commits through one pooled READ COMMITTED connection whose
@@ -53,7 +54,7 @@ func (c *storeConn) LockObjects(ctx context.Context, readCurrent, modified []uin
 		s.add(c.d.q.lockShared, int64(oid))
 	}
 	if len(modified) > 0 {
-		s.add(c.d.q.lockModified+in(len(modified))+lockModifiedEnd, adapter.Int64Args(modified)...)
+		s.add(c.d.q.lockModified+in(len(modified))+lockModifiedEnd, sqlrow.Int64Args(modified)...)
 	}
 	if s.empty() {
 		s.add(`DO 0`)
@@ -101,7 +102,7 @@ func (c *storeConn) States(ctx context.Context, oids []uint64) (map[uint64]adapt
 	for start := 0; start < len(oids); start += inChunk {
 		part := oids[start:min(len(oids), start+inChunk)]
 		s := &script{}
-		s.add(c.d.q.currentIn+in(len(part)), adapter.Int64Args(part)...)
+		s.add(c.d.q.currentIn+in(len(part)), sqlrow.Int64Args(part)...)
 		err := c.query(ctx, s, func(rows *sql.Rows) error { return newResultSets(rows).next(scanRevision(&revs)) })
 		if err != nil {
 			return nil, c.d.wrap(err)
@@ -149,7 +150,7 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 	b := &batcher{limit: c.d.maxQuery}
 	if c.d.settings.KeepHistory {
 		b.statement(sqlInsertTxn, int64(tid), meta.Packed, len(writes) == 0,
-			adapter.NonNil(meta.User), adapter.NonNil(meta.Description), adapter.NonNil(meta.Extension))
+			sqlrow.NonNil(meta.User), sqlrow.NonNil(meta.Description), sqlrow.NonNil(meta.Extension))
 		ins := b.rows(sqlInsertStatesHP, "")
 		for _, w := range writes {
 			var md5 any
@@ -177,7 +178,7 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 		up.end()
 		for start := 0; start < len(del); start += inChunk {
 			part := del[start:min(len(del), start+inChunk)]
-			b.statement(sqlDeleteHF+in(len(part)), adapter.Int64Args(part)...)
+			b.statement(sqlDeleteHF+in(len(part)), sqlrow.Int64Args(part)...)
 		}
 	}
 	c.moved = b.done()
@@ -237,7 +238,7 @@ func (c *storeConn) UndoPlan(ctx context.Context, tid uint64) ([]adapter.UndoIte
 			return err
 		}
 		return r.next(func(rows *sql.Rows) error {
-			it, err := adapter.ScanUndoItem(rows)
+			it, err := sqlrow.ScanUndoItem(rows)
 			items = append(items, it)
 			return err
 		})

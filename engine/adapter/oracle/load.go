@@ -5,6 +5,7 @@ import (
 	"database/sql"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
 // sqlReadOnly starts a snapshot: every query of a read-only transaction
@@ -90,7 +91,7 @@ func (c *loadConn) BeginPoll(ctx context.Context, after uint64, limit int) (uint
 }
 
 func scanChange(out *[]adapter.Change) func(*sql.Rows) error {
-	return func(r *sql.Rows) error { return adapter.ScanChange(r, out) }
+	return func(r *sql.Rows) error { return sqlrow.ScanChange(r, out) }
 }
 
 func (c *loadConn) Changes(ctx context.Context, after, upTo uint64, limit int) ([]adapter.Change, error) {
@@ -100,7 +101,7 @@ func (c *loadConn) Changes(ctx context.Context, after, upTo uint64, limit int) (
 }
 
 func scanRevision(out *[]adapter.Revision) func(*sql.Rows) error {
-	return func(r *sql.Rows) error { return adapter.ScanRevision(r, out) }
+	return func(r *sql.Rows) error { return sqlrow.ScanRevision(r, out) }
 }
 
 func (c *loadConn) Current(ctx context.Context, oids []uint64) ([]adapter.Revision, error) {

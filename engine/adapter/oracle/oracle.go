@@ -25,6 +25,7 @@ import (
 	"github.com/godror/godror/dsn"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/schema"
 )
 
 func init() {
@@ -219,7 +220,7 @@ func (d *dialect) NewOIDs(ctx context.Context, _ int) ([]uint64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("allocate oids: %w", err)
 	}
-	return adapter.OIDBlock(uint64(n)), nil
+	return schema.OIDBlock(uint64(n)), nil
 }
 
 // SetMinOID makes sure zoid_seq never issues a value covering oid again.

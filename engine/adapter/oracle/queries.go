@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
 // stmt is one statement and its binds, in the order of the :1, :2, ...
@@ -81,13 +82,13 @@ func (q queries) poll(after, upTo uint64, limit int) stmt {
 	return stmt{text: `SELECT ` + strconv.Itoa(pollMarker) + `, (` + q.lastTID() + `) FROM DUAL
 		UNION ALL
 		SELECT zoid, tid FROM ` + q.currentTable + ` WHERE tid > :1 AND tid <= :2 AND ROWNUM <= :3`,
-		args: []any{int64(after), adapter.BoundTID(upTo), limit}, rows: -1}
+		args: []any{int64(after), sqlrow.BoundTID(upTo), limit}, rows: -1}
 }
 
 // changes lists at most limit objects whose current tid is in (after, upTo].
 func (q queries) changes(after, upTo uint64, limit int) stmt {
 	return stmt{text: `SELECT zoid, tid FROM ` + q.currentTable + ` WHERE tid > :1 AND tid <= :2 AND ROWNUM <= :3`,
-		args: []any{int64(after), adapter.BoundTID(upTo), limit}, rows: -1}
+		args: []any{int64(after), sqlrow.BoundTID(upTo), limit}, rows: -1}
 }
 
 // currentSelect selects zoid, tid, state of current revisions; a WHERE follows.
@@ -107,7 +108,7 @@ func (q queries) current(oids []uint64) []stmt {
 	var out []stmt
 	for _, part := range chunks(oids) {
 		out = append(out, stmt{text: q.currentSelect() + `zoid IN (` + placeholders(1, len(part)) + `)`,
-			args: adapter.Int64Args(part), rows: -1})
+			args: sqlrow.Int64Args(part), rows: -1})
 	}
 	return out
 }
@@ -130,7 +131,7 @@ func (q queries) before(oid, before uint64) stmt {
 		SELECT o.tid, o.state, COALESCE((SELECT MIN(n.tid) FROM object_state n
 			WHERE n.zoid = o.zoid AND n.tid > o.tid), 0) AS end_tid
 		FROM object_state o WHERE o.zoid = :1 AND o.tid < :2 ORDER BY o.tid DESC)
-		WHERE ROWNUM <= 1`, args: []any{int64(oid), adapter.BoundTID(before)}, rows: -1}
+		WHERE ROWNUM <= 1`, args: []any{int64(oid), sqlrow.BoundTID(before)}, rows: -1}
 }
 
 func (q queries) exists(oid uint64) stmt {
@@ -180,7 +181,7 @@ func (q queries) transactions(t adapter.TxnQuery) stmt {
 	}
 	return stmt{text: `SELECT ` + cols + ` FROM (SELECT p.*, ROWNUM AS rn FROM (` + inner + `) p
 		WHERE ROWNUM <= :3) WHERE rn > :4`,
-		args: []any{int64(t.Start), adapter.BoundTID(t.Stop), int64(t.Offset) + limit, int64(t.Offset)}, rows: -1}
+		args: []any{int64(t.Start), sqlrow.BoundTID(t.Stop), int64(t.Offset) + limit, int64(t.Offset)}, rows: -1}
 }
 
 func (q queries) txnRecords(tid uint64) stmt {
@@ -202,7 +203,7 @@ func (q queries) lockModified(oids []uint64) []stmt {
 	var out []stmt
 	for _, part := range chunks(oids) {
 		out = append(out, stmt{text: `SELECT zoid, tid FROM ` + q.currentTable + ` WHERE zoid IN (` +
-			placeholders(1, len(part)) + `) ORDER BY zoid ` + q.wait, args: adapter.Int64Args(part), rows: -1})
+			placeholders(1, len(part)) + `) ORDER BY zoid ` + q.wait, args: sqlrow.Int64Args(part), rows: -1})
 	}
 	return out
 }
@@ -278,7 +279,7 @@ func (q queries) move(tid uint64, meta adapter.TxnInfo, writes []adapter.Write) 
 		}
 		out = append(out, stmt{text: `INSERT INTO transaction (tid, packed, is_empty, username, description, extension)
 		VALUES (:1, :2, :3, :4, :5, :6)`, args: []any{int64(tid), yesNo(meta.Packed), yesNo(len(writes) == 0),
-			adapter.NonNil(meta.User), adapter.NonNil(desc), adapter.NonNil(meta.Extension)}, rows: 1})
+			sqlrow.NonNil(meta.User), sqlrow.NonNil(desc), sqlrow.NonNil(meta.Extension)}, rows: 1})
 		for _, b := range batches(writes) {
 			oids, tids, prev, sizes := make([]int64, len(b)), make([]int64, len(b)), make([]int64, len(b)), make([]int64, len(b))
 			md5s, states := make([]string, len(b)), make([][]byte, len(b))

@@ -5,7 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 
-	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/schema"
 )
 
 // schemaObject is one object of RelStorage 4.x's Oracle schema and the
@@ -250,7 +250,7 @@ func (d *dialect) prepareSchema(ctx context.Context, c *sql.Conn) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	if err := adapter.RefuseSchemaCreation(d.describe, d.settings, !have["table object_state"], missing); err != nil {
+	if err := schema.RefuseSchemaCreation(d.describe, d.settings, !have["table object_state"], missing); err != nil {
 		return err
 	}
 	for _, o := range objectsFor(d.settings.KeepHistory) {
@@ -272,7 +272,7 @@ func (d *dialect) prepareSchema(ctx context.Context, c *sql.Conn) error {
 		return d.wrap(err)
 	}
 	if missing := missingObjects(d.settings.KeepHistory, have); len(missing) > 0 {
-		return adapter.IncompleteSchema(d.describe, missing)
+		return schema.IncompleteSchema(d.describe, missing)
 	}
 	return nil
 }
@@ -316,6 +316,6 @@ func missingObjects(keepHistory bool, have map[string]bool) []string {
 
 // checkMode refuses a database of the other history mode.
 func (d *dialect) checkMode(have map[string]bool) error {
-	return adapter.CheckHistoryMode(d.describe, d.settings.KeepHistory, have["table object_state"],
+	return schema.CheckHistoryMode(d.describe, d.settings.KeepHistory, have["table object_state"],
 		have["table transaction"] || have["table current_object"])
 }

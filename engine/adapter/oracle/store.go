@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
 // storeConn commits through one pooled connection at READ COMMITTED, as
@@ -195,7 +196,7 @@ func (c *storeConn) UndoPlan(ctx context.Context, tid uint64) ([]adapter.UndoIte
 	}
 	var items []adapter.UndoItem
 	err := c.rows(ctx, plan[2], func(r *sql.Rows) error {
-		it, err := adapter.ScanUndoItem(r)
+		it, err := sqlrow.ScanUndoItem(r)
 		items = append(items, it)
 		return err
 	})

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
 // loadConn reads through one REPEATABLE READ READ ONLY transaction: the
@@ -107,13 +108,13 @@ func collectChanges(rows pgx.Rows, err error) ([]adapter.Change, error) {
 func (c *loadConn) Changes(ctx context.Context, after, upTo uint64, limit int) ([]adapter.Change, error) {
 	var out []adapter.Change
 	err := c.query(ctx, c.d.q.changes, []any{int64(after), int64(upTo), limit}, func(r pgx.Rows) error {
-		return adapter.ScanChange(r, &out)
+		return sqlrow.ScanChange(r, &out)
 	})
 	return out, err
 }
 
 func scanRevision(out *[]adapter.Revision) func(pgx.Rows) error {
-	return func(r pgx.Rows) error { return adapter.ScanRevision(r, out) }
+	return func(r pgx.Rows) error { return sqlrow.ScanRevision(r, out) }
 }
 
 func (c *loadConn) Current(ctx context.Context, oids []uint64) ([]adapter.Revision, error) {
@@ -214,7 +215,7 @@ func (c *loadConn) Transactions(ctx context.Context, q adapter.TxnQuery) ([]adap
 	}
 	sqlText += ` LIMIT $3 OFFSET $4`
 	var out []adapter.TxnInfo
-	err := c.query(ctx, sqlText, []any{int64(q.Start), adapter.BoundTID(q.Stop), q.Limit, q.Offset}, func(r pgx.Rows) error {
+	err := c.query(ctx, sqlText, []any{int64(q.Start), sqlrow.BoundTID(q.Stop), q.Limit, q.Offset}, func(r pgx.Rows) error {
 		var t adapter.TxnInfo
 		var tid int64
 		if err := r.Scan(&tid, &t.Packed, &t.User, &t.Description, &t.Extension); err != nil {

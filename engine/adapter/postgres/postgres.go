@@ -23,6 +23,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/netconn"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/schema"
 )
 
 func init() {
@@ -87,11 +89,11 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 		base.RuntimeParams["application_name"] = "gorelstorage"
 	}
 	base.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := adapter.Dial(ctx, network, addr)
+		c, err := netconn.Dial(ctx, network, addr)
 		if err != nil || countRoundTrip == nil {
 			return c, err
 		}
-		return adapter.CountRoundTrips(c, countRoundTrip), nil
+		return netconn.CountRoundTrips(c, countRoundTrip), nil
 	}
 	d.load = pool{d: d, config: base.Copy()}
 	d.store = pool{d: d, config: base.Copy()}
@@ -195,7 +197,7 @@ func (d *dialect) NewOIDs(ctx context.Context, blocks int) ([]uint64, error) {
 	if err != nil {
 		return nil, fmt.Errorf("allocate oids: %w", err)
 	}
-	return adapter.OIDBlocks(values), nil
+	return schema.OIDBlocks(values), nil
 }
 
 // SetMinOID raises zoid_seq so that oid is never issued again, as RelStorage

@@ -3,11 +3,9 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"strings"
 
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/schema"
 	"github.com/jackc/pgx/v5"
-
-	"github.com/gorelstorage/gorelstorage/engine/adapter"
 )
 
 // RelStorage 4.x's PostgreSQL schema. Table, column, constraint and index
@@ -142,11 +140,8 @@ func (d *dialect) prepareSchema(ctx context.Context, c *pgx.Conn) error {
 		return d.wrap(c, err)
 	}
 	if len(tables) == 0 || (!tables["object_state"] && !tables["commit_row_lock"]) {
-		if !d.settings.CreateSchema {
-			return adapter.ConfigError("%s has no RelStorage schema and create-schema is off", d.describe)
-		}
-		if d.settings.ReadOnly {
-			return adapter.ConfigError("%s has no RelStorage schema and the storage is read-only", d.describe)
+		if err := schema.RefuseSchemaCreation(d.describe, d.settings, true, nil); err != nil {
+			return err
 		}
 		if err := d.createSchema(ctx, c); err != nil {
 			return d.wrap(c, err)
@@ -177,25 +172,16 @@ func (d *dialect) tables(ctx context.Context, c *pgx.Conn) (map[string]bool, err
 
 // checkSchema refuses a database of the other history mode or an incomplete one.
 func (d *dialect) checkSchema(tables map[string]bool) error {
-	hp := tables["transaction"] && tables["current_object"]
-	if d.settings.KeepHistory && !hp {
-		return adapter.ConfigError("%s is history-free but keep-history is true", d.describe)
+	if err := schema.CheckHistoryMode(d.describe, d.settings.KeepHistory, tables["object_state"],
+		tables["transaction"] || tables["current_object"]); err != nil {
+		return err
 	}
-	if !d.settings.KeepHistory && (tables["transaction"] || tables["current_object"]) {
-		return adapter.ConfigError("%s is history-preserving but keep-history is false", d.describe)
-	}
-	var missing []string
 	need := []string{"object_state", "blob_chunk", "commit_row_lock", "zoid_seq"}
 	if d.settings.KeepHistory {
-		need = append(need, "current_object_state")
+		need = append(need, "transaction", "current_object", "current_object_state")
 	}
-	for _, t := range need {
-		if !tables[t] {
-			missing = append(missing, t)
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("%s: the RelStorage schema is incomplete, missing %s", d.describe, strings.Join(missing, ", "))
+	if missing := schema.Missing(tables, need); len(missing) > 0 {
+		return schema.IncompleteSchema(d.describe, missing)
 	}
 	return nil
 }

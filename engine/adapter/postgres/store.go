@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
 // storeConn commits through one pooled READ COMMITTED connection whose
@@ -156,7 +157,7 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 	b := &pgx.Batch{}
 	if c.d.settings.KeepHistory {
 		b.Queue(sqlInsertTxn, int64(tid), meta.Packed, len(writes) == 0,
-			adapter.NonNil(meta.User), adapter.NonNil(meta.Description), adapter.NonNil(meta.Extension))
+			sqlrow.NonNil(meta.User), sqlrow.NonNil(meta.Description), sqlrow.NonNil(meta.Extension))
 		if len(writes) > 0 {
 			oids := make([]int64, len(writes))
 			prev := make([]int64, len(writes))
@@ -255,7 +256,7 @@ func (c *storeConn) UndoPlan(ctx context.Context, tid uint64) ([]adapter.UndoIte
 		}
 		defer rows.Close()
 		for rows.Next() {
-			it, err := adapter.ScanUndoItem(rows)
+			it, err := sqlrow.ScanUndoItem(rows)
 			if err != nil {
 				return err
 			}

@@ -5,7 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 
-	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/schema"
 )
 
 // oids.sqlite3 holds one row: the last OID block number n issued. Block n is
@@ -69,7 +69,7 @@ func (d *Dialect) NewOIDs(ctx context.Context, blocks int) ([]uint64, error) {
 	for i := range values {
 		values[i] = last + 1 + uint64(i)
 	}
-	return adapter.OIDBlocks(values), nil
+	return schema.OIDBlocks(values), nil
 }
 
 // SetMinOID implements adapter.Dialect.

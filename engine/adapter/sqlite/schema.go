@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/schema"
 )
 
 // RelStorage 4.x's SQLite schema. Table, column, constraint and index names
@@ -109,27 +110,27 @@ var schemaHF = []string{
 // prepareSchema creates the schema in an empty database (when allowed) and
 // checks that an existing one matches the history mode, as RelStorage's
 // check_compatibility does.
-func prepareSchema(ctx context.Context, db *sql.DB, keepHistory, create bool, dir string) error {
+func prepareSchema(ctx context.Context, db *sql.DB, s adapter.Settings, describe string) error {
 	tables, err := tableNames(ctx, db)
 	if err != nil {
-		return fmt.Errorf("read schema of %s: %w", dir, err)
+		return fmt.Errorf("read schema of %s: %w", describe, err)
 	}
 	if len(tables) == 0 {
-		if !create {
-			return adapter.ConfigError("the database in %s has no RelStorage schema and create-schema is off", dir)
+		if err := schema.RefuseSchemaCreation(describe, s, true, nil); err != nil {
+			return err
 		}
-		return createSchema(ctx, db, keepHistory)
+		return createSchema(ctx, db, s.KeepHistory)
 	}
-	hasHP := tables["transaction"] && tables["current_object"]
-	switch {
-	case keepHistory && !hasHP:
-		return adapter.ConfigError("the database in %s is history-free but keep-history is true; "+
-			"use a new data-dir or convert it with zodbconvert", dir)
-	case !keepHistory && hasHP:
-		return adapter.ConfigError("the database in %s is history-preserving but keep-history is false; "+
-			"use a new data-dir or convert it with zodbconvert", dir)
-	case !tables["object_state"] || !tables["blob_chunk"] || !tables["commit_row_lock"]:
-		return fmt.Errorf("the database in %s is not a RelStorage database (missing tables)", dir)
+	if err := schema.CheckHistoryMode(describe, s.KeepHistory, tables["object_state"],
+		tables["transaction"] || tables["current_object"]); err != nil {
+		return err
+	}
+	need := []string{"object_state", "blob_chunk", "commit_row_lock"}
+	if s.KeepHistory {
+		need = append(need, "transaction", "current_object")
+	}
+	if missing := schema.Missing(tables, need); len(missing) > 0 {
+		return schema.IncompleteSchema(describe, missing)
 	}
 	return nil
 }

@@ -171,8 +171,8 @@ func (d *Dialect) prepare(ctx context.Context, s adapter.Settings) error {
 	if err := db.PingContext(ctx); err != nil {
 		return fmt.Errorf("sqlite3: open %s: %w", d.dir, err)
 	}
-	if err := prepareSchema(ctx, db, s.KeepHistory, s.CreateSchema && !s.ReadOnly, d.dir); err != nil {
-		return fmt.Errorf("sqlite3: %w", err)
+	if err := prepareSchema(ctx, db, s, d.Describe()); err != nil {
+		return err
 	}
 	if d.oidDB != nil {
 		if err := d.prepareOIDs(ctx); err != nil {

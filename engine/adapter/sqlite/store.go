@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
 // storeConn commits through one connection of the write pool. BEGIN
@@ -155,7 +156,7 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 
 func (c *storeConn) moveHP(ctx context.Context, tid uint64, meta adapter.TxnInfo, writes []adapter.Write) error {
 	if _, err := c.conn.ExecContext(ctx, sqlInsertTxn, int64(tid), meta.Packed, len(writes) == 0,
-		adapter.NonNil(meta.User), adapter.NonNil(meta.Description), adapter.NonNil(meta.Extension)); err != nil {
+		sqlrow.NonNil(meta.User), sqlrow.NonNil(meta.Description), sqlrow.NonNil(meta.Extension)); err != nil {
 		return fmt.Errorf("insert transaction %d: %w", tid, err)
 	}
 	states := make([]any, 0, 6*len(writes))

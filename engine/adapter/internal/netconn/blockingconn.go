@@ -1,4 +1,7 @@
-package adapter
+// Package netconn is what the network dialects (PostgreSQL, MySQL) put under
+// their drivers: sockets with blocking descriptors and short polling
+// (blocking reads, below), and a round-trip counter for their tests.
+package netconn
 
 import (
 	"context"

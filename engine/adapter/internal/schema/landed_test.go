@@ -1,14 +1,15 @@
-package adapter
+package schema
 
 import (
 	"testing"
 
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
 	"github.com/stretchr/testify/require"
 )
 
 func TestLandedWeighsWhatTheDatabaseHolds(t *testing.T) {
 	const tid = 100
-	writes := []Write{{OID: 1, State: []byte("a")}, {OID: 2, State: nil}, {OID: 3, State: []byte("new")}}
+	writes := []adapter.Write{{OID: 1, State: []byte("a")}, {OID: 2, State: nil}, {OID: 3, State: []byte("new")}}
 	for _, c := range []struct {
 		name          string
 		keepHistory   bool

@@ -1,8 +1,12 @@
-package adapter
+// Package sqlrow moves values between Go and SQL rows for every dialect:
+// scanning the rows the adapter's value types come from (scan.go) and
+// building bind arguments (bind.go).
+package sqlrow
 
 import (
 	"database/sql"
-	"slices"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
 )
 
 // Row is one result row of any driver: *sql.Rows and pgx.Rows both scan so.
@@ -11,30 +15,30 @@ type Row interface {
 }
 
 // ScanChange appends the row (zoid, tid) to out.
-func ScanChange(r Row, out *[]Change) error {
+func ScanChange(r Row, out *[]adapter.Change) error {
 	var oid, tid int64
 	if err := r.Scan(&oid, &tid); err != nil {
 		return err
 	}
-	*out = append(*out, Change{OID: uint64(oid), TID: uint64(tid)})
+	*out = append(*out, adapter.Change{OID: uint64(oid), TID: uint64(tid)})
 	return nil
 }
 
 // ScanRevision appends the row (zoid, tid, state) to out.
-func ScanRevision(r Row, out *[]Revision) error {
+func ScanRevision(r Row, out *[]adapter.Revision) error {
 	var oid, tid int64
 	var state []byte
 	if err := r.Scan(&oid, &tid, &state); err != nil {
 		return err
 	}
-	*out = append(*out, Revision{OID: uint64(oid), TID: uint64(tid), State: state})
+	*out = append(*out, adapter.Revision{OID: uint64(oid), TID: uint64(tid), State: state})
 	return nil
 }
 
 // ScanUndoItem reads one row of an undo plan: zoid, current tid, current
 // md5, undone md5, previous tid, previous state.
-func ScanUndoItem(r Row) (UndoItem, error) {
-	var it UndoItem
+func ScanUndoItem(r Row) (adapter.UndoItem, error) {
+	var it adapter.UndoItem
 	var oid, cur, prev int64
 	var curMD5, undoneMD5 sql.NullString
 	if err := r.Scan(&oid, &cur, &curMD5, &undoneMD5, &prev, &it.PrevState); err != nil {
@@ -48,22 +52,4 @@ func ScanUndoItem(r Row) (UndoItem, error) {
 		it.UndoneMD5 = []byte(undoneMD5.String)
 	}
 	return it, nil
-}
-
-// OIDBlock returns the 16 OIDs counter value n stands for, n*16-15 .. n*16
-// (RelStorage's layout: OID 0, the root, is never issued).
-func OIDBlock(n uint64) []uint64 {
-	return OIDBlocks([]uint64{n})
-}
-
-// OIDBlocks is OIDBlock for several counter values, ascending.
-func OIDBlocks(values []uint64) []uint64 {
-	slices.Sort(values)
-	out := make([]uint64, 0, 16*len(values))
-	for _, n := range values {
-		for i := uint64(0); i < 16; i++ {
-			out = append(out, n*16-15+i)
-		}
-	}
-	return out
 }
