@@ -4,11 +4,25 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+
+	"github.com/gorelstorage/gorelstorage/engine"
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
 )
 
-// The byte layout of batched results and arguments: little-endian u64s and
-// byte strings as an i64 length (-1 for None) followed by the bytes. The
-// Python reader in _native.py mirrors it.
+// The records that cross the C ABI in a result's data or a batched
+// argument, all in one place; _native.py decodes and encodes the same ones.
+// Fields are little-endian u64s and byte strings (a u64 length, all ones
+// for None, then the bytes); a record list is its records back to back.
+//
+//	oids        u64 ...                                     poll, new_oids, undo
+//	opened      name, sort key, warning ...                 open (close: warnings)
+//	txn         tid, packed, user, description, extension   transactions
+//	history     txn, size                                   history
+//	revision    oid, tid, state                             txn_records, current_from
+//	conflict    oid, committed tid, old tid, new state,     vote
+//	            committed state, undo
+//	txn meta    user, description, extension                tpc_begin's argument
+//	resolution  oid, committed tid, state                   resolve's argument
 
 type encoder struct{ b []byte }
 
@@ -60,4 +74,90 @@ func (d *decoder) bytes() []byte {
 	p := append([]byte{}, d.b[:n]...)
 	d.b = d.b[n:]
 	return p
+}
+
+func encodeOIDs(oids []uint64) []byte {
+	var e encoder
+	for _, o := range oids {
+		e.u64(o)
+	}
+	return e.b
+}
+
+func encodeOpened(name, sortKey string, warnings []string) []byte {
+	var e encoder
+	e.bytes([]byte(name))
+	e.bytes([]byte(sortKey))
+	return append(e.b, encodeWarnings(warnings)...)
+}
+
+func encodeWarnings(warnings []string) []byte {
+	var e encoder
+	for _, w := range warnings {
+		e.bytes([]byte(w))
+	}
+	return e.b
+}
+
+func (e *encoder) txn(t adapter.TxnInfo) {
+	e.u64(t.TID)
+	e.bool(t.Packed)
+	e.bytes(t.User)
+	e.bytes(t.Description)
+	e.bytes(t.Extension)
+}
+
+func encodeTxns(txns []adapter.TxnInfo) []byte {
+	var e encoder
+	for _, t := range txns {
+		e.txn(t)
+	}
+	return e.b
+}
+
+func encodeHistory(entries []adapter.HistoryEntry) []byte {
+	var e encoder
+	for _, h := range entries {
+		e.txn(h.TxnInfo)
+		e.u64(uint64(h.Size))
+	}
+	return e.b
+}
+
+func encodeRevisions(revs []adapter.Revision) []byte {
+	var e encoder
+	for _, rev := range revs {
+		e.u64(rev.OID)
+		e.u64(rev.TID)
+		e.bytes(rev.State)
+	}
+	return e.b
+}
+
+func encodeConflicts(conflicts []engine.Conflict) []byte {
+	var e encoder
+	for _, c := range conflicts {
+		e.u64(c.OID)
+		e.u64(c.CommittedTID)
+		e.u64(c.OldTID)
+		e.bytes(c.NewState)
+		e.bytes(c.CommittedState)
+		e.bool(c.Undo)
+	}
+	return e.b
+}
+
+func decodeTxnMeta(b []byte) (engine.TxnMeta, error) {
+	d := decoder{b: b}
+	m := engine.TxnMeta{User: d.bytes(), Description: d.bytes(), Extension: d.bytes()}
+	return m, d.err
+}
+
+func decodeResolutions(b []byte) ([]engine.Resolution, error) {
+	d := decoder{b: b}
+	var res []engine.Resolution
+	for len(d.b) > 0 && d.err == nil {
+		res = append(res, engine.Resolution{OID: d.u64(), CommittedTID: d.u64(), State: d.bytes()})
+	}
+	return res, d.err
 }

@@ -92,11 +92,7 @@ func grs_poll(h C.uint64_t, r *C.grs_result) C.int32_t {
 			r.v[0] = 1
 			return nil
 		}
-		var e encoder
-		for _, o := range oids {
-			e.u64(o)
-		}
-		setData(r, e.b)
+		setData(r, encodeOIDs(oids))
 		return nil
 	})
 }
@@ -118,14 +114,6 @@ func grs_last_transaction(h C.uint64_t, r *C.grs_result) C.int32_t {
 	})
 }
 
-func encodeTxn(e *encoder, t adapter.TxnInfo) {
-	e.u64(t.TID)
-	e.bool(t.Packed)
-	e.bytes(t.User)
-	e.bytes(t.Description)
-	e.bytes(t.Extension)
-}
-
 //export grs_history
 func grs_history(h, oid C.uint64_t, size C.int64_t, r *C.grs_result) C.int32_t {
 	return withInstance(h, r, func(in *engine.Instance) error {
@@ -133,12 +121,7 @@ func grs_history(h, oid C.uint64_t, size C.int64_t, r *C.grs_result) C.int32_t {
 		if err != nil {
 			return err
 		}
-		var e encoder
-		for _, h := range entries {
-			encodeTxn(&e, h.TxnInfo)
-			e.u64(uint64(h.Size))
-		}
-		setData(r, e.b)
+		setData(r, encodeHistory(entries))
 		return nil
 	})
 }
@@ -161,30 +144,16 @@ func grs_transactions(h, start, stop C.uint64_t, flags, offset, limit C.int64_t,
 		if err != nil {
 			return err
 		}
-		var e encoder
-		for _, t := range txns {
-			encodeTxn(&e, t)
-		}
-		setData(r, e.b)
+		setData(r, encodeTxns(txns))
 		return nil
 	})
-}
-
-func encodeRevisions(r *C.grs_result, revs []adapter.Revision) {
-	var e encoder
-	for _, rev := range revs {
-		e.u64(rev.OID)
-		e.u64(rev.TID)
-		e.bytes(rev.State)
-	}
-	setData(r, e.b)
 }
 
 //export grs_txn_records
 func grs_txn_records(h, tid C.uint64_t, r *C.grs_result) C.int32_t {
 	return withInstance(h, r, func(in *engine.Instance) error {
 		revs, err := in.TxnRecords(bg, uint64(tid))
-		encodeRevisions(r, revs)
+		setData(r, encodeRevisions(revs))
 		return err
 	})
 }
@@ -193,7 +162,7 @@ func grs_txn_records(h, tid C.uint64_t, r *C.grs_result) C.int32_t {
 func grs_current_from(h, start C.uint64_t, limit C.int64_t, r *C.grs_result) C.int32_t {
 	return withInstance(h, r, func(in *engine.Instance) error {
 		revs, err := in.CurrentFrom(bg, uint64(start), int(limit))
-		encodeRevisions(r, revs)
+		setData(r, encodeRevisions(revs))
 		return err
 	})
 }

@@ -27,20 +27,10 @@ func grs_open(cfg *C.uint8_t, n C.int64_t, r *C.grs_result) C.int32_t {
 			return err
 		}
 		r.v[0] = C.uint64_t(putHandle(s))
-		var e encoder
-		e.bytes([]byte(s.Name()))
-		e.bytes([]byte(s.SortKey()))
-		encodeWarnings(&e, s)
-		setData(r, e.b)
+		// Python logs the warnings (an unusable cache file, ...).
+		setData(r, encodeOpened(s.Name(), s.SortKey(), s.TakeWarnings()))
 		return nil
 	})
-}
-
-// encodeWarnings appends what the storage has to warn about; Python logs it.
-func encodeWarnings(e *encoder, s *engine.Storage) {
-	for _, w := range s.TakeWarnings() {
-		e.bytes([]byte(w))
-	}
 }
 
 //export grs_close
@@ -52,9 +42,7 @@ func grs_close(h C.uint64_t, r *C.grs_result) C.int32_t {
 		}
 		dropHandle(uint64(h))
 		err = s.Close()
-		var e encoder
-		encodeWarnings(&e, s)
-		setData(r, e.b)
+		setData(r, encodeWarnings(s.TakeWarnings()))
 		return err
 	})
 }
@@ -108,11 +96,7 @@ func grs_release(h C.uint64_t, r *C.grs_result) C.int32_t {
 func grs_new_oids(h C.uint64_t, r *C.grs_result) C.int32_t {
 	return withStorage(h, r, func(s *engine.Storage) error {
 		oids, err := s.TakeOIDs(bg)
-		var e encoder
-		for _, oid := range oids {
-			e.u64(oid)
-		}
-		setData(r, e.b)
+		setData(r, encodeOIDs(oids))
 		return err
 	})
 }

@@ -16,10 +16,9 @@ import (
 //export grs_tpc_begin
 func grs_tpc_begin(h C.uint64_t, meta *C.uint8_t, n C.int64_t, restoreTID C.uint64_t, packed C.int32_t, r *C.grs_result) C.int32_t {
 	return withInstance(h, r, func(in *engine.Instance) error {
-		d := decoder{b: goBytes(meta, n)}
-		m := engine.TxnMeta{User: d.bytes(), Description: d.bytes(), Extension: d.bytes()}
-		if d.err != nil {
-			return engine.Errorf(engine.KindInvalidArgument, "tpc_begin: transaction metadata: %v", d.err)
+		m, err := decodeTxnMeta(goBytes(meta, n))
+		if err != nil {
+			return engine.Errorf(engine.KindInvalidArgument, "tpc_begin: transaction metadata: %v", err)
 		}
 		return in.Begin(m, uint64(restoreTID), packed != 0)
 	})
@@ -61,11 +60,7 @@ func grs_check_current(h, oid, serial C.uint64_t, r *C.grs_result) C.int32_t {
 func grs_undo(h, tid C.uint64_t, r *C.grs_result) C.int32_t {
 	return withInstance(h, r, func(in *engine.Instance) error {
 		oids, err := in.Undo(bg, uint64(tid))
-		var e encoder
-		for _, o := range oids {
-			e.u64(o)
-		}
-		setData(r, e.b)
+		setData(r, encodeOIDs(oids))
 		return err
 	})
 }
@@ -77,17 +72,8 @@ func grs_vote(h C.uint64_t, r *C.grs_result) C.int32_t {
 		if err != nil {
 			return err
 		}
-		var e encoder
-		for _, c := range conflicts {
-			e.u64(c.OID)
-			e.u64(c.CommittedTID)
-			e.u64(c.OldTID)
-			e.bytes(c.NewState)
-			e.bytes(c.CommittedState)
-			e.bool(c.Undo)
-		}
 		r.v[0] = C.uint64_t(len(conflicts))
-		setData(r, e.b)
+		setData(r, encodeConflicts(conflicts))
 		return nil
 	})
 }
@@ -95,13 +81,9 @@ func grs_vote(h C.uint64_t, r *C.grs_result) C.int32_t {
 //export grs_resolve
 func grs_resolve(h C.uint64_t, buf *C.uint8_t, n C.int64_t, r *C.grs_result) C.int32_t {
 	return withInstance(h, r, func(in *engine.Instance) error {
-		d := decoder{b: goBytes(buf, n)}
-		var res []engine.Resolution
-		for len(d.b) > 0 && d.err == nil {
-			res = append(res, engine.Resolution{OID: d.u64(), CommittedTID: d.u64(), State: d.bytes()})
-		}
-		if d.err != nil {
-			return engine.Errorf(engine.KindInvalidArgument, "resolve: %v", d.err)
+		res, err := decodeResolutions(goBytes(buf, n))
+		if err != nil {
+			return engine.Errorf(engine.KindInvalidArgument, "resolve: %v", err)
 		}
 		return in.Resolve(res)
 	})

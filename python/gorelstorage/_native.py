@@ -6,8 +6,10 @@ ZODB exceptions and copies returned bytes once into Python objects. Calls go
 through the C module gorelstorage._calls when it was built (a fraction of a
 ctypes call's cost), else through ctypes; GORELSTORAGE_CTYPES=1 forces ctypes.
 """
+import collections
 import contextlib
 import ctypes
+import json
 import os
 import struct
 import threading
@@ -213,40 +215,42 @@ def _error(r):
     return _exception(r.kind, r.oid if r.has_oid else None, r.serials[0], r.serials[1], message)
 
 
+# The engine's error kinds (engine/errors.go, KindPOSKey = 1 ...), by name; a test
+# checks that both lists agree.
+KINDS = {
+    'POSKey': 1, 'Conflict': 2, 'ReadConflict': 3, 'Transaction': 4, 'ReadOnly': 5, 'Undo': 6,
+    'Unsupported': 7, 'Storage': 8, 'Config': 9, 'LockTimeout': 10, 'Closed': 11, 'Internal': 12,
+    'InvalidArgument': 13, 'Disconnected': 14, 'CommitUnknown': 15,
+}
+_KIND_NAMES = {v: k for k, v in KINDS.items()}
+
+# What each kind raises: f(message, oid or None, (serial0, serial1)).
+_RAISES = {
+    'POSKey': lambda m, oid, s: POSKeyError(oid) if oid is not None else POSKeyError(m),
+    'Conflict': lambda m, oid, s: ConflictError(message=m, oid=oid, serials=s),
+    'ReadConflict': lambda m, oid, s: ReadConflictError(message=m, oid=oid, serials=s),
+    'Transaction': lambda m, oid, s: StorageTransactionError(m),
+    'ReadOnly': lambda m, oid, s: ReadOnlyError(m),
+    'Undo': lambda m, oid, s: UndoError(m, oid),
+    'Unsupported': lambda m, oid, s: Unsupported(m),
+    'Storage': lambda m, oid, s: GoRelStorageError(m),
+    'Config': lambda m, oid, s: ConfigurationError(m),
+    'LockTimeout': lambda m, oid, s: UnableToLockError(message=m, oid=oid),
+    'Closed': lambda m, oid, s: StorageClosedError(m),
+    'Internal': lambda m, oid, s: InternalError(m),
+    'InvalidArgument': lambda m, oid, s: ValueError(m),
+    'Disconnected': lambda m, oid, s: DisconnectedError(m),
+    'CommitUnknown': lambda m, oid, s: CommitOutcomeUnknownError(m, s[0]),
+}
+
+
 def _exception(kind, oid, serial0, serial1, message):
     """The Python exception for an engine error record."""
     message = message.decode('utf-8', 'replace') or 'unknown error'
     oid = struct.pack('>Q', oid) if oid is not None else None
     serials = (struct.pack('>Q', serial0), struct.pack('>Q', serial1))
-    if kind == 1:
-        return POSKeyError(oid) if oid is not None else POSKeyError(message)
-    if kind == 2:
-        return ConflictError(message=message, oid=oid, serials=serials)
-    if kind == 3:
-        return ReadConflictError(message=message, oid=oid, serials=serials)
-    if kind == 4:
-        return StorageTransactionError(message)
-    if kind == 5:
-        return ReadOnlyError(message)
-    if kind == 6:
-        return UndoError(message, oid)
-    if kind == 7:
-        return Unsupported(message)
-    if kind == 9:
-        return ConfigurationError(message)
-    if kind == 10:
-        return UnableToLockError(message=message, oid=oid)
-    if kind == 11:
-        return StorageClosedError(message)
-    if kind == 12:
-        return InternalError(message)
-    if kind == 13:
-        return ValueError(message)
-    if kind == 14:
-        return DisconnectedError(message)
-    if kind == 15:
-        return CommitOutcomeUnknownError(message, serials[0])
-    return GoRelStorageError(message)
+    raises = _RAISES.get(_KIND_NAMES.get(kind), _RAISES['Storage'])
+    return raises(message, oid, serials)
 
 
 def call(name, *args):
@@ -299,14 +303,21 @@ def go_cpu_profile(path):
         call('grs_profile_stop')
 
 
-# The encoding of batched arguments and results (capi/codec.go).
+# The records of the C ABI (capi/codec.go lists them), decoded into named tuples.
+# Little-endian u64s, byte strings as a u64 length (all ones for None) then the bytes.
 
 _NONE = 0xFFFFFFFFFFFFFFFF
 _U64 = struct.Struct('<Q')
 
+Opened = collections.namedtuple('Opened', 'name sort_key warnings')
+Txn = collections.namedtuple('Txn', 'tid packed user description extension')
+HistoryEntry = collections.namedtuple('HistoryEntry', 'txn size')
+Revision = collections.namedtuple('Revision', 'oid tid state')
+Conflict = collections.namedtuple('Conflict', 'oid committed_tid old_tid new_state committed_state undo')
 
-def encode(*fields):
-    """Encode ints as u64 and bytes/None as length-prefixed strings."""
+
+def _encode(*fields):
+    """Ints as u64, bytes and None as byte strings."""
     out = []
     for f in fields:
         if f is None:
@@ -319,9 +330,7 @@ def encode(*fields):
     return b''.join(out)
 
 
-class Reader:
-    """Reads what capi's encoder wrote."""
-
+class _Reader:
     __slots__ = ('data', 'pos')
 
     def __init__(self, data):
@@ -344,13 +353,179 @@ class Reader:
         self.pos += n
         return b
 
+    def txn(self):
+        return Txn(self.u64(), bool(self.u64()), self.bytes() or b'', self.bytes() or b'', self.bytes() or b'')
 
-def u64_array(values):
-    """Pack ints as the uint64 array an export takes."""
+    def each(self, record):
+        out = []
+        while self.more():
+            out.append(record())
+        return out
+
+
+def _u64_array(values):
     return struct.pack('<%dQ' % len(values), *values)
 
 
-def u64_list(data):
+def _oids(data):
     if not data:
         return []
     return list(struct.unpack('<%dQ' % (len(data) // 8), data))
+
+
+def _warnings(r):
+    return [w.decode('utf-8', 'replace') for w in r.each(r.bytes)]
+
+
+# The exports, as Python functions: handles and ints in, values and named records out.
+
+def open_storage(config):
+    """Open a storage from its JSON configuration (bytes): (handle, Opened)."""
+    data, handle, _, _ = call('grs_open', config, len(config))
+    r = _Reader(data)
+    name, sort_key = r.bytes().decode('utf-8'), r.bytes().decode('utf-8')
+    return handle, Opened(name, sort_key, _warnings(r))
+
+
+def close_storage(handle):
+    """Close a storage and every instance of it: its last warnings."""
+    return _warnings(_Reader(call('grs_close', handle)[0]))
+
+
+def new_instance(handle):
+    return call('grs_new_instance', handle)[1]
+
+
+def release(instance):
+    call('grs_release', instance)
+
+
+def new_oids(handle):
+    """Every OID the storage holds, ascending (allocating when it holds none)."""
+    return _oids(call('grs_new_oids', handle)[0])
+
+
+def size(handle):
+    """(objects, bytes)."""
+    _, objects, nbytes, _ = call('grs_size', handle)
+    return objects, nbytes
+
+
+def cache_stats(handle):
+    return json.loads(call('grs_cache_stats', handle)[0] or b'{}')
+
+
+def cache_clear(handle):
+    call('grs_cache_clear', handle)
+
+
+def bench_floor(handle, oids):
+    """(single, batched) nanoseconds per object through the Go driver alone."""
+    _, single, batched, _ = call('grs_bench_floor', handle, _u64_array(oids), len(oids))
+    return single, batched
+
+
+def poll(instance):
+    """The oids changed since the last poll, or None: invalidate everything."""
+    data, everything, _, _ = call('grs_poll', instance)
+    return None if everything else _oids(data)
+
+
+def sync(instance):
+    call('grs_sync', instance)
+
+
+def last_transaction(instance):
+    return call('grs_last_transaction', instance)[1]
+
+
+def load_serial(instance, oid, tid):
+    return call('grs_load_serial', instance, oid, tid)[0]
+
+
+def load_before(instance, oid, tid):
+    """(state, start tid, end tid or 0), or None when oid did not exist before tid."""
+    data, start, end, found = call('grs_load_before', instance, oid, tid)
+    return (data, start, end) if found else None
+
+
+def prefetch(instance, oids):
+    if oids:
+        call('grs_prefetch', instance, _u64_array(oids), len(oids))
+
+
+def history(instance, oid, limit):
+    r = _Reader(call('grs_history', instance, oid, limit)[0])
+    return r.each(lambda: HistoryEntry(r.txn(), r.u64()))
+
+
+def transactions(instance, start, stop, newest_first, skip_packed, offset, limit):
+    flags = (1 if newest_first else 0) | (2 if skip_packed else 0)
+    r = _Reader(call('grs_transactions', instance, start, stop, flags, offset, limit)[0])
+    return r.each(r.txn)
+
+
+def _revisions(data):
+    r = _Reader(data)
+    return r.each(lambda: Revision(r.u64(), r.u64(), r.bytes()))
+
+
+def txn_records(instance, tid):
+    return _revisions(call('grs_txn_records', instance, tid)[0])
+
+
+def current_from(instance, start, limit):
+    return _revisions(call('grs_current_from', instance, start, limit)[0])
+
+
+def tpc_begin(instance, user, description, extension, restore_tid, packed):
+    meta = _encode(user, description, extension)
+    call('grs_tpc_begin', instance, meta, len(meta), restore_tid, 1 if packed else 0)
+
+
+def store(instance, oid, serial, data):
+    call('grs_store', instance, oid, serial, data, len(data))
+
+
+def restore(instance, oid, data):
+    """data None records an undone creation."""
+    call('grs_restore', instance, oid, data, -1 if data is None else len(data))
+
+
+def delete_object(instance, oid, serial):
+    call('grs_delete_object', instance, oid, serial)
+
+
+def check_current(instance, oid, serial):
+    call('grs_check_current', instance, oid, serial)
+
+
+def undo(instance, tid):
+    return _oids(call('grs_undo', instance, tid)[0])
+
+
+def vote(instance):
+    """The conflicts to resolve (then call resolve), or []."""
+    data, count, _, _ = call('grs_vote', instance)
+    if not count:
+        return []
+    r = _Reader(data)
+    return r.each(lambda: Conflict(r.u64(), r.u64(), r.u64(), r.bytes(), r.bytes(), bool(r.u64())))
+
+
+def resolve(instance, resolutions):
+    """resolutions: (oid, committed tid, state) for every conflict vote returned."""
+    buf = b''.join(_encode(oid, committed, state) for oid, committed, state in resolutions)
+    call('grs_resolve', instance, buf, len(buf))
+
+
+def finish_lock(instance):
+    return call('grs_finish_lock', instance)[1]
+
+
+def finish_commit(instance):
+    call('grs_finish_commit', instance)
+
+
+def abort(instance):
+    call('grs_abort', instance)

@@ -54,11 +54,6 @@ def _extension(ext_bytes):
     return loads(ext_bytes) if ext_bytes else {}
 
 
-def _read_txn(r):
-    """One transaction record as capi's encodeTxn wrote it: (tid, packed, user, description, extension)."""
-    return r.u64(), bool(r.u64()), r.bytes() or b'', r.bytes() or b'', r.bytes() or b''
-
-
 def _txn_info(tid, user, description, extension):
     """The dict history() and undoLog() entries share: extension keys, then time and metadata."""
     info = dict(_extension(extension))
@@ -73,12 +68,11 @@ class _Database:
         config = options.engine_dict()
         config['adapter'] = adapter.engine_name
         config['adapter_options'] = adapter.engine_dict()
-        data, handle, _, _ = _native.call('grs_open', *_bytes_arg(json.dumps(config).encode('utf-8')))
-        r = _native.Reader(data)
+        handle, opened = _native.open_storage(json.dumps(config).encode('utf-8'))
         self.handle = handle
-        self.name = r.bytes().decode('utf-8')
-        self.sort_key = r.bytes().decode('utf-8')
-        _log_warnings(r)
+        self.name = opened.name
+        self.sort_key = opened.sort_key
+        _log_warnings(opened.warnings)
         self.adapter = adapter
         self.options = options
         self.reads_in_process = getattr(adapter, 'reads_in_process', False)
@@ -86,7 +80,7 @@ class _Database:
         self._oids = []  # OIDs the engine handed over, 8-byte strings, the next one last
         self._oid_lock = threading.Lock()
         # Closed when collected without close(): every connection it opened goes back.
-        self._finalizer = weakref.finalize(self, _release_quietly, 'grs_close', handle)
+        self._finalizer = weakref.finalize(self, _release_quietly, _native.close_storage, handle)
         self._finalizer.atexit = False
 
     def new_oid(self):
@@ -94,8 +88,7 @@ class _Database:
             if self.closed:
                 raise _native.StorageClosedError('the storage is closed')
             if not self._oids:
-                data = _native.call('grs_new_oids', self.handle)[0]
-                self._oids = [p64(o) for o in reversed(_native.u64_list(data))]
+                self._oids = [p64(o) for o in reversed(_native.new_oids(self.handle))]
             return self._oids.pop()
 
     def close(self):
@@ -103,25 +96,21 @@ class _Database:
             self.closed = True
             self._finalizer.detach()
             self._oids = []
-            _log_warnings(_native.Reader(_native.call('grs_close', self.handle)[0]))
+            _log_warnings(_native.close_storage(self.handle))
 
 
-def _release_quietly(export, handle):
+def _release_quietly(release, handle):
     """A finalizer's call: release an engine handle whose Python object was collected
     without being closed. It may run on any thread, or in a forked child; it never raises."""
     try:
-        _native.call(export, handle)
+        release(handle)
     except Exception as e:  # the handle is gone already, or this is a forked child
-        logger.debug('%s of a collected handle: %s', export, e)
+        logger.debug('%s of a collected handle: %s', release.__name__, e)
 
 
-def _log_warnings(r):
-    while r.more():
-        logger.warning('%s', r.bytes().decode('utf-8', 'replace'))
-
-
-def _bytes_arg(b):
-    return b, len(b)
+def _log_warnings(warnings):
+    for w in warnings:
+        logger.warning('%s', w)
 
 
 @implementer(IMVCCStorage, IMVCCAfterCompletionStorage, IMVCCPrefetchStorage, IMultiCommitStorage,
@@ -152,14 +141,14 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         self._options = _database.options
         self._instance = None
         try:
-            self._instance = _native.call('grs_new_instance', _database.handle)[1]
+            self._instance = _native.new_instance(_database.handle)
         except BaseException:
             if self._is_base:
                 _database.close()
             raise
         # A ZODB Connection dropped without close() (``with db.transaction()`` when the
         # commit raises) gives its database connections back when it is collected.
-        self._finalizer = weakref.finalize(self, _release_quietly, 'grs_release', self._instance)
+        self._finalizer = weakref.finalize(self, _release_quietly, _native.release, self._instance)
         self._finalizer.atexit = False
         self._lock = threading.RLock()          # one native call at a time on this instance
         self._tpc_cond = threading.Condition()  # one transaction at a time
@@ -189,21 +178,23 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         return self._options.keep_history
 
     def getSize(self):
-        return self._call_db('grs_size')[2]
+        return self._call_db(_native.size)[1]
 
     def __len__(self):
-        return self._call_db('grs_size')[1]
+        return self._call_db(_native.size)[0]
 
-    def _call_db(self, name, *args):
+    def _call_db(self, export, *args):
+        """export(the storage's handle, *args)."""
         if self._db.closed:
             raise _native.StorageClosedError('the storage is closed')
-        return _native.call(name, self._db.handle, *args)
+        return export(self._db.handle, *args)
 
-    def _call(self, name, *args):
+    def _call(self, export, *args):
+        """export(this instance's handle, *args), one call at a time."""
         if self._instance is None:
             raise _native.StorageClosedError('the storage instance is released or closed')
         with self._lock:
-            return _native.call(name, self._instance, *args)
+            return export(self._instance, *args)
 
     # --- instances ------------------------------------------------------
 
@@ -215,7 +206,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         self._finalizer.detach()
         if inst is not None:
             with self._lock:  # after the storage's close too: the handle is forgotten
-                _native.call('grs_release', inst)
+                _native.release(inst)
 
     def close(self):
         self.release()
@@ -230,7 +221,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     def poll_invalidations(self):
         completing, self._completing = self._completing, False
         try:
-            data, all_, _, _ = self._call('grs_poll')
+            oids = self._call(_native.poll)
         except Exception as e:
             if not completing:
                 raise
@@ -242,22 +233,20 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             logger.warning('polling after the end of a transaction failed; the next transaction '
                            'polls again: %s', e)
             return None
-        if all_:
-            return None
-        return [p64(o) for o in _native.u64_list(data)]
+        return None if oids is None else [p64(o) for o in oids]
 
     def sync(self, force=True):
         # ZODB's poll right after afterCompletion comes with sync(False); a
         # transaction's start syncs with True.
         self._completing = self._completing and not force
-        self._call('grs_sync')
+        self._call(_native.sync)
 
     def afterCompletion(self):
-        self._call('grs_sync')
+        self._call(_native.sync)
         self._completing = True
 
     def lastTransaction(self):
-        return p64(self._call('grs_last_transaction')[1])
+        return p64(self._call(_native.last_transaction))
 
     # --- loading --------------------------------------------------------
 
@@ -271,19 +260,17 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         return self.load(oid)[1]
 
     def loadSerial(self, oid, serial):
-        data = self._call('grs_load_serial', _oid_int(oid), _oid_int(serial, 'serial'))[0]
-        return data or b''
+        return self._call(_native.load_serial, _oid_int(oid), _oid_int(serial, 'serial')) or b''
 
     def loadBefore(self, oid, tid):
-        data, start, end, found = self._call('grs_load_before', _oid_int(oid), _oid_int(tid, 'tid'))
-        if not found:
+        found = self._call(_native.load_before, _oid_int(oid), _oid_int(tid, 'tid'))
+        if found is None:
             return None
+        data, start, end = found
         return data or b'', p64(start), (p64(end) if end else None)
 
     def prefetch(self, oids):
-        ints = [_oid_int(o) for o in oids]
-        if ints:
-            self._call('grs_prefetch', _native.u64_array(ints), len(ints))
+        self._call(_native.prefetch, [_oid_int(o) for o in oids])
 
     # --- the shared cache ---------------------------------------------------
 
@@ -292,20 +279,18 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         ``hits``, ``misses`` (loads it could not serve), ``stores``, ``evictions``, ``entries``,
         ``bytes`` (what the entries take, with their overhead), ``limit`` (bytes, from
         cache-local-mb), ``delta_oids`` and ``delta_tids`` (what the MVCC index holds)."""
-        return json.loads(self._call_db('grs_cache_stats')[0] or b'{}')
+        return self._call_db(_native.cache_stats)
 
     def clear_cache(self):
         """Empty the process-wide pickle cache: the loads that follow reach the database (for a
         truly cold measurement). ZODB's own per-connection object caches are not touched."""
-        self._call_db('grs_cache_clear')
+        self._call_db(_native.cache_clear)
 
     def _driver_floor(self, oids):
         """(single, batched): nanoseconds per object to read these objects' current states
         through the Go database driver alone, one primary-key read each, then batched
         (``gorelstorage bench``'s floor)."""
-        ints = [_oid_int(o) for o in oids]
-        _, single, batched, _ = self._call_db('grs_bench_floor', _native.u64_array(ints), len(ints))
-        return single, batched
+        return self._call_db(_native.bench_floor, [_oid_int(o) for o in oids])
 
     def new_oid(self):
         if self._options.read_only:
@@ -321,13 +306,11 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
             raise TypeError('size must be an int or None, not %r' % (size,))
         limit = _MAX_TID if size is None or filter is not None else max(size, 1)
-        data = self._call('grs_history', _oid_int(oid), limit)[0]
-        r = _native.Reader(data)
         out = []
-        while r.more():
-            tid, _packed, user, desc, ext = _read_txn(r)
-            entry = _txn_info(tid, user, desc, ext)
-            entry.update(tid=p64(tid), serial=p64(tid), size=r.u64())
+        for h in self._call(_native.history, _oid_int(oid), limit):
+            t = h.txn
+            entry = _txn_info(t.tid, t.user, t.description, t.extension)
+            entry.update(tid=p64(t.tid), serial=p64(t.tid), size=h.size)
             if filter is None or filter(entry):
                 out.append(entry)
                 if size is not None and len(out) >= size:
@@ -335,24 +318,18 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         return out
 
     def _transactions(self, start, stop, newest_first, skip_packed, offset, limit):
-        flags = (1 if newest_first else 0) | (2 if skip_packed else 0)
-        data = self._call('grs_transactions', start, stop, flags, offset, limit)[0]
-        r = _native.Reader(data)
-        while r.more():
-            yield _read_txn(r)
+        return self._call(_native.transactions, start, stop, newest_first, skip_packed, offset, limit)
 
     def iterator(self, start=None, stop=None):
         return _TransactionIterator(self, start, stop)
 
     def record_iternext(self, next=None):
         start = u64(next) if next else 0
-        data = self._call('grs_current_from', start, 2)[0]
-        r = _native.Reader(data)
-        if not r.more():
+        revs = self._call(_native.current_from, start, 2)
+        if not revs:
             raise ValueError('no current record at or after oid %r' % (next,))
-        oid, tid, state = r.u64(), r.u64(), r.bytes()
-        following = p64(r.u64()) if r.more() else None
-        return p64(oid), p64(tid), state, following
+        following = p64(revs[1].oid) if len(revs) > 1 else None
+        return p64(revs[0].oid), p64(revs[0].tid), revs[0].state, following
 
     def undoLog(self, first=0, last=-20, filter=None):
         if last < 0:
@@ -362,9 +339,9 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         out, offset, page = [], 0, max(last, 100)
         while len(out) < last:
             rows = list(self._transactions(0, _MAX_TID, True, True, offset, page))
-            for tid, _packed, user, desc, ext in rows:
-                d = _txn_info(tid, user, desc, ext)
-                d['id'] = base64.encodebytes(p64(tid)).rstrip(b'\n')
+            for t in rows:
+                d = _txn_info(t.tid, t.user, t.description, t.extension)
+                d['id'] = base64.encodebytes(p64(t.tid)).rstrip(b'\n')
                 if filter is None or filter(d):
                     out.append(d)
             if len(rows) < page:
@@ -397,10 +374,9 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             if ext is None:
                 from ZODB.Connection import TransactionMetaData
                 ext = TransactionMetaData(extension=getattr(transaction, 'extension', None)).extension_bytes
-            meta = _native.encode(_as_bytes(user), _as_bytes(desc), ext)
             self._undone_oids = []
-            self._call('grs_tpc_begin', meta, len(meta), _oid_int(tid, 'tid') if tid else 0,
-                       1 if status == 'p' else 0)
+            self._call(_native.tpc_begin, _as_bytes(user), _as_bytes(desc), ext,
+                       _oid_int(tid, 'tid') if tid else 0, status == 'p')
         except BaseException:
             self._end_transaction()
             raise
@@ -417,7 +393,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         if not isinstance(data, bytes):
             raise TypeError('data must be bytes, not %s' % type(data).__name__)
         _refuse_blob(oid, data)
-        self._call('grs_store', _oid_int(oid), _serial_int(serial), data, len(data))
+        self._call(_native.store, _oid_int(oid), _serial_int(serial), data)
 
     def restore(self, oid, serial, data, version, prev_txn, transaction):
         self._check_txn(transaction)
@@ -426,18 +402,15 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         if data is not None and not isinstance(data, bytes):
             raise TypeError('data must be bytes or None, not %s' % type(data).__name__)
         _refuse_blob(oid, data)
-        if data is None:
-            self._call('grs_restore', _oid_int(oid), None, -1)
-        else:
-            self._call('grs_restore', _oid_int(oid), data, len(data))
+        self._call(_native.restore, _oid_int(oid), data)
 
     def deleteObject(self, oid, oldserial, transaction):
         self._check_txn(transaction)
-        self._call('grs_delete_object', _oid_int(oid), _serial_int(oldserial))
+        self._call(_native.delete_object, _oid_int(oid), _serial_int(oldserial))
 
     def checkCurrentSerialInTransaction(self, oid, serial, transaction):
         self._check_txn(transaction)
-        self._call('grs_check_current', _oid_int(oid), _serial_int(serial))
+        self._call(_native.check_current, _oid_int(oid), _serial_int(serial))
 
     def undo(self, transaction_id, transaction):
         self._check_txn(transaction)
@@ -449,44 +422,38 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             raise POSException.UndoError('invalid undo id %r' % (transaction_id,))
         if len(tid) != 8:
             raise POSException.UndoError('invalid undo id %r' % (transaction_id,))
-        data = self._call('grs_undo', u64(tid))[0]
-        oids = [p64(o) for o in _native.u64_list(data)]
+        oids = [p64(o) for o in self._call(_native.undo, u64(tid))]
         self._undone_oids.extend(oids)
         return None, oids
 
     def tpc_vote(self, transaction):
         self._check_txn(transaction)
-        data, count, _, _ = self._call('grs_vote')
-        if not count:
+        conflicts = self._call(_native.vote)
+        if not conflicts:
             return None
-        r = _native.Reader(data)
-        resolved, oids = [], []
-        while r.more():
-            oid, committed, old = r.u64(), r.u64(), r.u64()
-            new_state, committed_state, is_undo = r.bytes(), r.bytes(), r.u64()
+        resolved = []
+        for c in conflicts:
             try:
-                state = self.tryToResolveConflict(p64(oid), p64(committed), p64(old), new_state or b'',
-                                                  committed_state or b'')
+                state = self.tryToResolveConflict(p64(c.oid), p64(c.committed_tid), p64(c.old_tid),
+                                                  c.new_state or b'', c.committed_state or b'')
             except POSException.ConflictError:
-                if is_undo:
-                    raise POSException.UndoError('some data were modified by a later transaction', p64(oid))
+                if c.undo:
+                    raise POSException.UndoError('some data were modified by a later transaction', p64(c.oid))
                 raise
-            resolved.append(_native.encode(oid, committed, state))
-            oids.append(p64(oid))
-        buf = b''.join(resolved)
-        self._call('grs_resolve', buf, len(buf))
-        return oids
+            resolved.append((c.oid, c.committed_tid, state))
+        self._call(_native.resolve, resolved)
+        return [p64(c.oid) for c in conflicts]
 
     def tpc_finish(self, transaction, f=None):
         self._check_txn(transaction)
         try:
             with self._lock:  # loads from other threads wait until the commit is visible
-                tid = p64(self._call('grs_finish_lock')[1])
+                tid = p64(self._call(_native.finish_lock))
                 try:
                     if f is not None:
                         f(tid)
                 finally:
-                    self._call('grs_finish_commit')
+                    self._call(_native.finish_commit)
         except BaseException:
             self._abort_quietly()
             raise
@@ -496,7 +463,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     def _abort_quietly(self):
         try:
             if self._instance is not None:
-                self._call('grs_abort')
+                self._call(_native.abort)
         except Exception:
             logger.exception('aborting the transaction failed; its writes were not committed')
         finally:
@@ -549,8 +516,8 @@ class _TransactionIterator:
         self._done = False
 
     def _newest_tid(self):
-        rows = list(self._storage._transactions(0, _MAX_TID, True, False, 0, 1))
-        return rows[0][0] if rows else 0
+        rows = self._storage._transactions(0, _MAX_TID, True, False, 0, 1)
+        return rows[0].tid if rows else 0
 
     def __iter__(self):
         return self
@@ -565,17 +532,14 @@ class _TransactionIterator:
             if not self._page:
                 raise StopIteration
             self._page.reverse()
-        tid, packed, user, desc, ext = self._page.pop()
-        self._start = tid + 1
-        data = self._storage._call('grs_txn_records', tid)[0]
-        r = _native.Reader(data)
+        t = self._page.pop()
+        self._start = t.tid + 1
         records = []
-        while r.more():
-            oid, rtid, state = r.u64(), r.u64(), r.bytes()
-            rec = DataRecord(p64(oid), p64(rtid), state, None)
+        for rev in self._storage._call(_native.txn_records, t.tid):
+            rec = DataRecord(p64(rev.oid), p64(rev.tid), rev.state, None)
             rec.version = ''
             records.append(rec)
-        return _Transaction(p64(tid), 'p' if packed else ' ', user, desc, ext, records)
+        return _Transaction(p64(t.tid), 'p' if t.packed else ' ', t.user, t.description, t.extension, records)
 
     def close(self):
         self._done, self._page = True, []
