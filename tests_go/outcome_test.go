@@ -23,6 +23,7 @@ import (
 
 	"github.com/gorelstorage/gorelstorage/engine"
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/dialecttest"
 )
 
 // cutMode says what the proxy does to the next exchange once armed.
@@ -168,43 +169,45 @@ func (p *proxy) serve() {
 // proxiedServer is a server database reached through a proxy.
 type proxiedServer struct {
 	name     string
-	landed   cutMode // the cut that loses the reply of a COMMIT the server ran
-	options  func(port int) engine.Options
+	landed   cutMode                       // the cut that loses the reply of a COMMIT the server ran
+	options  func(port int) engine.Options // through the proxy on port, or directly for 0
 	target   string
 	zapFirst func()
 }
 
 func proxiedServers(t *testing.T) []proxiedServer {
 	var out []proxiedServer
-	if dsn := pgDSN(); dsn != "" {
+	if dsn, ok := dialecttest.PostgresDSN(""); ok {
 		cfg, err := pgx.ParseConfig(dsn)
 		require.NoError(t, err)
 		out = append(out, proxiedServer{
 			name: "postgresql", landed: dropCommitReply,
 			target:   net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))),
-			zapFirst: func() { zapPostgres(dsn) },
+			zapFirst: func() { must(dialecttest.ZapPostgres(dsn)) },
 			options: func(port int) engine.Options {
-				proxied := fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s dbname=%s",
-					port, cfg.User, cfg.Password, cfg.Database)
-				raw, _ := json.Marshal(map[string]any{"dsn": proxied})
+				dsn := dsn
+				if port != 0 {
+					dsn = fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s dbname=%s",
+						port, cfg.User, cfg.Password, cfg.Database)
+				}
+				raw, _ := json.Marshal(map[string]any{"dsn": dsn})
 				o := engine.DefaultOptions()
 				o.Adapter, o.AdapterOptions = "postgresql", raw
 				return o
 			},
 		})
 	}
-	if my, ok := mysqlOptions(); ok {
+	if srv, ok := dialecttest.MySQL(""); ok {
 		out = append(out, proxiedServer{
 			name: "mysql", landed: dropReplies,
-			target:   net.JoinHostPort(my["host"].(string), strconv.Itoa(my["port"].(int))),
-			zapFirst: func() { zapMySQL(my) },
+			target:   net.JoinHostPort(srv.Host, strconv.Itoa(srv.Port)),
+			zapFirst: func() { must(srv.Zap()) },
 			options: func(port int) engine.Options {
-				proxied := map[string]any{}
-				for k, v := range my {
-					proxied[k] = v
+				opts := srv.Options()
+				if port != 0 {
+					opts["port"] = port
 				}
-				proxied["port"] = port
-				raw, _ := json.Marshal(proxied)
+				raw, _ := json.Marshal(opts)
 				o := engine.DefaultOptions()
 				o.Adapter, o.AdapterOptions = "mysql", raw
 				return o
@@ -315,14 +318,6 @@ func TestCommitOutcomeThatCannotBeCheckedIsUnknown(t *testing.T) {
 
 			// It had landed: reading directly shows it.
 			direct := srv.options(0)
-			if srv.name == "postgresql" {
-				raw, _ := json.Marshal(map[string]any{"dsn": pgDSN()})
-				direct.AdapterOptions = raw
-			} else {
-				my, _ := mysqlOptions()
-				raw, _ := json.Marshal(my)
-				direct.AdapterOptions = raw
-			}
 			state, cur := current(t, open(t, direct), oid)
 			require.Equal(t, []byte("v1"), state)
 			require.Equal(t, tid, cur)

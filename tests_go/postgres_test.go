@@ -2,28 +2,23 @@ package tests_go
 
 import (
 	"encoding/json"
-	"os"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/gorelstorage/gorelstorage/engine"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/dialecttest"
 	_ "github.com/gorelstorage/gorelstorage/engine/adapter/postgres"
 )
-
-// pgDSN names the test server's database; scripts/pg-server sets it up.
-func pgDSN() string { return os.Getenv("GORELSTORAGE_PG_DSN") }
 
 // postgresDatabase is the PostgreSQL entry of databases(), when a server is
 // configured. Each call of options empties the database first.
 func postgresDatabase() (database, bool) {
-	dsn := pgDSN()
-	if dsn == "" {
+	dsn, ok := dialecttest.PostgresDSN("")
+	if !ok {
 		return database{}, false
 	}
 	return database{
 		name: "postgresql",
 		options: func(string) engine.Options {
-			zapPostgres(dsn)
+			must(dialecttest.ZapPostgres(dsn))
 			raw, _ := json.Marshal(map[string]any{"dsn": dsn})
 			o := engine.DefaultOptions()
 			o.Adapter, o.AdapterOptions = "postgresql", raw
@@ -33,15 +28,9 @@ func postgresDatabase() (database, bool) {
 	}, true
 }
 
-// zapPostgres drops every object in the database's public schema.
-func zapPostgres(dsn string) {
-	c, err := pgx.Connect(ctx, dsn)
+// must stops a test set-up that failed.
+func must(err error) {
 	if err != nil {
-		panic(err)
-	}
-	defer c.Close(ctx)
-	if _, err := c.Exec(ctx, `DROP SCHEMA public CASCADE; CREATE SCHEMA public;
-		SELECT lo_unlink(oid) FROM pg_largeobject_metadata`); err != nil {
 		panic(err)
 	}
 }

@@ -7,9 +7,11 @@ its locations starts from an empty database.
 """
 import os
 import re
+import subprocess
 
 import gorelstorage
-from gorelstorage.bench import mysql_params  # MySQLdb keywords from a gomysql:// URI
+from gorelstorage.testing import zap
+from gorelstorage.zodburi import mysql_params
 
 
 class Database:
@@ -52,17 +54,30 @@ PG_DSN = os.environ.get('GORELSTORAGE_PG_DSN', '')
 
 def zap_postgresql(dsn):
     """Drop everything in the database's public schema (RelStorage's objects included)."""
-    from gorelstorage.bench import zap
     zap('postgresql', dsn)
 
 
 class ServerDatabase(Database):
     """A database server with four test databases, gorelstorage[2][_hf]; subclasses
-    say how to address (``address``) and empty (``zap``) one of them."""
+    say how to address (``address``) and empty (``zap``) one of them, its test user's
+    ``password``, how to ``restart`` the server (the script named by ``ctl_env``) and
+    how to ``hold`` RelStorage's locks from an outside session."""
+    ctl_env = None
 
     def __init__(self, workdir):
         super().__init__(workdir)
         self._fresh = set()
+
+    @classmethod
+    def restart_skip_reason(cls):
+        if not os.environ.get(cls.ctl_env):
+            return '%s is not set: the test cannot restart the server' % cls.ctl_env
+        return None
+
+    @classmethod
+    def restart(cls):
+        """Restart the server, keeping its data."""
+        subprocess.run([os.environ[cls.ctl_env], 'restart'], check=True, timeout=120)
 
     def location(self, keep_history, label='main'):
         name = {'main': 'gorelstorage', 'dst': 'gorelstorage2', 'second': 'gorelstorage2'}[label]
@@ -79,11 +94,25 @@ class PostgreSQLDatabase(ServerDatabase):
     skip_reason = None if PG_DSN else (
         'GORELSTORAGE_PG_DSN is not set: no PostgreSQL server to test against (scripts/test starts one)')
 
+    ctl_env = 'GORELSTORAGE_PG_CTL'
+    password = re.search(r'password=(\S+)', PG_DSN).group(1) if PG_DSN else None
+
     @staticmethod
     def address(name):
         return re.sub(r'dbname=\S+', 'dbname=' + name, PG_DSN)
 
     zap = staticmethod(zap_postgresql)
+
+    @staticmethod
+    def hold(location, lock):
+        """An outside session holding RelStorage's lock: 'commit' (advisory lock -1), or the
+        root object's 'shared' (readCurrent) or 'exclusive' (modified) advisory lock."""
+        import psycopg2
+        conn = psycopg2.connect(location)
+        statement = {'commit': 'SELECT pg_advisory_lock(-1)', 'shared': 'SELECT pg_advisory_lock_shared(0)',
+                     'exclusive': 'SELECT pg_advisory_lock(0)'}[lock]
+        conn.cursor().execute(statement)
+        return conn
 
     @staticmethod
     def open_go(location, keep_history, **options):
@@ -111,17 +140,8 @@ def mysql_connect(uri, **kw):
 
 
 def zap_mysql(uri):
-    """Drop and recreate the database (RelStorage's procedures go with it)."""
-    params = mysql_params(uri)
-    import pymysql
-    conn = pymysql.connect(host=params['host'], port=params['port'], user=params['user'],
-                           password=params['passwd'], autocommit=True)
-    try:
-        with conn.cursor() as cur:
-            cur.execute('DROP DATABASE IF EXISTS `%s`' % params['db'])
-            cur.execute('CREATE DATABASE `%s`' % params['db'])
-    finally:
-        conn.close()
+    """Drop everything in the database (RelStorage's procedures included)."""
+    zap('mysql', uri)
 
 
 class MySQLDatabase(ServerDatabase):
@@ -130,11 +150,28 @@ class MySQLDatabase(ServerDatabase):
     skip_reason = None if MYSQL_URI else (
         'GORELSTORAGE_MYSQL_URI is not set: no MySQL/MariaDB server to test against (scripts/test starts one)')
 
+    ctl_env = 'GORELSTORAGE_MYSQL_CTL'
+    password = mysql_params(MYSQL_URI)['passwd'] if MYSQL_URI else None
+
     @staticmethod
     def address(name):
         return MYSQL_URI.rsplit('/', 1)[0] + '/' + name
 
     zap = staticmethod(zap_mysql)
+
+    @staticmethod
+    def hold(location, lock):
+        """An outside session holding RelStorage's lock: 'commit' (the commit_row_lock row),
+        or the root object's row locked 'shared' (readCurrent) or 'exclusive' (modified)."""
+        statement = {'commit': 'SELECT tid FROM commit_row_lock FOR UPDATE',
+                     'shared': 'SELECT zoid FROM current_object WHERE zoid = 0 LOCK IN SHARE MODE',
+                     'exclusive': 'SELECT zoid FROM current_object WHERE zoid = 0 FOR UPDATE'}[lock]
+        conn = mysql_connect(location)
+        with conn.cursor() as cur:
+            cur.execute('START TRANSACTION')
+            cur.execute(statement)
+            cur.fetchall()
+        return conn
 
     @staticmethod
     def open_go(location, keep_history, **options):
@@ -247,3 +284,6 @@ DATABASES = {
     'mysql': MySQLDatabase,
     'oracle': OracleDatabase,
 }
+
+# The servers the server cases (test_servers.py) run against: restarted and locked by the tests.
+SERVERS = {'postgresql': PostgreSQLDatabase, 'mysql': MySQLDatabase}

@@ -3,7 +3,6 @@ schema RelStorage creates and its locks. Runs against the server
 scripts/mariadb-server starts."""
 import os
 import re
-import subprocess
 import time
 
 import pytest
@@ -15,11 +14,11 @@ from ZODB.POSException import StorageError
 from ZODB.utils import z64
 
 import gorelstorage
-import server_cases as cases
 from databases import MYSQL_URI
 from databases import MySQLDatabase
 from databases import mysql_connect
 from databases import mysql_params
+from test_servers import commit_root
 
 pytestmark = pytest.mark.skipif(not MYSQL_URI, reason=MySQLDatabase.skip_reason or '')
 
@@ -207,7 +206,7 @@ def test_option_file_supplies_what_the_configuration_leaves_out(uri, tmp_path):
     cnf.chmod(0o600)
     storage = gorelstorage.GoRelStorage(gorelstorage.MySQL(read_default_file=str(cnf), read_default_group='zodb'))
     try:
-        cases.commit_root(storage, b'from the option file')
+        commit_root(storage, b'from the option file')
         assert storage.load(z64)[0] == b'from the option file'
         assert PASSWORD not in storage.getName()
     finally:
@@ -222,39 +221,10 @@ def test_unix_socket(uri):
     del params['host'], params['port']
     storage = gorelstorage.GoRelStorage(gorelstorage.MySQL(unix_socket=sock, **params))
     try:
-        cases.commit_root(storage, b'over the socket')
+        commit_root(storage, b'over the socket')
         assert 'unix_socket=' in storage.getName()
     finally:
         storage.close()
-
-
-# Restarts
-
-def _restart_server():
-    subprocess.run([os.environ['GORELSTORAGE_MYSQL_CTL'], 'restart'], check=True, timeout=120)
-
-
-needs_ctl = pytest.mark.skipif(not os.environ.get('GORELSTORAGE_MYSQL_CTL'),
-                               reason='GORELSTORAGE_MYSQL_CTL is not set: the test cannot restart the server')
-
-
-def _open(uri):
-    return lambda: gorelstorage.GoRelStorage(_adapter(uri))
-
-
-@needs_ctl
-def test_restart_between_transactions_needs_no_reopen(uri):
-    cases.restart_between_transactions_needs_no_reopen(_open(uri), _restart_server)
-
-
-@needs_ctl
-def test_restart_during_a_transaction_is_retryable(uri):
-    cases.restart_during_a_transaction_is_retryable(_open(uri), _restart_server, PASSWORD)
-
-
-@needs_ctl
-def test_restart_after_reading_still_commits_safely(uri):
-    cases.restart_after_reading_still_commits_safely(_open(uri), _restart_server)
 
 
 # Schema
@@ -293,46 +263,6 @@ def test_schema_is_relstorages(keep_history):
     assert sorted(go) == sorted(rs)
     for part in rs:
         assert go[part] == rs[part], part
-
-
-# Locks, as RelStorage takes them: an outside session holding RelStorage's
-# row locks must stop our commits, and commit-lock-timeout bounds the wait.
-
-def _holding(uri, *statements):
-    conn = mysql_connect(uri)
-    with conn.cursor() as cur:
-        cur.execute('START TRANSACTION')
-        for stmt in statements:
-            cur.execute(stmt)
-            cur.fetchall()
-    return conn
-
-
-def test_the_commit_lock_is_the_commit_row_lock_row(uri):
-    storage = gorelstorage.GoRelStorage(_adapter(uri), commit_lock_timeout=1)
-    try:
-        cases.commit_waits_for_the_commit_lock(
-            storage, lambda: _holding(uri, 'SELECT tid FROM commit_row_lock FOR UPDATE'))
-    finally:
-        storage.close()
-
-
-def test_a_modified_object_waits_for_its_row_lock(uri):
-    storage = gorelstorage.GoRelStorage(_adapter(uri), commit_lock_timeout=1)
-    try:
-        cases.modified_object_waits_for_a_reader(
-            storage, lambda: _holding(uri, 'SELECT zoid FROM current_object WHERE zoid = 0 LOCK IN SHARE MODE'))
-    finally:
-        storage.close()
-
-
-def test_read_current_does_not_wait_for_a_writer(uri):
-    storage = gorelstorage.GoRelStorage(_adapter(uri), commit_lock_timeout=30)
-    try:
-        cases.read_current_does_not_wait_for_a_writer(
-            storage, lambda: _holding(uri, 'SELECT zoid FROM current_object WHERE zoid = 0 FOR UPDATE'))
-    finally:
-        storage.close()
 
 
 def _wait_until_free(uri, lock):

@@ -10,7 +10,7 @@ from ZODB.POSException import StorageError
 from ZODB.utils import z64
 
 import gorelstorage
-import server_cases as cases
+from test_servers import commit_root
 from databases import ORACLE_DSN
 from databases import ORACLE_SKIP
 from databases import OracleDatabase
@@ -179,7 +179,7 @@ def test_commits_and_reads_back(keep_history, twophase):
                                         keep_history=keep_history)
     try:
         for value in (b'small', b'x' * 100000, b'y' * 3000):  # a state past RAW's 32767 bytes, then back
-            cases.commit_root(storage, value)
+            commit_root(storage, value)
             assert storage.load(z64)[0] == value
     finally:
         storage.close()

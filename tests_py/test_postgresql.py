@@ -11,7 +11,6 @@ import ZODB.config
 from ZODB.POSException import StorageError
 
 import gorelstorage
-import server_cases as cases
 from databases import PG_DSN
 from databases import PostgreSQLDatabase
 
@@ -148,33 +147,6 @@ def test_zodburi_gopostgres(dsn):
 
 # Restarts
 
-def _restart_server():
-    subprocess.run([os.environ['GORELSTORAGE_PG_CTL'], 'restart'], check=True, timeout=120)
-
-
-needs_ctl = pytest.mark.skipif(not os.environ.get('GORELSTORAGE_PG_CTL'),
-                               reason='GORELSTORAGE_PG_CTL is not set: the test cannot restart the server')
-
-
-def _open(dsn):
-    return lambda: gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(dsn))
-
-
-@needs_ctl
-def test_restart_between_transactions_needs_no_reopen(dsn):
-    cases.restart_between_transactions_needs_no_reopen(_open(dsn), _restart_server)
-
-
-@needs_ctl
-def test_restart_during_a_transaction_is_retryable(dsn):
-    cases.restart_during_a_transaction_is_retryable(_open(dsn), _restart_server, PASSWORD)
-
-
-@needs_ctl
-def test_restart_after_reading_still_commits_safely(dsn):
-    cases.restart_after_reading_still_commits_safely(_open(dsn), _restart_server)
-
-
 # Schema
 
 def _pg_schema(dsn):
@@ -223,40 +195,6 @@ def test_schema_is_relstorages(keep_history):
     go, rs = _pg_schema(go_dsn), _pg_schema(rs_dsn)
     for part in rs:
         assert go[part] == rs[part], part
-
-
-# Locks, as RelStorage takes them: an outside session holding RelStorage's
-# lock ids must stop our commits, and commit-lock-timeout bounds the wait.
-
-def _holding(dsn, lock_id, shared=False):
-    import psycopg2
-    conn = psycopg2.connect(dsn)
-    conn.cursor().execute('SELECT pg_advisory_lock%s(%%s)' % ('_shared' if shared else ''), (lock_id,))
-    return conn
-
-
-def test_the_commit_lock_is_advisory_lock_minus_one(dsn):
-    storage = gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(dsn), commit_lock_timeout=1)
-    try:
-        cases.commit_waits_for_the_commit_lock(storage, lambda: _holding(dsn, -1))
-    finally:
-        storage.close()
-
-
-def test_a_modified_object_waits_for_its_advisory_lock(dsn):
-    storage = gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(dsn), commit_lock_timeout=1)
-    try:
-        cases.modified_object_waits_for_a_reader(storage, lambda: _holding(dsn, 0, shared=True))
-    finally:
-        storage.close()
-
-
-def test_read_current_does_not_wait_for_a_writer(dsn):
-    storage = gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(dsn), commit_lock_timeout=30)
-    try:
-        cases.read_current_does_not_wait_for_a_writer(storage, lambda: _holding(dsn, 0))
-    finally:
-        storage.close()
 
 
 def test_empty_dsn_uses_the_pg_environment_variables(dsn):

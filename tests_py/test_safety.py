@@ -138,7 +138,7 @@ def test_postgresql_messages_do_not_depend_on_the_password():
 
 @pytest.mark.skipif(not MYSQL_URI, reason='needs the test MariaDB server (scripts/test starts it)')
 def test_mysql_messages_do_not_depend_on_the_password():
-    from gorelstorage.bench import mysql_params
+    from gorelstorage.zodburi import mysql_params
     params = mysql_params(MYSQL_URI)
     for changes, shows in (({'host': '127.0.0.1', 'port': 1, 'connect_timeout': 5},
                             'dial tcp 127.0.0.1:1: connect: connection refused'),

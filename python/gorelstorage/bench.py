@@ -42,6 +42,9 @@ import tempfile
 import threading
 import time
 
+from .testing import zap
+from .zodburi import mysql_params
+
 WORKLOADS = ('add', 'store', 'update', 'warm', 'cold', 'prefetch_cold', 'hot', 'steamin',
              'readCurrent', 'ex_commit', 'tpc', 'new_oid', 'conflicts')
 # The workloads the issue holds to 0.5x RelStorage's time.
@@ -64,15 +67,6 @@ class PObject(Persistent):
 
 
 # --- opening the contenders ---------------------------------------------------
-
-def mysql_params(uri):
-    """MySQLdb keywords (RelStorage's MySQLAdapter, PyMySQL) from a ``gomysql://`` URI."""
-    from urllib.parse import unquote
-    from urllib.parse import urlsplit
-    parts = urlsplit(uri)
-    return {'host': parts.hostname, 'port': parts.port or 3306, 'user': unquote(parts.username or ''),
-            'passwd': unquote(parts.password or ''), 'db': parts.path[1:]}
-
 
 def open_storage(spec):
     """Open the storage a spec dict describes (picklable, for processes)."""
@@ -127,39 +121,6 @@ def _count_relstorage_fetches(mover_class):
             yield row
     mover_class.load_current, mover_class.load_currents = counted_current, counted_currents
     mover_class._gorelstorage_counted = True
-
-
-def zap(database, location):
-    """Empty a benchmark database."""
-    if database == 'sqlite':
-        shutil.rmtree(location, ignore_errors=True)
-        os.makedirs(location)
-    elif database == 'postgresql':
-        import psycopg2
-        conn = psycopg2.connect(location)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute('SELECT lo_unlink(oid) FROM pg_largeobject_metadata')
-                cur.execute('DROP SCHEMA public CASCADE')
-                cur.execute('CREATE SCHEMA public')
-        finally:
-            conn.close()
-    else:
-        import pymysql
-        p = mysql_params(location)
-        conn = pymysql.connect(host=p['host'], port=p['port'], user=p['user'], password=p['passwd'],
-                               database=p['db'], autocommit=True)
-        try:
-            with conn.cursor() as cur:
-                cur.execute('SET FOREIGN_KEY_CHECKS = 0')
-                cur.execute("SELECT table_name, table_type FROM information_schema.tables "
-                            "WHERE table_schema = DATABASE()")
-                for name, kind in cur.fetchall():
-                    cur.execute('DROP %s `%s`' % ('VIEW' if kind == 'VIEW' else 'TABLE', name))
-                cur.execute('SET FOREIGN_KEY_CHECKS = 1')
-        finally:
-            conn.close()
 
 
 def _clear_storage_cache(db):

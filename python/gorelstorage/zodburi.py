@@ -117,22 +117,28 @@ def postgres_resolver(uri):
     return _factory(PostgreSQL(' '.join(dsn), driver=args.get('driver', 'auto')), options), leftover
 
 
+def mysql_params(uri):
+    """MySQLdb's ``connect()`` keywords (host, port, user, passwd, db) from the parts of a
+    ``gomysql://user:password@host:port/db`` URI, port 3306 when it names none: the one
+    reader of these URIs (the resolver, the benchmark and the tests use it)."""
+    parts = urlsplit(uri)
+    try:
+        port = parts.port
+    except ValueError as e:
+        raise ConfigurationError('gomysql URI: %s' % e) from None
+    return {'host': parts.hostname or '', 'port': port or 3306, 'user': unquote(parts.username or ''),
+            'passwd': unquote(parts.password or ''), 'db': unquote(parts.path[1:])}
+
+
 def mysql_adapter(uri):
     """The MySQL adapter a ``gomysql://user:password@host:port/db?...`` URI names, and the
     URI's other query arguments (storage options, database keywords)."""
-    parts = urlsplit(uri)
     _path, options, args, leftover = _split(uri)
     _refuse_others('gomysql', args, _MYSQL_ARGS)
     for key in ('client_flag', 'load_infile'):
         if key in args:
             raise ConfigurationError('gomysql: %s is not supported by GoRelStorage' % key)
-    try:
-        port = parts.port
-    except ValueError as e:
-        raise ConfigurationError('gomysql URI: %s' % e) from None
-    params = {'db': unquote(parts.path[1:]), 'user': unquote(parts.username or ''),
-              'passwd': unquote(parts.password or ''), 'host': parts.hostname or '', 'port': port}
-    params = {k: v for k, v in params.items() if v}
+    params = {k: v for k, v in mysql_params(uri).items() if v}
     for key in ('unix_socket', 'init_command', 'read_default_file', 'read_default_group'):
         if key in args:
             params[key] = args[key]

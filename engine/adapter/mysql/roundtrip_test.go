@@ -2,11 +2,7 @@ package mysql
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"net/url"
-	"os"
-	"strconv"
 	"sync/atomic"
 	"testing"
 
@@ -31,26 +27,17 @@ func init() {
 // testOptions names the test server's second database: tests_go, run in
 // parallel with this package by go test ./..., uses the first.
 func testOptions(t *testing.T) Options {
-	raw := os.Getenv("GORELSTORAGE_MYSQL_URI")
-	if raw == "" {
+	srv, ok := dialecttest.MySQL("gorelstorage2")
+	if !ok {
 		t.Skip("GORELSTORAGE_MYSQL_URI is not set: no MySQL/MariaDB server to test against (scripts/test starts one)")
 	}
-	u, err := url.Parse(raw)
-	require.NoError(t, err)
-	pw, _ := u.User.Password()
-	port, _ := strconv.Atoi(u.Port())
-	return Options{Host: u.Hostname(), Port: port, User: u.User.Username(), Passwd: pw, DB: "gorelstorage2"}
+	return Options{Host: srv.Host, Port: srv.Port, User: srv.User, Passwd: srv.Passwd, DB: srv.DB}
 }
 
 // zap drops and recreates the database.
 func zap(t *testing.T, o Options) {
-	cfg, err := config(Options{Host: o.Host, Port: o.Port, User: o.User, Passwd: o.Passwd, DB: "mysql"})
-	require.NoError(t, err)
-	db, err := sql.Open("mysql", cfg.FormatDSN())
-	require.NoError(t, err)
-	defer db.Close()
-	_, err = db.Exec("DROP DATABASE IF EXISTS " + o.DB + "; CREATE DATABASE " + o.DB)
-	require.NoError(t, err)
+	srv := dialecttest.MySQLServer{Host: o.Host, Port: o.Port, User: o.User, Passwd: o.Passwd, DB: o.DB}
+	require.NoError(t, srv.Zap())
 }
 
 // TestRoundTrips counts what the server sees: a commit takes 3 round trips

@@ -3,12 +3,9 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"regexp"
 	"sync/atomic"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
@@ -30,24 +27,16 @@ func init() {
 // testDSN names the test server's second database: tests_go, run in
 // parallel with this package by go test ./..., uses the first.
 func testDSN(t *testing.T) string {
-	dsn := os.Getenv("GORELSTORAGE_PG_DSN")
-	if dsn == "" {
+	dsn, ok := dialecttest.PostgresDSN("gorelstorage2")
+	if !ok {
 		t.Skip("GORELSTORAGE_PG_DSN is not set: no PostgreSQL server to test against (scripts/test starts one)")
 	}
-	return regexp.MustCompile(`dbname=\S+`).ReplaceAllString(dsn, "dbname=gorelstorage2")
-}
-
-func zap(t *testing.T, dsn string) {
-	c, err := pgx.Connect(context.Background(), dsn)
-	require.NoError(t, err)
-	defer c.Close(context.Background())
-	_, err = c.Exec(context.Background(), `DROP SCHEMA public CASCADE; CREATE SCHEMA public`)
-	require.NoError(t, err)
+	return dsn
 }
 
 // TestRoundTrips counts what the server sees: a commit takes 3 round trips
 // whatever its size, a poll 1, a load 1, ending a snapshot 1, 16 OIDs 1.
 func TestRoundTrips(t *testing.T) {
 	dsn := testDSN(t)
-	dialecttest.RoundTrips(t, "postgresql-counting", Options{DSN: dsn}, func(t *testing.T) { zap(t, dsn) }, roundTrips.Load, 7)
+	dialecttest.RoundTrips(t, "postgresql-counting", Options{DSN: dsn}, func(t *testing.T) { require.NoError(t, dialecttest.ZapPostgres(dsn)) }, roundTrips.Load, 7)
 }

@@ -1,6 +1,5 @@
-"""Cases every database server runs the same way: restarts and RelStorage's
-locks held by an outside session. The per-server modules say how to open a
-storage, restart the server and hold a lock."""
+"""Cases every database server runs the same way, written once and parametrised over
+databases.SERVERS: server restarts, and RelStorage's locks held by an outside session."""
 import time
 
 import pytest
@@ -13,6 +12,49 @@ from ZODB.utils import z64
 from transaction.interfaces import TransientError
 
 import gorelstorage
+from databases import SERVERS
+
+
+@pytest.fixture(params=sorted(SERVERS))
+def server(request, tmp_path):
+    db = SERVERS[request.param](str(tmp_path))
+    if db.skip_reason:
+        pytest.skip(db.skip_reason)
+    return db
+
+
+@pytest.fixture
+def location(server):
+    return server.location(True)  # the empty history-preserving database "gorelstorage"
+
+
+@pytest.fixture
+def open_storage(server, location):
+    """open_storage(**options): a new storage on the test database, closed after the test."""
+    opened = []
+
+    def open_(**options):
+        storage = server.open_go(location, True, **options)
+        opened.append(storage)
+        return storage
+    yield open_
+    for storage in opened:
+        storage.close()
+
+
+@pytest.fixture
+def restart(server):
+    """restart(): the server restarts, keeping its data."""
+    reason = server.restart_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    return server.restart
+
+
+@pytest.fixture
+def hold(server, location):
+    """hold(lock): an outside session holding one of RelStorage's locks; close() releases."""
+    return lambda lock: server.hold(location, lock)
 
 
 def commit_root(storage, value):
@@ -32,9 +74,9 @@ def commit_root(storage, value):
         raise
 
 
-# Restarts: open_storage() returns a new storage on the test database.
+# Restarts
 
-def restart_between_transactions_needs_no_reopen(open_storage, restart):
+def test_restart_between_transactions_needs_no_reopen(open_storage, restart):
     db = ZODB.DB(open_storage())
     try:
         with db.transaction() as conn:
@@ -50,7 +92,8 @@ def restart_between_transactions_needs_no_reopen(open_storage, restart):
         db.close()
 
 
-def restart_during_a_transaction_is_retryable(open_storage, restart, password):
+def test_restart_during_a_transaction_is_retryable(open_storage, restart, server):
+    password = server.password
     db = ZODB.DB(open_storage())
     try:
         with db.transaction() as conn:
@@ -84,7 +127,7 @@ def restart_during_a_transaction_is_retryable(open_storage, restart, password):
         db.close()
 
 
-def restart_after_reading_still_commits_safely(open_storage, restart):
+def test_restart_after_reading_still_commits_safely(open_storage, restart):
     """The writes are checked against the database at vote, on a new
     connection: a restart between reading and committing loses nothing."""
     db = ZODB.DB(open_storage())
@@ -100,12 +143,13 @@ def restart_after_reading_still_commits_safely(open_storage, restart):
         db.close()
 
 
-# Locks: hold() starts an outside session holding a lock and returns it; close() releases.
+# Locks, as RelStorage takes them: an outside session holding RelStorage's locks
+# must stop our commits, and commit-lock-timeout bounds the wait.
 
-def commit_waits_for_the_commit_lock(storage, hold):
-    """storage has commit_lock_timeout=1."""
+def test_commit_waits_for_the_commit_lock(open_storage, hold):
+    storage = open_storage(commit_lock_timeout=1)
     commit_root(storage, b'one')
-    holder = hold()
+    holder = hold('commit')
     try:
         start = time.monotonic()
         with pytest.raises(gorelstorage.UnableToLockError):
@@ -117,10 +161,11 @@ def commit_waits_for_the_commit_lock(storage, hold):
     assert storage.load(z64)[0] == b'three'
 
 
-def modified_object_waits_for_a_reader(storage, hold_root_shared):
-    """storage has commit_lock_timeout=1; the holder takes RelStorage's readCurrent lock of the root."""
+def test_modified_object_waits_for_a_reader(open_storage, hold):
+    """The holder takes RelStorage's readCurrent lock of the root."""
+    storage = open_storage(commit_lock_timeout=1)
     commit_root(storage, b'one')
-    holder = hold_root_shared()
+    holder = hold('shared')
     try:
         with pytest.raises(gorelstorage.UnableToLockError) as info:
             commit_root(storage, b'two')
@@ -130,7 +175,8 @@ def modified_object_waits_for_a_reader(storage, hold_root_shared):
     commit_root(storage, b'two')
 
 
-def read_current_does_not_wait_for_a_writer(storage, hold_root_exclusive):
+def test_read_current_does_not_wait_for_a_writer(open_storage, hold):
+    storage = open_storage(commit_lock_timeout=30)
     commit_root(storage, b'root')
     other_oid = storage.new_oid()
     t = TransactionMetaData()
@@ -139,7 +185,7 @@ def read_current_does_not_wait_for_a_writer(storage, hold_root_exclusive):
     storage.tpc_vote(t)
     storage.tpc_finish(t)
     serial = storage.load(z64)[1]
-    holder = hold_root_exclusive()
+    holder = hold('exclusive')
     try:
         t = TransactionMetaData()
         storage.tpc_begin(t)

@@ -1,0 +1,47 @@
+"""Emptying the databases that the tests and ``gorelstorage bench`` run on. Everything
+in them goes: a database given here must be one made for that."""
+import os
+import shutil
+
+from .zodburi import mysql_params
+
+
+def zap(database, location):
+    """Empty a database wholly: ``sqlite`` (a data-dir), ``postgresql`` (a DSN: the public
+    schema and every large object) or ``mysql`` (a ``gomysql://`` URI: every table, view,
+    procedure and function, RelStorage's among them)."""
+    if database == 'sqlite':
+        shutil.rmtree(location, ignore_errors=True)
+        os.makedirs(location)
+    elif database == 'postgresql':
+        import psycopg2
+        conn = psycopg2.connect(location)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute('SELECT lo_unlink(oid) FROM pg_largeobject_metadata')
+                cur.execute('DROP SCHEMA public CASCADE')
+                cur.execute('CREATE SCHEMA public')
+        finally:
+            conn.close()
+    elif database == 'mysql':
+        import pymysql
+        p = mysql_params(location)
+        conn = pymysql.connect(host=p['host'], port=p['port'], user=p['user'], password=p['passwd'],
+                               database=p['db'], autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute('SET FOREIGN_KEY_CHECKS = 0')
+                cur.execute('SELECT table_name, table_type FROM information_schema.tables '
+                            'WHERE table_schema = DATABASE()')
+                for name, kind in cur.fetchall():
+                    cur.execute('DROP %s `%s`' % ('VIEW' if kind == 'VIEW' else 'TABLE', name))
+                cur.execute('SELECT routine_name, routine_type FROM information_schema.routines '
+                            'WHERE routine_schema = DATABASE()')
+                for name, kind in cur.fetchall():
+                    cur.execute('DROP %s `%s`' % (kind, name))
+                cur.execute('SET FOREIGN_KEY_CHECKS = 1')
+        finally:
+            conn.close()
+    else:
+        raise ValueError('no such test database kind: %r' % (database,))
