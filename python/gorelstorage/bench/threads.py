@@ -2,7 +2,7 @@
 in each of two threads at once (each thread its own instance, as ZODB gives
 each Connection its own). Prints numbers; asserts nothing.
 
-    .venv/bin/python benchmarks/threads.py [--objects N] [--size BYTES]
+    .venv/bin/python -m gorelstorage.bench.threads [--objects N] [--size BYTES]
 """
 import argparse
 import os

@@ -1,6 +1,6 @@
 """The shared pickle cache, measured from Python. Prints numbers; asserts nothing.
 
-    .venv/bin/python benchmarks/cache.py [--objects N] [--size BYTES] [--postgresql DSN]
+    .venv/bin/python -m gorelstorage.bench.cache [--objects N] [--size BYTES] [--postgresql DSN]
 
 1. a load served by the shared cache, against a load that reaches the database
    (cache-local-mb 0), in microseconds per load;

@@ -1,0 +1,181 @@
+"""``gorelstorage bench``: zodbshootout's workloads, GoRelStorage and RelStorage side by side.
+
+Each round runs every contender (GoRelStorage, RelStorage 4.x) on the same database server and
+settings, one after the other, the order rotated between rounds; each contender starts from an
+emptied database. Per client (1 or 2, as threads sharing one ZODB.DB or as processes each with its
+own), with N objects per transaction of ``--size`` bytes:
+
+  add            commit N new objects into the client's mapping
+  store          the storage API alone: tpc_begin, store N new objects, tpc_vote, tpc_finish
+  update         change an attribute of the N objects, commit
+  warm           read the N objects, the storage's cache holding them, the Connection's empty
+  cold           the same with every cache emptied first (checked: the loads reach the database)
+  prefetch_cold  cold, with Connection.prefetch of the N objects first
+  hot            read them in a new transaction, the Connection's cache holding them
+  steamin        read them again in the same transaction
+  readCurrent    a transaction calling readCurrent on the N objects and changing one
+  ex_commit      N transactions of an explicit transaction manager, each changing one object
+  tpc            N empty two-phase commits through the storage API
+  new_oid        N new_oid calls
+  conflicts      N transactions each adding 1 to one BTrees.Length all clients share (resolved)
+
+Times are microseconds per object (per transaction or call for the last four), the median and
+p99 over every recorded sample. Beside them, in the same run:
+
+  floor          GoRelStorage's Go database driver alone: a primary-key read per object, and a
+                 batched read
+  ZODB alone     the workloads on ZODB's in-memory MappingStorage, one client: pickling, the
+                 Connection and transaction machinery that no storage can go below
+  round trips    SQL round trips per object (per call for the last four), one client of each
+                 contender run once more through a loopback proxy in front of the server that
+                 counts them (PostgreSQL and MySQL; SQLite has none)
+"""
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from .contenders import CONTENDERS
+from .report import _geomeans
+from .report import _progress
+from .report import _stats
+from .report import chart
+from .report import machine
+from .report import markdown
+from .report import overview
+from .report import summary
+from .roundtrips import count_round_trips
+from .workloads import WORKLOADS
+from .workloads import floor
+from .workloads import run_config
+from .workloads import zodb_floor
+
+
+def run(args):
+    databases = [('sqlite', None)]
+    if args.postgresql:
+        databases.append(('postgresql', args.postgresql))
+    if args.mysql:
+        databases.append(('mysql', args.mysql))
+    if args.quick:
+        databases = [('sqlite', None)]
+    workdir = tempfile.mkdtemp(prefix='gorelstorage-bench-')
+    report = {'machine': machine(), 'settings': {
+        'quick': args.quick, 'size': args.size, 'counts': args.counts, 'clients': args.clients,
+        'kinds': args.kinds, 'modes': args.modes, 'rounds': args.rounds, 'reps': args.reps,
+        'cache_local_mb': 10}, 'floor': {}, 'zodb': {}, 'results': [], 'failures': []}
+    started = time.perf_counter()
+    try:
+        for n in args.counts:
+            report['zodb'][str(n)] = zodb_floor(n, args.size, args.reps)
+        for database, location in databases:
+            for mode in args.modes:
+                hp = mode == 'hp'
+                for n in args.counts:
+                    loc = location or os.path.join(workdir, 'floor')
+                    single, batched = floor({'contender': 'gorelstorage', 'database': database, 'location': loc,
+                                             'hp': hp}, max(n, 100), args.size)
+                    report['floor']['%s/%s/%d' % (database, mode, n)] = {'single': single, 'batched': batched}
+                    trips = {}
+                    for contender in CONTENDERS:
+                        try:
+                            trips[contender] = count_round_trips({'contender': contender, 'database': database,
+                                                                  'hp': hp, 'location': loc}, n, args.size)
+                        except Exception as e:
+                            if contender == 'gorelstorage':
+                                raise
+                            trips[contender] = None
+                            print('round trips of %s on %s %s: %s' % (contender, database, mode,
+                                                                       str(e).splitlines()[0][:200]), file=sys.stderr)
+                    for clients in args.clients:
+                        for kind in args.kinds:
+                            samples = {c: {w: [] for w in WORKLOADS} for c in CONTENDERS}
+                            failed = None
+                            for rnd in range(args.rounds):
+                                order = CONTENDERS[rnd % 2:] + CONTENDERS[:rnd % 2]
+                                for contender in order:
+                                    spec = {'contender': contender, 'database': database, 'hp': hp,
+                                            'location': location or os.path.join(workdir, contender)}
+                                    try:
+                                        got = run_config(spec, clients, kind, n, args.size, args.reps)
+                                    except Exception as e:
+                                        if contender == 'gorelstorage':
+                                            raise
+                                        failed = '%s failed: %s' % (contender, str(e).splitlines()[0][:200])
+                                        break
+                                    for w in WORKLOADS:
+                                        samples[contender][w].extend(got[w])
+                                if failed:
+                                    break
+                            config = {'database': database, 'mode': mode, 'objects': n, 'clients': clients,
+                                      'kind': kind}
+                            if args.profile:  # a pass of its own: profilers slow what they watch
+                                prefix = os.path.join(args.profile, '%s-%s-%d-%d%s' % (
+                                    database, mode, n, clients, kind))
+                                run_config({'contender': 'gorelstorage', 'database': database, 'hp': hp,
+                                            'location': location or os.path.join(workdir, 'gorelstorage'),
+                                            'profile': prefix}, clients, kind, n, args.size, args.reps)
+                            if failed:
+                                report['failures'].append(dict(config, error=failed))
+                                print('%s %s, %d objects, %d client(s) as %s: %s'
+                                      % (database, mode, n, clients, kind, failed), file=sys.stderr)
+                                continue
+                            for w in WORKLOADS:
+                                row = {'database': database, 'mode': mode, 'objects': n, 'clients': clients,
+                                       'kind': kind, 'workload': w}
+                                for c in CONTENDERS:
+                                    row[c] = _stats(samples[c][w])
+                                row['ratio'] = row['gorelstorage']['median'] / row['relstorage']['median']
+                                row['round_trips'] = {c: trips[c] and trips[c][w] for c in CONTENDERS}
+                                row['zodb'] = report['zodb'][str(n)][w]
+                                report['results'].append(row)
+                            print(_progress(report['results'][-len(WORKLOADS):]), file=sys.stderr)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report['elapsed_s'] = time.perf_counter() - started
+    report['geomean'] = _geomeans(report['results'])
+    with open(args.json, 'w') as f:
+        json.dump(report, f, indent=1)
+    print(markdown(report))
+    print()
+    print(summary(report))
+    print(overview(report))
+    if args.chart:
+        chart(report, args.chart)
+    print('\n%s written%s; %.0f s' % (args.json, ', ' + args.chart if args.chart else '', report['elapsed_s']))
+    return 0
+
+
+def add_arguments(p):
+    p.add_argument('--quick', action='store_true',
+                   help='SQLite only, 100 objects, 1 and 2 threads, history-free and -preserving (< 2 min)')
+    p.add_argument('--postgresql', metavar='DSN', help='also run on this PostgreSQL database (it is emptied)')
+    p.add_argument('--mysql', metavar='URI',
+                   help='also run on this MySQL/MariaDB database, gomysql://user:password@host:port/db '
+                        '(it is emptied)')
+    p.add_argument('--size', type=int, default=300, help='object size in bytes (300)')
+    p.add_argument('--counts', type=int, nargs='+', default=None, help='objects per transaction (1 10 100 1000)')
+    p.add_argument('--clients', type=int, nargs='+', default=None, help='concurrent clients (1 2)')
+    p.add_argument('--kinds', nargs='+', choices=('threads', 'processes'), default=None,
+                   help='clients as threads, processes or both (both)')
+    p.add_argument('--modes', nargs='+', choices=('hf', 'hp'), default=['hf', 'hp'])
+    p.add_argument('--rounds', type=int, default=None, help='rounds, contenders rotated between them (3)')
+    p.add_argument('--reps', type=int, default=None, help='samples per workload per client per round (5; quick 10)')
+    p.add_argument('--profile', metavar='DIR',
+                   help='after each configuration, run GoRelStorage once more under profilers: '
+                        'DIR/<configuration>.pprof (Go, go tool pprof) and -client<i>.pstats (cProfile)')
+    p.add_argument('--json', default='bench-results.json', help='where to save the results')
+    p.add_argument('--chart', default='bench-results.png', help='where to draw the chart ("" for none)')
+
+
+def main(args):
+    quick = args.quick
+    if args.profile:
+        os.makedirs(args.profile, exist_ok=True)
+    args.counts = args.counts or ([100] if quick else [1, 10, 100, 1000])
+    args.clients = args.clients or [1, 2]
+    args.kinds = args.kinds or (['threads'] if quick else ['threads', 'processes'])
+    args.rounds = args.rounds or 3
+    args.reps = args.reps or (10 if quick else 5)
+    return run(args)
