@@ -1,6 +1,8 @@
 // Error kinds the engine reports. Each kind maps to one ZODB exception on the
-// Python side (DESIGN.md, "Errors Python sees"); the C ABI carries the kind as
-// an integer, so the numeric values are part of the ABI.
+// Python side (_native.KINDS names them, and tests_py/test_abi.py checks that
+// the two lists agree); the C ABI carries the kind as an integer, so the
+// numeric values are part of the ABI.
+
 package engine
 
 import (

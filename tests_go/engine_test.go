@@ -1,6 +1,8 @@
 // Engine tests against real databases. Each test runs for every database in
-// databases() and both history modes: SQLite always, PostgreSQL when
-// GORELSTORAGE_PG_DSN names a server (scripts/test starts one).
+// databases() and both history modes: SQLite always; PostgreSQL, MySQL/MariaDB
+// and Oracle when GORELSTORAGE_PG_DSN, GORELSTORAGE_MYSQL_URI and
+// GORELSTORAGE_ORACLE_DSN (with _USER) name servers (scripts/test starts
+// PostgreSQL and MariaDB; no Oracle server can run here).
 package tests_go
 
 import (

@@ -9,6 +9,7 @@ import (
 
 	"github.com/godror/godror"
 	"github.com/godror/godror/dsn"
+	"github.com/stretchr/testify/require"
 
 	"github.com/gorelstorage/gorelstorage/engine"
 	_ "github.com/gorelstorage/gorelstorage/engine/adapter/oracle"
@@ -82,10 +83,39 @@ func zapOracle(opts map[string]any) {
 	}
 }
 
-// TestOracleServer says, in every run, whether the suites ran against Oracle.
-func TestOracleServer(t *testing.T) {
-	if _, ok := oracleOptions(); !ok {
+// TestOracleSchemaServesRelStorage checks what RelStorage processes sharing
+// an Oracle database rely on: GoRelStorage installs RelStorage's package
+// and sequence, and a second process (a second storage) reads what the
+// first committed. The shared engine suites run the rest against Oracle.
+func TestOracleSchemaServesRelStorage(t *testing.T) {
+	opts, ok := oracleOptions()
+	if !ok {
 		t.Skip(oracleSkip)
 	}
-	t.Log("the engine suites include oracle/hp and oracle/hf")
+	db, _ := oracleDatabase()
+	o := db.options(t.TempDir())
+	o.KeepHistory = true
+	s := open(t, o)
+	in := instance(t, s)
+	oid, err := s.NewOID(ctx)
+	require.NoError(t, err)
+	tid := commit(t, in, nil, map[uint64]string{oid: "from the first storage"})
+
+	var p dsn.ConnectionParams
+	p.Username, p.Password = opts["user"].(string), dsn.NewPassword(opts["password"].(string))
+	p.ConnectString, p.StandaloneConnection = opts["dsn"].(string), true
+	conn := sql.OpenDB(godror.NewConnector(p))
+	defer conn.Close()
+	for _, object := range [][2]string{{"PACKAGE", "RELSTORAGE_OP"}, {"SEQUENCE", "ZOID_SEQ"}} {
+		var n int
+		require.NoError(t, conn.QueryRow(`SELECT COUNT(*) FROM user_objects WHERE object_type = :1 AND object_name = :2`,
+			object[0], object[1]).Scan(&n))
+		require.Equal(t, 1, n, "%s %s", object[0], object[1])
+	}
+
+	second := open(t, o)
+	state, got, err := instance(t, second).Load(ctx, oid)
+	require.NoError(t, err)
+	require.Equal(t, "from the first storage", string(state))
+	require.Equal(t, tid, got)
 }

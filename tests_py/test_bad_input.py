@@ -2,7 +2,6 @@
 import pytest
 from ZODB.Connection import TransactionMetaData
 from ZODB.POSException import POSKeyError
-from ZODB.POSException import StorageError
 from ZODB.utils import z64
 
 import gorelstorage
@@ -12,21 +11,21 @@ from gorelstorage import SQLite3
 
 def test_data_dir_whose_parent_does_not_exist(tmp_path):
     missing = tmp_path / 'no' / 'such' / 'data'
-    with pytest.raises(StorageError, match='parent directory .* does not exist'):
+    with pytest.raises(gorelstorage.ConfigurationError, match='parent directory .* does not exist'):
         GoRelStorage(SQLite3(missing))
 
 
 def test_history_mode_must_match_the_database(tmp_path):
     GoRelStorage(SQLite3(tmp_path / 'd'), keep_history=True).close()
-    with pytest.raises(StorageError, match='history-preserving but keep-history is false'):
+    with pytest.raises(gorelstorage.ConfigurationError, match='history-preserving but keep-history is false'):
         GoRelStorage(SQLite3(tmp_path / 'd'), keep_history=False)
     GoRelStorage(SQLite3(tmp_path / 'f'), keep_history=False).close()
-    with pytest.raises(StorageError, match='history-free but keep-history is true'):
+    with pytest.raises(gorelstorage.ConfigurationError, match='history-free but keep-history is true'):
         GoRelStorage(SQLite3(tmp_path / 'f'), keep_history=True)
 
 
 def test_create_schema_off_on_an_empty_directory(tmp_path):
-    with pytest.raises(StorageError, match='create-schema is off'):
+    with pytest.raises(gorelstorage.ConfigurationError, match='create-schema is off'):
         GoRelStorage(SQLite3(tmp_path / 'd'), create_schema=False)
 
 

@@ -39,10 +39,15 @@ def test_zconfig_opens_a_working_database(tmp_path):
         db.close()
 
 
-def test_zconfig_pragmas_are_applied(tmp_path):
+def test_zconfig_pragmas_reach_the_engine(tmp_path):
+    """<gopragmas> as RelStorage reads <pragmas> (byte sizes become numbers of bytes); the
+    engine runs them on each connection (engine/adapter/sqlite's TestPragmasRunOnEveryConnection)."""
     db = ZODB.config.databaseFromString(_zconfig(
         tmp_path / 'data', adapter_extra='<gopragmas>\ncache_size 2mb\njournal_size_limit 1000\n</gopragmas>'))
-    db.close()
+    try:
+        assert db.storage._db.adapter.engine_dict()['pragmas'] == {'cache_size': '2097152', 'journal_size_limit': '1000'}
+    finally:
+        db.close()
     assert os.path.exists(tmp_path / 'data' / 'main.sqlite3')
 
 
@@ -54,8 +59,13 @@ def test_zconfig_rejects_an_option_this_build_lacks(tmp_path):
 
 
 def test_zconfig_accepts_options_left_at_relstorage_defaults(tmp_path):
-    db = ZODB.config.databaseFromString(_zconfig(tmp_path / 'data', 'pack-gc true\ncache-local-mb 10'))
-    db.close()
+    db = ZODB.config.databaseFromString(_zconfig(tmp_path / 'data', 'pack-gc true\ncache-local-mb 7'))
+    try:
+        assert db.storage.cache_stats()['limit'] == 7 * 1000 * 1000, 'cache-local-mb is in force'
+        with db.transaction() as conn:
+            conn.root()['x'] = 1
+    finally:
+        db.close()
 
 
 def test_zconfig_sits_beside_relstorage(tmp_path):

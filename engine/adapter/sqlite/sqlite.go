@@ -94,16 +94,16 @@ func Open(ctx context.Context, s adapter.Settings) (adapter.Dialect, error) {
 func ensureDir(dir string, readOnly bool) error {
 	if st, err := os.Stat(dir); err == nil {
 		if !st.IsDir() {
-			return fmt.Errorf("sqlite3: data-dir %s is not a directory", dir)
+			return adapter.ConfigError("sqlite3: data-dir %s is not a directory", dir)
 		}
 		return nil
 	}
 	parent := filepath.Dir(dir)
 	if _, err := os.Stat(parent); err != nil {
-		return fmt.Errorf("sqlite3: cannot create data-dir %s: its parent directory %s does not exist", dir, parent)
+		return adapter.ConfigError("sqlite3: cannot create data-dir %s: its parent directory %s does not exist", dir, parent)
 	}
 	if readOnly {
-		return fmt.Errorf("sqlite3: data-dir %s does not exist and the storage is read-only", dir)
+		return adapter.ConfigError("sqlite3: data-dir %s does not exist and the storage is read-only", dir)
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil && !os.IsExist(err) {
 		return fmt.Errorf("sqlite3: create data-dir: %w", err)

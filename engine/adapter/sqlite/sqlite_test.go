@@ -1,8 +1,13 @@
 package sqlite
 
 import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"path/filepath"
 	"testing"
 
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
 	"github.com/stretchr/testify/require"
 )
 
@@ -32,4 +37,23 @@ func TestInListAndChunks(t *testing.T) {
 		return nil
 	}))
 	require.Equal(t, []int{maxParams, maxParams, 1}, sizes)
+}
+
+// The pragmas the configuration names run on every connection the dialect
+// opens, for reading and for writing.
+func TestPragmasRunOnEveryConnection(t *testing.T) {
+	raw, err := json.Marshal(Options{DataDir: filepath.Join(t.TempDir(), "data"),
+		Pragmas: map[string]string{"cache_size": "-3000", "journal_size_limit": "1000"}})
+	require.NoError(t, err)
+	d, err := Open(context.Background(), adapter.Settings{KeepHistory: true, CreateSchema: true, Options: raw})
+	require.NoError(t, err)
+	defer d.Close()
+	for _, db := range []*sql.DB{d.(*Dialect).readDB, d.(*Dialect).writeDB} {
+		var cacheSize, limit int
+		var mode string
+		require.NoError(t, db.QueryRow(`PRAGMA cache_size`).Scan(&cacheSize))
+		require.NoError(t, db.QueryRow(`PRAGMA journal_size_limit`).Scan(&limit))
+		require.NoError(t, db.QueryRow(`PRAGMA journal_mode`).Scan(&mode))
+		require.Equal(t, [3]any{-3000, 1000, "wal"}, [3]any{cacheSize, limit, mode})
+	}
 }
