@@ -106,8 +106,8 @@ func TestOracleErrorsAreClassified(t *testing.T) {
 	require.ErrorIs(t, d.connectError(wrapped(12154)), adapter.ErrBadConfig, "unknown TNS name")
 	require.NotErrorIs(t, d.connectError(wrapped(12170)), adapter.ErrBadConfig, "a timeout may pass")
 	require.ErrorIs(t, d.connectError(wrapped(12170)), adapter.ErrUnreachable, "an open storage retries")
-	require.ErrorIs(t, commitErr(d.wrap(wrapped(3113))), adapter.ErrCommitUnknown, "lost during COMMIT")
-	require.NotErrorIs(t, commitErr(d.wrap(wrapped(3113))), adapter.ErrDisconnected, "never retryable")
+	failed := d.wrap(wrapped(1))
+	require.Equal(t, failed, d.commitErr(context.Background(), 7, nil, failed), "a refused COMMIT is not checked")
 }
 
 func TestPollReadsTheNewestTidAndChangesInOneStatement(t *testing.T) {

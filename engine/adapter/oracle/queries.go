@@ -220,6 +220,22 @@ func (q queries) commitLock(lockTID, last *int64, now *string) stmt {
 END;`, args: []any{out(lockTID), out(last), out(now)}, rows: -1}
 }
 
+// outcome reads, under the commit lock, what the tables hold of a commit of
+// tid whose reply was lost: the commit lock first (waiting for the lost
+// transaction to end, one way or the other), then the transaction row
+// (history-preserving) or the current tids of the objects it wrote, per 1000.
+func (q queries) outcome(tid uint64, oids []uint64) []stmt {
+	out := []stmt{{text: `SELECT tid FROM commit_row_lock ` + q.wait, rows: -1}}
+	if q.keepHistory {
+		return append(out, stmt{text: `SELECT tid FROM transaction WHERE tid = :1`, args: []any{int64(tid)}, rows: -1})
+	}
+	for _, part := range chunks(oids) {
+		out = append(out, stmt{text: `SELECT zoid, tid FROM object_state WHERE zoid IN (` +
+			placeholders(1, len(part)) + `)`, args: sqlrow.Int64Args(part), rows: -1})
+	}
+	return out
+}
+
 // serverTimeLayout parses the clock commitLock reads.
 const serverTimeLayout = "2006-01-02 15:04:05.999999"
 

@@ -22,6 +22,8 @@ type storeConn struct {
 	branch   *xid // the XA branch of the transaction (twophase)
 	prepared bool
 	readOnly bool // the prepared branch had nothing to commit
+	tid      uint64
+	writes   []adapter.Write // what Move wrote, for commitOutcome
 }
 
 func (c *storeConn) BeginCommit(ctx context.Context) error {
@@ -125,6 +127,7 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 		}
 		c.prepared, c.readOnly = true, readOnly == 1
 	}
+	c.tid, c.writes = tid, writes
 	return nil
 }
 
@@ -132,24 +135,25 @@ func (c *storeConn) Commit(ctx context.Context) error {
 	if c.tx == nil {
 		return errors.New("oracle: commit without a transaction")
 	}
+	tid, writes := c.tid, c.writes
+	c.tid, c.writes = 0, nil
 	if c.branch != nil && c.prepared && !c.readOnly {
 		if err := c.exec(ctx, xaCommit(*c.branch)); err != nil {
 			c.Rollback()
-			return commitErr(c.d.wrap(fmt.Errorf("twophase: %w", err)))
+			return c.d.commitErr(ctx, tid, writes, c.d.wrap(fmt.Errorf("twophase: %w", err)))
 		}
 	}
 	err := c.tx.Commit()
 	c.tx, c.branch, c.prepared, c.readOnly = nil, nil, false, false
-	return commitErr(c.d.wrap(err))
+	return c.d.commitErr(ctx, tid, writes, c.d.wrap(err))
 }
 
 // commitErr is a failed COMMIT's error. A connection lost while COMMIT was
-// out leaves the outcome open; this dialect does not ask a new connection
-// (no Oracle server has been available to test that against), so it says
-// the outcome is unknown rather than that the transaction may be retried.
-func commitErr(err error) error {
+// out leaves the outcome open: a new connection finds out whether it landed
+// (commitOutcome).
+func (d *dialect) commitErr(ctx context.Context, tid uint64, writes []adapter.Write, err error) error {
 	if errors.Is(err, adapter.ErrDisconnected) {
-		return fmt.Errorf("%w: %v", adapter.ErrCommitUnknown, err)
+		return d.commitOutcome(ctx, tid, writes, err)
 	}
 	return err
 }
@@ -166,6 +170,7 @@ func (c *storeConn) Rollback() {
 		}
 	}
 	c.branch, c.prepared, c.readOnly = nil, false, false
+	c.tid, c.writes = 0, nil
 	c.end()
 }
 

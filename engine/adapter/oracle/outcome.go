@@ -1,0 +1,90 @@
+package oracle
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/schema"
+)
+
+// A commit whose reply was lost (the connection broke while COMMIT, or the
+// XA branch's commit, was out) may have committed or not. A new connection
+// takes the commit lock, which the lost transaction holds until it ends one
+// way or the other (the server rolls back a session it finds dead, and an
+// in-doubt XA branch keeps the lock until it is resolved), and reads the
+// transaction row (history-preserving) or the written objects' tids
+// (history-free), which schema.Landed weighs. Ending the lost session
+// would take ALTER SYSTEM privileges a storage's user does not have, so a
+// lost transaction the server keeps alive makes the answer unknown.
+
+// commitOutcome finds out whether the commit of tid landed: nil if it did,
+// lost (wrapping ErrDisconnected) if it did not, an error wrapping
+// ErrCommitUnknown if that cannot be known within adapter.OutcomeWait.
+func (d *dialect) commitOutcome(ctx context.Context, tid uint64, writes []adapter.Write, lost error) error {
+	ctx, cancel := context.WithTimeout(ctx, adapter.OutcomeWait)
+	defer cancel()
+	for {
+		ev, err := d.commitEvidence(ctx, tid, writes)
+		if err == nil {
+			landed, known := schema.Landed(d.settings.KeepHistory, tid, writes, ev)
+			switch {
+			case !known:
+				return fmt.Errorf("%w: later commits replaced every row it wrote: %v", adapter.ErrCommitUnknown, lost)
+			case landed:
+				return nil
+			default:
+				return fmt.Errorf("%w (a new connection found that it did not commit)", lost)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: no answer within %s (%v): %v", adapter.ErrCommitUnknown, adapter.OutcomeWait,
+				d.wrap(err), lost)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// commitEvidence reads, on a new connection holding the commit lock, what
+// the database holds about the commit of tid.
+func (d *dialect) commitEvidence(ctx context.Context, tid uint64, writes []adapter.Write) (schema.CommitEvidence, error) {
+	ev := schema.CommitEvidence{Current: map[uint64]uint64{}}
+	conn, err := d.store.Conn(ctx)
+	if err != nil {
+		return ev, err
+	}
+	s := session{d: d, conn: conn}
+	defer s.release()
+	if err := s.begin(ctx, d.store, &sql.TxOptions{}, ""); err != nil {
+		return ev, err
+	}
+	oids := make([]uint64, len(writes))
+	for i, w := range writes {
+		oids[i] = w.OID
+	}
+	stmts := d.q.outcome(tid, oids)
+	if err := s.rows(ctx, stmts[0], func(*sql.Rows) error { return nil }); err != nil { // the commit lock
+		return ev, err
+	}
+	for _, st := range stmts[1:] {
+		err := s.rows(ctx, st, func(rows *sql.Rows) error {
+			if d.settings.KeepHistory {
+				ev.TxnRow = true
+				return nil
+			}
+			var oid, cur int64
+			if err := rows.Scan(&oid, &cur); err != nil {
+				return err
+			}
+			ev.Current[uint64(oid)] = uint64(cur)
+			return nil
+		})
+		if err != nil {
+			return ev, err
+		}
+	}
+	return ev, nil
+}
