@@ -5,8 +5,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
-	"fmt"
-	"time"
 
 	"github.com/go-sql-driver/mysql"
 
@@ -30,28 +28,10 @@ const errUnknownThread = 1094 // ER_NO_SUCH_THREAD: the session is gone already
 // it did not, an error wrapping ErrCommitUnknown if that cannot be known
 // within adapter.OutcomeWait.
 func (d *dialect) commitOutcome(ctx context.Context, connID int64, tid uint64, writes []adapter.Write, lost error) error {
-	ctx, cancel := context.WithTimeout(ctx, adapter.OutcomeWait)
-	defer cancel()
-	for {
+	return schema.Settle(ctx, d.settings.KeepHistory, tid, writes, lost, func(ctx context.Context) (schema.CommitEvidence, error) {
 		ev, err := d.commitEvidence(ctx, connID, tid, writes)
-		if err == nil {
-			landed, known := schema.Landed(d.settings.KeepHistory, tid, writes, ev)
-			switch {
-			case !known:
-				return fmt.Errorf("%w: later commits replaced every row it wrote: %v", adapter.ErrCommitUnknown, lost)
-			case landed:
-				return nil
-			default:
-				return fmt.Errorf("%w (a new connection found that it did not commit)", lost)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: no answer within %s (%v): %v", adapter.ErrCommitUnknown, adapter.OutcomeWait,
-				d.wrap(err), lost)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+		return ev, d.wrap(err)
+	})
 }
 
 // commitEvidence reads, on a new connection holding the commit lock, what

@@ -3,8 +3,6 @@ package oracle
 import (
 	"context"
 	"database/sql"
-	"fmt"
-	"time"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/schema"
@@ -24,28 +22,10 @@ import (
 // lost (wrapping ErrDisconnected) if it did not, an error wrapping
 // ErrCommitUnknown if that cannot be known within adapter.OutcomeWait.
 func (d *dialect) commitOutcome(ctx context.Context, tid uint64, writes []adapter.Write, lost error) error {
-	ctx, cancel := context.WithTimeout(ctx, adapter.OutcomeWait)
-	defer cancel()
-	for {
+	return schema.Settle(ctx, d.settings.KeepHistory, tid, writes, lost, func(ctx context.Context) (schema.CommitEvidence, error) {
 		ev, err := d.commitEvidence(ctx, tid, writes)
-		if err == nil {
-			landed, known := schema.Landed(d.settings.KeepHistory, tid, writes, ev)
-			switch {
-			case !known:
-				return fmt.Errorf("%w: later commits replaced every row it wrote: %v", adapter.ErrCommitUnknown, lost)
-			case landed:
-				return nil
-			default:
-				return fmt.Errorf("%w (a new connection found that it did not commit)", lost)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: no answer within %s (%v): %v", adapter.ErrCommitUnknown, adapter.OutcomeWait,
-				d.wrap(err), lost)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+		return ev, d.wrap(err)
+	})
 }
 
 // commitEvidence reads, on a new connection holding the commit lock, what

@@ -1,6 +1,12 @@
 package schema
 
-import "github.com/gorelstorage/gorelstorage/engine/adapter"
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
+)
 
 // CommitEvidence is what the database holds, read after the lost commit
 // ended one way or the other, about a commit of tid.
@@ -36,4 +42,34 @@ func Landed(keepHistory bool, tid uint64, writes []adapter.Write, ev CommitEvide
 		return false, true
 	}
 	return false, false
+}
+
+// Settle is Commit's answer for a commit of tid whose reply was lost (lost
+// wraps ErrDisconnected): it reads evidence, on new connections, until it
+// answers or adapter.OutcomeWait passes, and returns nil when the commit
+// landed, lost when it did not, and an error wrapping ErrCommitUnknown when
+// that cannot be known.
+func Settle(ctx context.Context, keepHistory bool, tid uint64, writes []adapter.Write, lost error,
+	evidence func(context.Context) (CommitEvidence, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, adapter.OutcomeWait)
+	defer cancel()
+	for {
+		ev, err := evidence(ctx)
+		if err == nil {
+			landed, known := Landed(keepHistory, tid, writes, ev)
+			switch {
+			case !known:
+				return fmt.Errorf("%w: later commits replaced every row it wrote: %v", adapter.ErrCommitUnknown, lost)
+			case landed:
+				return nil
+			default:
+				return fmt.Errorf("%w (a new connection found that it did not commit)", lost)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: no answer within %s (%v): %v", adapter.ErrCommitUnknown, adapter.OutcomeWait, err, lost)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
