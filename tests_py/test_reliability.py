@@ -11,6 +11,7 @@
 import gc
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -74,7 +75,10 @@ def test_writers_killed_at_random_moments_lose_nothing(database, keep_history):
         while kills < KILLS:
             w = kills % WRITERS
             proc = procs[w]
-            first = proc.stdout.readline()
+            ready, _, _ = select.select([proc.stdout], [], [], 120)
+            first = proc.stdout.readline() if ready else ''
+            if first != 'ready\n':
+                proc.kill()
             assert first == 'ready\n', 'writer %d did not start: %s%s' % (w, first, proc.stderr.read())
             time.sleep(random.uniform(0, 0.3))
             proc.send_signal(signal.SIGKILL)
