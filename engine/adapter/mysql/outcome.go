@@ -77,18 +77,12 @@ func (d *dialect) commitEvidence(ctx context.Context, connID int64, tid uint64, 
 	if err := r.next(func(*sql.Rows) error { return nil }); err != nil { // the commit lock
 		return ev, err
 	}
+	add := func(rows *sql.Rows) error { return ev.Add(d.settings.KeepHistory, rows) }
 	if d.settings.KeepHistory {
-		err = r.next(func(*sql.Rows) error { ev.TxnRow = true; return nil })
+		err = r.next(add)
 	} else {
 		for start := 0; start < len(writes) && err == nil; start += inChunk {
-			err = r.next(func(rows *sql.Rows) error {
-				var oid, cur int64
-				if err := rows.Scan(&oid, &cur); err != nil {
-					return err
-				}
-				ev.Current[uint64(oid)] = uint64(cur)
-				return nil
-			})
+			err = r.next(add)
 		}
 	}
 	if err != nil {

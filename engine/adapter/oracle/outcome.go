@@ -50,18 +50,7 @@ func (d *dialect) commitEvidence(ctx context.Context, tid uint64, writes []adapt
 		return ev, err
 	}
 	for _, st := range stmts[1:] {
-		err := s.rows(ctx, st, func(rows *sql.Rows) error {
-			if d.settings.KeepHistory {
-				ev.TxnRow = true
-				return nil
-			}
-			var oid, cur int64
-			if err := rows.Scan(&oid, &cur); err != nil {
-				return err
-			}
-			ev.Current[uint64(oid)] = uint64(cur)
-			return nil
-		})
+		err := s.rows(ctx, st, func(rows *sql.Rows) error { return ev.Add(d.settings.KeepHistory, rows) })
 		if err != nil {
 			return ev, err
 		}

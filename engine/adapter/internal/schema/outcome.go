@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
 // CommitEvidence is what the database holds, read after the lost commit
@@ -72,4 +73,19 @@ func Settle(ctx context.Context, keepHistory bool, tid uint64, writes []adapter.
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// Add records one row of the evidence a dialect reads: any row of the
+// transaction query (history-preserving), or a written object's (zoid, tid).
+func (ev *CommitEvidence) Add(keepHistory bool, row sqlrow.Row) error {
+	if keepHistory {
+		ev.TxnRow = true
+		return nil
+	}
+	var oid, cur int64
+	if err := row.Scan(&oid, &cur); err != nil {
+		return err
+	}
+	ev.Current[uint64(oid)] = uint64(cur)
+	return nil
 }
