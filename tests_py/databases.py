@@ -10,6 +10,7 @@ import re
 import subprocess
 
 import gorelstorage
+from gorelstorage.testing import mysql_connect
 from gorelstorage.testing import zap
 from gorelstorage.zodburi import mysql_params
 
@@ -75,9 +76,14 @@ class ServerDatabase(Database):
         return None
 
     @classmethod
+    def control(cls, command):
+        """Run the server's script: 'restart' keeps its data; PostgreSQL's also takes 'pause'
+        (stop, keeping the data) and 'resume'."""
+        subprocess.run([os.environ[cls.ctl_env], command], check=True, timeout=120)
+
+    @classmethod
     def restart(cls):
-        """Restart the server, keeping its data."""
-        subprocess.run([os.environ[cls.ctl_env], 'restart'], check=True, timeout=120)
+        cls.control('restart')
 
     def location(self, keep_history, label='main'):
         name = {'main': 'gorelstorage', 'dst': 'gorelstorage2', 'second': 'gorelstorage2'}[label]
@@ -128,15 +134,6 @@ class PostgreSQLDatabase(ServerDatabase):
 
 
 MYSQL_URI = os.environ.get('GORELSTORAGE_MYSQL_URI', '')
-
-
-
-
-def mysql_connect(uri, **kw):
-    import pymysql
-    params = mysql_params(uri)
-    return pymysql.connect(host=params['host'], port=params['port'], user=params['user'],
-                           password=params['passwd'], database=params['db'], autocommit=True, **kw)
 
 
 def zap_mysql(uri):

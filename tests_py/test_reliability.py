@@ -36,13 +36,13 @@ KILLS = 30
 WRITERS = 3
 
 
-def _spawn(*args):
+def _spawn(*args, stderr=subprocess.PIPE):
     return subprocess.Popen([sys.executable, WORKER] + [str(a) for a in args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=stderr, text=True)
 
 
 def _with_db(database, location, keep_history, fn):
-    db = ZODB.DB(DATABASES[database.name].open_go(location, keep_history))
+    db = ZODB.DB(database.open_go(location, keep_history))
     try:
         with db.transaction() as conn:
             return fn(conn.root())
@@ -121,9 +121,7 @@ def _counter_workload(database, keep_history, disrupt):
     _with_db(database, location, keep_history, init)
     stop = os.path.join(database.workdir, 'stop')
     logs = [open(os.path.join(database.workdir, 'worker-%d.err' % w), 'w+') for w in range(WRITERS)]
-    procs = [subprocess.Popen([sys.executable, WORKER, 'counter', database.name, location, mode, str(w), stop],
-                              stdout=subprocess.PIPE, stderr=log, text=True)
-             for w, log in enumerate(logs)]
+    procs = [_spawn('counter', database.name, location, mode, w, stop, stderr=log) for w, log in enumerate(logs)]
 
     def stderr(i):
         logs[i].seek(0)
@@ -180,9 +178,8 @@ def _counter_workload(database, keep_history, disrupt):
                     reason='needs the test PostgreSQL server and GORELSTORAGE_PG_CTL (scripts/test sets both)')
 @pytest.mark.parametrize('keep_history', [True, False], ids=['hp', 'hf'])
 def test_postgresql_restart_under_load_applies_each_commit_once(tmp_path, keep_history):
-    def restart():
-        subprocess.run([os.environ['GORELSTORAGE_PG_CTL'], 'restart'], check=True, timeout=120)
-    _counter_workload(DATABASES['postgresql'](str(tmp_path)), keep_history, restart)
+    database = DATABASES['postgresql'](str(tmp_path))
+    _counter_workload(database, keep_history, database.restart)
 
 
 def kill_mysql_connections(uri, seconds):

@@ -1,7 +1,6 @@
 """Data safety at the storage's edges: errors after a commit succeeded, blob records
 that cannot be stored, passwords in messages, and the storage's smaller promises."""
 import os
-import subprocess
 
 import pytest
 import transaction
@@ -27,10 +26,6 @@ from databases import SQLiteDatabase
 
 # --- nothing retryable after a commit succeeded -----------------------------------------
 
-def _pg_ctl(command):
-    subprocess.run([os.environ['GORELSTORAGE_PG_CTL'], command], check=True, timeout=120)
-
-
 @pytest.mark.skipif(not PG_DSN or not os.environ.get('GORELSTORAGE_PG_CTL'),
                     reason='needs the test PostgreSQL server and GORELSTORAGE_PG_CTL (scripts/test sets both)')
 def test_server_down_after_a_commit_does_not_fail_the_commit(tmp_path):
@@ -48,7 +43,7 @@ def test_server_down_after_a_commit_does_not_fail_the_commit(tmp_path):
         try:
             tm.begin()
             conn.root()['n'].change(1)
-            tm.get().addAfterCommitHook(lambda ok: paused.append(_pg_ctl('pause')))
+            tm.get().addAfterCommitHook(lambda ok: paused.append(PostgreSQLDatabase.control('pause')))
             tm.commit()  # tpc_finish, the hook, then ZODB's poll against a stopped server
             assert paused
             with pytest.raises(TransientError) as info:
@@ -57,7 +52,7 @@ def test_server_down_after_a_commit_does_not_fail_the_commit(tmp_path):
             tm.abort()
         finally:
             if paused:
-                _pg_ctl('resume')
+                PostgreSQLDatabase.control('resume')
         with tm:
             assert conn.root()['n']() == 2, 'the commit that succeeded is there, once'
         conn.close()

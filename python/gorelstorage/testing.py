@@ -1,5 +1,5 @@
-"""Emptying the databases that the tests and ``gorelstorage bench`` run on. Everything
-in them goes: a database given here must be one made for that."""
+"""Reaching and emptying the databases that the tests and ``gorelstorage bench`` run on.
+Everything in them goes: a database given to zap must be one made for that."""
 import os
 import shutil
 
@@ -25,10 +25,7 @@ def zap(database, location):
         finally:
             conn.close()
     elif database == 'mysql':
-        import pymysql
-        p = mysql_params(location)
-        conn = pymysql.connect(host=p['host'], port=p['port'], user=p['user'], password=p['passwd'],
-                               database=p['db'], autocommit=True)
+        conn = mysql_connect(location)
         try:
             with conn.cursor() as cur:
                 cur.execute('SET FOREIGN_KEY_CHECKS = 0')
@@ -45,3 +42,11 @@ def zap(database, location):
             conn.close()
     else:
         raise ValueError('no such test database kind: %r' % (database,))
+
+
+def mysql_connect(uri, **kw):
+    """A PyMySQL connection, autocommitting, to the database a ``gomysql://`` URI names."""
+    import pymysql
+    p = mysql_params(uri)
+    return pymysql.connect(host=p['host'], port=p['port'], user=p['user'], password=p['passwd'],
+                           database=p['db'], autocommit=True, **kw)
