@@ -37,7 +37,7 @@ func (d *dialect) commitOutcome(ctx context.Context, connID int64, tid uint64, w
 // commitEvidence reads, on a new connection holding the commit lock, what
 // the database holds about the commit of tid made on connection connID.
 func (d *dialect) commitEvidence(ctx context.Context, connID int64, tid uint64, writes []adapter.Write) (schema.CommitEvidence, error) {
-	ev := schema.CommitEvidence{Current: map[uint64]uint64{}}
+	var ev schema.CommitEvidence
 	conn, err := d.store.Conn(ctx)
 	if err != nil {
 		return ev, err

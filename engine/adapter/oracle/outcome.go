@@ -31,7 +31,7 @@ func (d *dialect) commitOutcome(ctx context.Context, tid uint64, writes []adapte
 // commitEvidence reads, on a new connection holding the commit lock, what
 // the database holds about the commit of tid.
 func (d *dialect) commitEvidence(ctx context.Context, tid uint64, writes []adapter.Write) (schema.CommitEvidence, error) {
-	ev := schema.CommitEvidence{Current: map[uint64]uint64{}}
+	var ev schema.CommitEvidence
 	conn, err := d.store.Conn(ctx)
 	if err != nil {
 		return ev, err

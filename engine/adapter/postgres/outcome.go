@@ -2,11 +2,8 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 )
@@ -75,11 +72,10 @@ func (d *dialect) xactStatus(ctx context.Context, xid int64, pid uint32, termina
 	if *status == "in progress" && terminate {
 		// Only the process still running this very transaction (backend_xid
 		// is the id's low 32 bits).
-		var ended bool
-		err := conn.QueryRow(ctx, `SELECT COALESCE(bool_or(pg_terminate_backend(pid)), false)
+		_, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid)
 			FROM pg_stat_activity WHERE pid = $1 AND backend_xid::text = ($2::bigint % 4294967296)::text`,
-			int32(pid), xid).Scan(&ended)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			int32(pid), xid)
+		if err != nil {
 			return "", d.wrap(conn, err)
 		}
 		return "terminated", nil

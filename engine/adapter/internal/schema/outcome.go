@@ -86,6 +86,9 @@ func (ev *CommitEvidence) Add(keepHistory bool, row sqlrow.Row) error {
 	if err := row.Scan(&oid, &cur); err != nil {
 		return err
 	}
+	if ev.Current == nil {
+		ev.Current = map[uint64]uint64{}
+	}
 	ev.Current[uint64(oid)] = uint64(cur)
 	return nil
 }
