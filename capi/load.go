@@ -166,3 +166,12 @@ func grs_current_from(h, start C.uint64_t, limit C.int64_t, r *C.grs_result) C.i
 		return err
 	})
 }
+
+//export grs_load_blob
+func grs_load_blob(h, oid, tid C.uint64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		path, err := in.LoadBlob(bg, uint64(oid), uint64(tid))
+		setData(r, []byte(path))
+		return err
+	})
+}

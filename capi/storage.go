@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 
 	"github.com/gorelstorage/gorelstorage/engine"
+	"github.com/gorelstorage/gorelstorage/engine/blob"
 )
 
 //export grs_open
@@ -107,5 +108,34 @@ func grs_size(h C.uint64_t, r *C.grs_result) C.int32_t {
 		n, b, err := s.Size(bg)
 		r.v[0], r.v[1] = C.uint64_t(n), C.uint64_t(b)
 		return err
+	})
+}
+
+// grs_blob_wait_pruning returns once no pruning of the storage's blob cache runs.
+//
+//export grs_blob_wait_pruning
+func grs_blob_wait_pruning(h C.uint64_t, r *C.grs_result) C.int32_t {
+	return withStorage(h, r, func(s *engine.Storage) error {
+		s.WaitBlobPruning()
+		return nil
+	})
+}
+
+// grs_blob_prune prunes the blob cache at path down to target bytes, in this
+// process (blob-cache-size-check-external runs it in a new one): v[0] is 1
+// when another process was pruning it, v[1] the bytes left, v[2] the files removed.
+//
+//export grs_blob_prune
+func grs_blob_prune(path *C.uint8_t, n C.int64_t, target C.int64_t, r *C.grs_result) C.int32_t {
+	return call(r, func() error {
+		res, err := blob.Prune(string(goBytes(path, n)), int64(target))
+		if err != nil {
+			return engine.Wrap(engine.KindStorage, err, "prune the blob cache")
+		}
+		if res.Locked {
+			r.v[0] = 1
+		}
+		r.v[1], r.v[2] = C.uint64_t(res.Size), C.uint64_t(res.Removed)
+		return nil
 	})
 }

@@ -112,3 +112,17 @@ func grs_abort(h C.uint64_t, r *C.grs_result) C.int32_t {
 		return nil
 	})
 }
+
+//export grs_store_blob
+func grs_store_blob(h, oid, serial C.uint64_t, data *C.uint8_t, n C.int64_t, path *C.uint8_t, pn C.int64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		return in.StoreBlob(uint64(oid), uint64(serial), goBytes(data, n), string(goBytes(path, pn)))
+	})
+}
+
+//export grs_restore_blob
+func grs_restore_blob(h, oid C.uint64_t, data *C.uint8_t, n C.int64_t, path *C.uint8_t, pn C.int64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		return in.RestoreBlob(uint64(oid), goBytes(data, n), string(goBytes(path, pn)))
+	})
+}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"sort"
 	"time"
@@ -40,6 +41,8 @@ type write struct {
 	serial uint64 // the tid this write was based on
 	state  []byte
 	kind   writeKind
+	// blobFrom: an undo brings back the revision of this tid, and its blob.
+	blobFrom uint64
 }
 
 type writeKind uint8
@@ -64,9 +67,11 @@ type commit struct {
 	conflicts  map[uint64]Conflict
 	voting     bool // Vote has begun: no more writes
 	voted      bool
-	tid        uint64 // chosen at FinishLock
-	inOrder    bool   // tid is above every tid committed before the commit lock
-	newest     uint64 // the newest tid committed before the commit lock
+	tid        uint64            // chosen at FinishLock
+	inOrder    bool              // tid is above every tid committed before the commit lock
+	newest     uint64            // the newest tid committed before the commit lock
+	blobs      map[uint64]string // staged blob files by oid (blobs.go)
+	placed     []uint64          // oids whose files a shared blob directory holds for tid, not yet committed
 }
 
 // stateMD5 is the hex MD5 RelStorage keeps for each history-preserving
@@ -114,6 +119,10 @@ func (in *Instance) active(what string) (*commit, error) {
 func (t *commit) add(w *write) {
 	if _, ok := t.writes[w.oid]; !ok {
 		t.order = append(t.order, w.oid)
+	}
+	if staged, ok := t.blobs[w.oid]; ok { // a later write replaces the blob too
+		os.Remove(staged)
+		delete(t.blobs, w.oid)
 	}
 	t.writes[w.oid] = w
 	t.maxOID = max(t.maxOID, w.oid)
@@ -219,6 +228,9 @@ func (in *Instance) Vote(ctx context.Context) ([]Conflict, error) {
 	}
 	if err := st.BeginCommit(ctx); err != nil {
 		return nil, in.voteErr(classify(err, "tpc_vote"))
+	}
+	if err := in.stageBlobs(ctx, t, st); err != nil {
+		return nil, in.voteErr(err)
 	}
 	modified := append([]uint64(nil), t.order...)
 	sort.Slice(modified, func(i, j int) bool { return modified[i] < modified[j] })
@@ -366,6 +378,10 @@ func (in *Instance) FinishLock(ctx context.Context) (uint64, error) {
 			state = nil
 		}
 		wr := adapter.Write{OID: oid, PrevTID: t.current[oid], State: state}
+		if in.s.blobs != nil && !in.s.blobs.dir.Shared {
+			_, wr.Blob = t.blobs[oid]
+			wr.BlobFrom = w.blobFrom
+		}
 		if in.s.opts.KeepHistory {
 			wr.MD5 = stateMD5(state)
 		}
@@ -377,6 +393,9 @@ func (in *Instance) FinishLock(ctx context.Context) (uint64, error) {
 		return 0, classify(err, "tpc_finish: write")
 	}
 	t.tid = tid
+	if err := in.placeBlobs(t, tid); err != nil {
+		return 0, err
+	}
 	return tid, nil
 }
 
@@ -393,6 +412,12 @@ func (in *Instance) FinishCommit(ctx context.Context) error {
 	// checkpoint from ever emptying the WAL, which then grows without end.
 	in.endSnapshot()
 	err := t.store.Commit(ctx)
+	if err == nil || errors.Is(err, adapter.ErrCommitUnknown) {
+		t.placed = nil // the files stay: the transaction committed, or may have
+	}
+	if err == nil && t.blobs != nil {
+		in.cacheBlobs(t)
+	}
 	in.abortLocked()
 	if errors.Is(err, adapter.ErrCommitUnknown) {
 		return &Error{Kind: KindCommitUnknown, Serials: [2]uint64{t.tid, 0}, Err: err,
@@ -438,6 +463,9 @@ func (in *Instance) abortLocked() {
 	}
 	if in.txn.store != nil {
 		in.txn.store.Close()
+	}
+	if b := in.s.blobs; b != nil {
+		in.txn.dropBlobFiles(b.dir)
 	}
 	in.txn = nil
 }

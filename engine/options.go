@@ -12,24 +12,36 @@ import (
 
 // Options configure a Storage. Field names follow RelStorage's option keys.
 type Options struct {
-	Name                  string          `json:"name"`
-	ReadOnly              bool            `json:"read_only"`
-	KeepHistory           bool            `json:"keep_history"`
-	CreateSchema          bool            `json:"create_schema"`
-	CommitLockTimeout     float64         `json:"commit_lock_timeout"` // seconds
-	CacheDeltaSizeLimit   int             `json:"cache_delta_size_limit"`
-	CacheLocalMB          float64         `json:"cache_local_mb"` // 0 disables the shared cache
-	CacheLocalObjectMax   int             `json:"cache_local_object_max"`
-	CacheLocalCompression string          `json:"cache_local_compression"` // "none" or "zlib"
-	CacheLocalDir         string          `json:"cache_local_dir"`         // "" keeps no cache file
-	Adapter               string          `json:"adapter"`
-	AdapterOptions        json.RawMessage `json:"adapter_options"`
+	Name                  string  `json:"name"`
+	ReadOnly              bool    `json:"read_only"`
+	KeepHistory           bool    `json:"keep_history"`
+	CreateSchema          bool    `json:"create_schema"`
+	CommitLockTimeout     float64 `json:"commit_lock_timeout"` // seconds
+	CacheDeltaSizeLimit   int     `json:"cache_delta_size_limit"`
+	CacheLocalMB          float64 `json:"cache_local_mb"` // 0 disables the shared cache
+	CacheLocalObjectMax   int     `json:"cache_local_object_max"`
+	CacheLocalCompression string  `json:"cache_local_compression"` // "none" or "zlib"
+	CacheLocalDir         string  `json:"cache_local_dir"`         // "" keeps no cache file
+	// Blobs: blob-dir ("" for none), shared-blob-dir, blob-cache-size (bytes,
+	// 0 for no limit), blob-cache-size-check (percent), its -external form
+	// (which runs BlobPruneCommand, given by the Python side) and
+	// blob-chunk-size (bytes).
+	BlobDir                    string          `json:"blob_dir"`
+	SharedBlobDir              bool            `json:"shared_blob_dir"`
+	BlobCacheSize              int64           `json:"blob_cache_size"`
+	BlobCacheSizeCheck         float64         `json:"blob_cache_size_check"`
+	BlobCacheSizeCheckExternal bool            `json:"blob_cache_size_check_external"`
+	BlobChunkSize              int             `json:"blob_chunk_size"`
+	BlobPruneCommand           []string        `json:"blob_prune_command"`
+	Adapter                    string          `json:"adapter"`
+	AdapterOptions             json.RawMessage `json:"adapter_options"`
 }
 
 // DefaultOptions returns RelStorage's defaults.
 func DefaultOptions() Options {
 	return Options{KeepHistory: true, CreateSchema: true, CommitLockTimeout: 30, CacheDeltaSizeLimit: 100000,
-		CacheLocalMB: 10, CacheLocalObjectMax: 16384, CacheLocalCompression: "none"}
+		CacheLocalMB: 10, CacheLocalObjectMax: 16384, CacheLocalCompression: "none",
+		BlobCacheSizeCheck: 10, BlobChunkSize: 1 << 20}
 }
 
 // ParseOptions decodes JSON over the defaults and validates the result.
@@ -56,6 +68,18 @@ func (o Options) Validate() error {
 		return Errorf(KindConfig, "configuration: cache-local-mb must be >= 0, got %v", o.CacheLocalMB)
 	case o.CacheLocalObjectMax < 0:
 		return Errorf(KindConfig, "configuration: cache-local-object-max must be >= 0, got %d", o.CacheLocalObjectMax)
+	case o.BlobCacheSize < 0:
+		return Errorf(KindConfig, "configuration: blob-cache-size must be >= 0, got %d", o.BlobCacheSize)
+	case o.BlobCacheSizeCheck <= 0 || o.BlobCacheSizeCheck >= 100:
+		return Errorf(KindConfig, "configuration: blob-cache-size-check must be a percentage above 0 and below 100, got %v", o.BlobCacheSizeCheck)
+	case o.BlobChunkSize <= 0:
+		return Errorf(KindConfig, "configuration: blob-chunk-size must be > 0, got %d", o.BlobChunkSize)
+	case o.BlobCacheSizeCheckExternal && o.BlobCacheSize > 0 && len(o.BlobPruneCommand) == 0:
+		return Errorf(KindConfig, "configuration: blob-cache-size-check-external needs the command that prunes")
+	case o.BlobDir == "" && (o.SharedBlobDir || o.BlobCacheSize > 0):
+		return Errorf(KindConfig, "configuration: shared-blob-dir and blob-cache-size need blob-dir")
+	case o.SharedBlobDir && o.BlobCacheSize > 0:
+		return Errorf(KindConfig, "configuration: blob-cache-size limits a blob cache; a shared blob directory (shared-blob-dir true) holds the only copy of each blob and is never pruned")
 	case o.CacheLocalCompression != "none" && o.CacheLocalCompression != "zlib":
 		return Errorf(KindConfig, "configuration: cache-local-compression must be none or zlib, got %q", o.CacheLocalCompression)
 	}

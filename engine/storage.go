@@ -29,6 +29,7 @@ type Storage struct {
 	maxIssuedOID atomic.Uint64 // the highest OID the database issued to this process
 
 	sh       *shared
+	blobs    *blobs // nil without blob-dir
 	warnMu   sync.Mutex
 	warnings []string // not yet reported
 
@@ -47,11 +48,12 @@ func Open(ctx context.Context, opts Options) (*Storage, error) {
 		return nil, Errorf(KindConfig, "configuration: unknown database adapter %q (this build has %v)", opts.Adapter, adapter.Names())
 	}
 	d, err := open(ctx, adapter.Settings{
-		KeepHistory:  opts.KeepHistory,
-		CreateSchema: opts.CreateSchema,
-		ReadOnly:     opts.ReadOnly,
-		LockTimeout:  opts.LockTimeout(),
-		Options:      opts.AdapterOptions,
+		KeepHistory:   opts.KeepHistory,
+		CreateSchema:  opts.CreateSchema,
+		ReadOnly:      opts.ReadOnly,
+		LockTimeout:   opts.LockTimeout(),
+		BlobChunkSize: opts.BlobChunkSize,
+		Options:       opts.AdapterOptions,
 	})
 	if errors.Is(err, adapter.ErrBadConfig) {
 		return nil, &Error{Kind: KindConfig, Msg: "open " + opts.Adapter, Err: err}
@@ -59,8 +61,13 @@ func Open(ctx context.Context, opts Options) (*Storage, error) {
 	if err != nil {
 		return nil, &Error{Kind: KindStorage, Msg: "open " + opts.Adapter, Err: err}
 	}
-	sh, warnings := acquireShared(ctx, d, opts)
-	return &Storage{opts: opts, dialect: d, sh: sh, warnings: warnings, instances: map[*Instance]struct{}{}}, nil
+	s := &Storage{opts: opts, dialect: d, instances: map[*Instance]struct{}{}}
+	if s.blobs, err = openBlobs(opts, s.warn); err != nil {
+		d.Close()
+		return nil, err
+	}
+	s.sh, s.warnings = acquireShared(ctx, d, opts)
+	return s, nil
 }
 
 // TakeWarnings returns what went wrong without failing (an unusable cache
@@ -234,6 +241,7 @@ func (s *Storage) Close() error {
 	if err := s.sh.release(); err != nil {
 		s.warn(err.Error())
 	}
+	s.blobs.close()
 	return s.dialect.Close()
 }
 

@@ -57,7 +57,11 @@ func (in *Instance) Undo(ctx context.Context, tid uint64) ([]uint64, error) {
 			}
 			serial = tid
 		}
-		undos = append(undos, &write{oid: it.OID, serial: serial, state: state, kind: writeUndo})
+		w := &write{oid: it.OID, serial: serial, state: state, kind: writeUndo}
+		if in.s.blobs != nil {
+			w.blobFrom = it.PrevTID
+		}
+		undos = append(undos, w)
 	}
 	oids := make([]uint64, len(undos))
 	for i, w := range undos {

@@ -52,8 +52,8 @@ def test_zconfig_pragmas_reach_the_engine(tmp_path):
 
 
 def test_zconfig_rejects_an_option_this_build_lacks(tmp_path):
-    with pytest.raises(gorelstorage.ConfigurationError, match='blob-dir'):
-        ZODB.config.databaseFromString(_zconfig(tmp_path / 'data', 'blob-dir %s' % (tmp_path / 'blobs')))
+    with pytest.raises(gorelstorage.ConfigurationError, match='replica-conf'):
+        ZODB.config.databaseFromString(_zconfig(tmp_path / 'data', 'replica-conf %s' % (tmp_path / 'replicas')))
     with pytest.raises(gorelstorage.ConfigurationError, match='cache-servers'):
         ZODB.config.databaseFromString(_zconfig(tmp_path / 'data', 'cache-servers localhost:11211'))
 
@@ -101,8 +101,9 @@ def test_zodburi_rejects_bad_values(tmp_path):
         zodburi.resolve_uri('gosqlite://?data_dir=%s&keep_history=maybe' % tmp_path)
     with pytest.raises(gorelstorage.ConfigurationError, match='data directory'):
         zodburi.resolve_uri('gosqlite://?keep_history=true')
-    factory, _ = zodburi.resolve_uri('gosqlite://?data_dir=%s&blob_dir=/tmp/b' % tmp_path)
-    with pytest.raises(gorelstorage.ConfigurationError, match='blob-dir'):
+    factory, _ = zodburi.resolve_uri('gosqlite://?data_dir=%s&blob_dir=%s&blob_cache_size=lots'
+                                     % (tmp_path, tmp_path / 'blobs'))
+    with pytest.raises(gorelstorage.ConfigurationError, match='blob-cache-size'):
         factory()
 
 
@@ -114,3 +115,60 @@ def test_zodburi_demostorage(tmp_path):
     finally:
         storage.close()
         transaction.abort()
+
+
+def test_zconfig_blob_options(tmp_path):
+    """RelStorage's blob keys, with their meanings: a cache of 10 MB checked every 20 %."""
+    db = ZODB.config.databaseFromString(_zconfig(
+        tmp_path / 'data', 'blob-dir %s\nblob-cache-size 10mb\nblob-cache-size-check 20\nblob-chunk-size 64kb'
+        % (tmp_path / 'blobs')))
+    try:
+        storage = db.storage
+        assert ZODB.interfaces.IBlobStorage.providedBy(storage)
+        opts = storage._options
+        assert (opts.blob_cache_size, opts.blob_cache_size_check, opts.blob_chunk_size) == (10 << 20, 20, 64 << 10)
+        assert storage.temporaryDirectory() == str(tmp_path / 'blobs' / 'tmp')
+        with open(tmp_path / 'blobs' / '.layout') as f:
+            assert f.read() == 'zeocache'
+    finally:
+        db.close()
+
+
+def test_zodburi_blob_options(tmp_path):
+    factory, _ = zodburi.resolve_uri('gosqlite://?data_dir=%s&blob_dir=%s&shared_blob_dir=true'
+                                     % (tmp_path / 'd', tmp_path / 'blobs'))
+    storage = factory()
+    try:
+        assert storage._options.shared_blob_dir
+        with open(tmp_path / 'blobs' / '.layout') as f:
+            assert f.read() == 'bushy'
+    finally:
+        storage.close()
+
+
+def test_blob_dir_of_the_other_kind_is_refused(tmp_path):
+    """A shared blob directory holds the only copy of its blobs: opening it as a cache (which
+    prunes) is refused, and the reverse too."""
+    shared = gorelstorage.GoRelStorage(gorelstorage.SQLite3(str(tmp_path / 'd')), blob_dir=str(tmp_path / 'shared'),
+                                       shared_blob_dir=True)
+    shared.close()
+    with pytest.raises(gorelstorage.ConfigurationError, match='shared-blob-dir true'):
+        gorelstorage.GoRelStorage(gorelstorage.SQLite3(str(tmp_path / 'd')), blob_dir=str(tmp_path / 'shared'))
+    cache = gorelstorage.GoRelStorage(gorelstorage.SQLite3(str(tmp_path / 'd')), blob_dir=str(tmp_path / 'cache'))
+    cache.close()
+    with pytest.raises(gorelstorage.ConfigurationError, match='shared-blob-dir false'):
+        gorelstorage.GoRelStorage(gorelstorage.SQLite3(str(tmp_path / 'd')), blob_dir=str(tmp_path / 'cache'),
+                                  shared_blob_dir=True)
+
+
+def test_blob_option_values_are_checked(tmp_path):
+    for bad, name in ((dict(blob_cache_size_check=0), 'blob-cache-size-check'),
+                      (dict(blob_cache_size_check=100), 'blob-cache-size-check'),
+                      (dict(blob_chunk_size=0), 'blob-chunk-size'),
+                      (dict(blob_cache_size=-1), 'blob-cache-size')):
+        with pytest.raises(gorelstorage.ConfigurationError, match=name):
+            gorelstorage.GoRelStorage(gorelstorage.SQLite3(str(tmp_path / 'd')), blob_dir=str(tmp_path / 'b'), **bad)
+    with pytest.warns(UserWarning, match='blob-cache-size is ignored with shared-blob-dir'):
+        s = gorelstorage.GoRelStorage(gorelstorage.SQLite3(str(tmp_path / 'd')), blob_dir=str(tmp_path / 's'),
+                                      shared_blob_dir=True, blob_cache_size=1000)
+    s.close()

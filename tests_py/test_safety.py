@@ -62,9 +62,9 @@ def test_server_down_after_a_commit_does_not_fail_the_commit(tmp_path):
 
 # --- blob records --------------------------------------------------------------------------
 
-def test_blob_records_are_refused_not_dropped(tmp_path):
-    """Until blobs are supported, a blob record is refused (Unsupported, naming blob-dir)
-    whether it comes through ZODB, store() or a copy, and nothing of it is written."""
+def test_blob_records_are_refused_not_dropped_without_blob_dir(tmp_path):
+    """Without blob-dir, a blob record is refused (Unsupported, naming blob-dir) whether it
+    comes through ZODB, store() or a copy, and nothing of it is written."""
     src = ZODB.DB(FileStorage(str(tmp_path / 'src.fs'), blob_dir=str(tmp_path / 'blobs')))
     with src.transaction() as conn:
         conn.root()['plain'] = PersistentMapping(a=1)

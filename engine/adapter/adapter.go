@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"sync"
 	"time"
@@ -21,8 +22,11 @@ type Settings struct {
 	KeepHistory  bool
 	CreateSchema bool
 	ReadOnly     bool
-	LockTimeout  time.Duration   // commit-lock-timeout
-	Options      json.RawMessage // the adapter's own section, e.g. data_dir and pragmas
+	LockTimeout  time.Duration // commit-lock-timeout
+	// BlobChunkSize is blob-chunk-size: the largest blob_chunk row a dialect
+	// that splits blobs writes, and the buffer it streams them through.
+	BlobChunkSize int
+	Options       json.RawMessage // the adapter's own section, e.g. data_dir and pragmas
 }
 
 // Opener opens a dialect for one database.
@@ -230,6 +234,28 @@ type Write struct {
 	PrevTID uint64 // the object's current tid at lock time, 0 if new
 	State   []byte // nil: deletion (history-free) or a revision without state (history-preserving)
 	MD5     []byte // hex MD5 of State, history-preserving only; nil with State
+	// Blob: a blob was staged for this object (BlobStager.StageBlob); Move
+	// files it under the transaction's tid.
+	Blob bool
+	// BlobFrom, when not 0, is the tid of an earlier revision whose blob this
+	// one carries (undo brings a revision back): Move copies its blob_chunk rows.
+	BlobFrom uint64
+}
+
+// BlobReader is implemented by load connections of dialects that keep blobs.
+type BlobReader interface {
+	// ReadBlob writes the blob oid committed in tid to w chunk by chunk,
+	// never holding it whole; found is false when the database has no chunk of it.
+	ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (found bool, err error)
+}
+
+// BlobStager is implemented by store connections of dialects that keep blobs.
+type BlobStager interface {
+	// StageBlob stores the file at path as oid's blob for the transaction in
+	// progress, between BeginCommit and Move, chunk by chunk and before the
+	// commit lock where the dialect can. Move files it under the transaction's
+	// tid (in a history-free database, in place of the object's older blob).
+	StageBlob(ctx context.Context, oid uint64, path string) error
 }
 
 // UndoItem describes one object of a transaction to undo.

@@ -22,7 +22,7 @@
 #include "result.h"
 
 static const char *const shapes[] = {
-    "", "u", "uu", "uuu", "bi", "ubi", "uui", "uuuiii", "ubiuw", "uuubi", "uubi", NULL,
+    "", "u", "uu", "uuu", "bi", "ubi", "uui", "uuuiii", "ubiuw", "uuubi", "uubi", "uuubibi", "uubibi", "bii", NULL,
 };
 
 typedef grs_result R;
@@ -37,6 +37,9 @@ typedef int32_t (*f_uuuiii)(uint64_t, uint64_t, uint64_t, int64_t, int64_t, int6
 typedef int32_t (*f_ubiuw)(uint64_t, const char *, int64_t, uint64_t, int32_t, R *);
 typedef int32_t (*f_uuubi)(uint64_t, uint64_t, uint64_t, const char *, int64_t, R *);
 typedef int32_t (*f_uubi)(uint64_t, uint64_t, const char *, int64_t, R *);
+typedef int32_t (*f_uuubibi)(uint64_t, uint64_t, uint64_t, const char *, int64_t, const char *, int64_t, R *);
+typedef int32_t (*f_uubibi)(uint64_t, uint64_t, const char *, int64_t, const char *, int64_t, R *);
+typedef int32_t (*f_bii)(const char *, int64_t, int64_t, R *);
 
 /* Builds the exception for a failed call: error(kind, oid or None, serial0, serial1, message). */
 static PyObject *error_factory;
@@ -94,7 +97,10 @@ static int32_t dispatch(void *fn, int shape, arg *a, R *r) {
     case 7: return ((f_uuuiii)fn)(a[0].u, a[1].u, a[2].u, a[3].i, a[4].i, a[5].i, r);
     case 8: return ((f_ubiuw)fn)(a[0].u, a[1].b, a[2].i, a[3].u, (int32_t)a[4].i, r);
     case 9: return ((f_uuubi)fn)(a[0].u, a[1].u, a[2].u, a[3].b, a[4].i, r);
-    default: return ((f_uubi)fn)(a[0].u, a[1].u, a[2].b, a[3].i, r);
+    case 10: return ((f_uubi)fn)(a[0].u, a[1].u, a[2].b, a[3].i, r);
+    case 11: return ((f_uuubibi)fn)(a[0].u, a[1].u, a[2].u, a[3].b, a[4].i, a[5].b, a[6].i, r);
+    case 12: return ((f_uubibi)fn)(a[0].u, a[1].u, a[2].b, a[3].i, a[4].b, a[5].i, r);
+    default: return ((f_bii)fn)(a[0].b, a[1].i, a[2].i, r);
     }
 }
 

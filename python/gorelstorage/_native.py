@@ -29,7 +29,7 @@ try:
 except ImportError:  # built without a C compiler's Python headers
     _calls = None
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 LIBRARY_ENV = 'GORELSTORAGE_LIBRARY'
 CTYPES_ENV = 'GORELSTORAGE_CTYPES'
 
@@ -69,6 +69,14 @@ class CommitOutcomeUnknownError(GoRelStorageError):
     def __init__(self, message, tid):
         super().__init__(message)
         self.tid = tid
+
+
+class BlobNotFoundError(POSKeyError):
+    """The database (or the shared blob directory) has no blob for this object and
+    transaction. Its message names both."""
+
+    def __str__(self):
+        return self.args[1] if len(self.args) > 1 else POSKeyError.__str__(self)
 
 
 class ForkedProcessError(GoRelStorageError):
@@ -131,6 +139,11 @@ _SIGNATURES = {
     'grs_finish_lock': (_u64,),
     'grs_finish_commit': (_u64,),
     'grs_abort': (_u64,),
+    'grs_store_blob': (_u64, _u64, _u64, _buf, _i64, _buf, _i64),
+    'grs_restore_blob': (_u64, _u64, _buf, _i64, _buf, _i64),
+    'grs_load_blob': (_u64, _u64, _u64),
+    'grs_blob_wait_pruning': (_u64,),
+    'grs_blob_prune': (_buf, _i64, _i64),
     'grs_load_cached': (_u64, _u64),
     'grs_cache_stats': (_u64,),
     'grs_cache_clear': (_u64,),
@@ -226,7 +239,7 @@ _KIND_NAMES = {v: k for k, v in KINDS.items()}
 
 # What each kind raises: f(message, oid or None, (serial0, serial1)).
 _RAISES = {
-    'POSKey': lambda m, oid, s: POSKeyError(oid) if oid is not None else POSKeyError(m),
+    'POSKey': lambda m, oid, s: _poskey(m, oid),
     'Conflict': lambda m, oid, s: ConflictError(message=m, oid=oid, serials=s),
     'ReadConflict': lambda m, oid, s: ReadConflictError(message=m, oid=oid, serials=s),
     'Transaction': lambda m, oid, s: StorageTransactionError(m),
@@ -242,6 +255,13 @@ _RAISES = {
     'Disconnected': lambda m, oid, s: DisconnectedError(m),
     'CommitUnknown': lambda m, oid, s: CommitOutcomeUnknownError(m, s[0]),
 }
+
+
+def _poskey(message, oid):
+    """ZODB's POSKeyError(oid), carrying the engine's message as .message."""
+    e = POSKeyError(oid) if oid is not None else POSKeyError(message)
+    e.message = message
+    return e
 
 
 def _exception(kind, oid, serial0, serial1, message):
@@ -529,3 +549,32 @@ def finish_commit(instance):
 
 def abort(instance):
     call('grs_abort', instance)
+
+
+def store_blob(instance, oid, serial, data, path):
+    """store with the blob file at path (bytes), which the engine takes over."""
+    call('grs_store_blob', instance, oid, serial, data, len(data), path, len(path))
+
+
+def restore_blob(instance, oid, data, path):
+    call('grs_restore_blob', instance, oid, data, len(data), path, len(path))
+
+
+def load_blob(instance, oid, tid):
+    """The path (str) of oid's blob committed by tid, downloaded into the cache if needed."""
+    try:
+        data = call('grs_load_blob', instance, oid, tid)[0]
+    except POSKeyError as e:
+        raise BlobNotFoundError(e.args[0] if e.args else None, getattr(e, 'message', '')) from None
+    return os.fsdecode(data)
+
+
+def blob_wait_pruning(handle):
+    call('grs_blob_wait_pruning', handle)
+
+
+def blob_prune(path, target):
+    """Prune the blob cache at path to target bytes in this process: (locked by another, bytes left, removed)."""
+    p = os.fsencode(path)
+    _, locked, left, removed = call('grs_blob_prune', p, len(p), target)
+    return bool(locked), left, removed

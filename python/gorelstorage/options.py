@@ -5,6 +5,8 @@ passed to the engine; options RelStorage itself ignores are accepted with a
 warning; an option this build does not implement yet is refused when set to
 anything but its default, naming the option, so nothing is silently ignored.
 """
+import os
+import sys
 import warnings
 
 from ._native import ConfigurationError
@@ -21,6 +23,12 @@ IMPLEMENTED = {
     'cache_local_object_max': 16384,
     'cache_local_compression': 'none',
     'cache_local_dir': None,
+    'blob_dir': None,
+    'shared_blob_dir': False,
+    'blob_cache_size': None,
+    'blob_cache_size_check': 10,
+    'blob_cache_size_check_external': False,
+    'blob_chunk_size': 1 << 20,
 }
 
 # RelStorage accepts these and ignores them (deprecated or removed features).
@@ -44,12 +52,6 @@ IGNORED = {
 # RelStorage options not implemented by this build yet, with their defaults
 # (the defaults are what the build does).
 NOT_YET = {
-    'blob_dir': None,
-    'shared_blob_dir': False,
-    'blob_cache_size': None,
-    'blob_cache_size_check': 10,
-    'blob_cache_size_check_external': False,
-    'blob_chunk_size': 1 << 20,
     'replica_conf': None,
     'ro_replica_conf': None,
     'replica_timeout': 600.0,
@@ -64,7 +66,52 @@ NOT_YET = {
     'driver': 'auto',
 }
 
-_BOOL = ('read_only', 'keep_history', 'create_schema')
+_BOOL = ('read_only', 'keep_history', 'create_schema', 'shared_blob_dir', 'blob_cache_size_check_external')
+# Options in bytes: an int, or a ZConfig byte-size such as '500MB' (zodburi passes text).
+_BYTES = ('blob_cache_size', 'blob_chunk_size')
+
+
+def _byte_size(name, value):
+    if isinstance(value, str):
+        from ZConfig.datatypes import stock_datatypes
+        try:
+            value = stock_datatypes['byte-size'](value)
+        except ValueError:
+            raise ConfigurationError('option %s must be a size in bytes such as 500MB, not %r'
+                                     % (_spelled(name), value))
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError('option %s must be a size in bytes >= 0, not %r' % (_spelled(name), value))
+    return value
+
+
+def _check_blob_options(values):
+    """RelStorage's blob options: checked, and those RelStorage ignores dropped with a warning."""
+    for name in _BYTES:
+        if values[name] is not None:
+            values[name] = _byte_size(name, values[name])
+    if values['blob_chunk_size'] in (None, 0):
+        raise ConfigurationError('option blob-chunk-size must be above 0')
+    try:
+        values['blob_cache_size_check'] = float(values['blob_cache_size_check'])
+    except (TypeError, ValueError):
+        raise ConfigurationError('option blob-cache-size-check must be a number, not %r'
+                                 % (values['blob_cache_size_check'],))
+    if not 0 < values['blob_cache_size_check'] < 100:
+        raise ConfigurationError('option blob-cache-size-check is a percentage of blob-cache-size, above 0 '
+                                 'and below 100, not %r' % (values['blob_cache_size_check'],))
+    blob_dir = values['blob_dir']
+    if blob_dir is not None and not isinstance(blob_dir, str):
+        raise ConfigurationError('option blob-dir must be a directory name, not %r' % (blob_dir,))
+    if not blob_dir:
+        values['blob_dir'] = None
+        for name in ('shared_blob_dir', 'blob_cache_size'):
+            if values[name]:
+                warnings.warn('option %s is ignored without blob-dir' % _spelled(name), UserWarning, stacklevel=4)
+        values['shared_blob_dir'], values['blob_cache_size'] = False, None
+    elif values['shared_blob_dir'] and values['blob_cache_size']:
+        warnings.warn('option blob-cache-size is ignored with shared-blob-dir true: a shared blob directory '
+                      'holds the only copy of each blob and is never pruned', UserWarning, stacklevel=4)
+        values['blob_cache_size'] = None
 
 
 def _spelled(name):
@@ -118,6 +165,7 @@ class Options:
             values['cache_local_compression'] = compression = 'none'
         if compression not in ('none', 'zlib'):
             raise ConfigurationError('option cache-local-compression must be none or zlib, not %r' % (compression,))
+        _check_blob_options(values)
         directory = values['cache_local_dir']
         if directory is not None and not isinstance(directory, str):
             raise ConfigurationError('option cache-local-dir must be a directory name, not %r' % (directory,))
@@ -134,6 +182,10 @@ class Options:
         d = {k: getattr(self, k) for k in IMPLEMENTED}
         d['name'] = d['name'] or ''
         d['cache_local_dir'] = d['cache_local_dir'] or ''
+        d['blob_dir'] = os.path.abspath(d['blob_dir']) if d['blob_dir'] else ''
+        d['blob_cache_size'] = d['blob_cache_size'] or 0
+        # blob-cache-size-check-external prunes in a new Python process.
+        d['blob_prune_command'] = [sys.executable, '-m', 'gorelstorage.blobcache']
         return d
 
     def __repr__(self):

@@ -1,7 +1,11 @@
 """GoRelStorage: the ZODB storage class. ZODB glue only: the work is in Go."""
 import base64
+import fcntl
 import json
 import logging
+import os
+import shutil
+import tempfile
 import threading
 import weakref
 
@@ -12,8 +16,11 @@ from ZODB import POSException
 from ZODB.BaseStorage import DataRecord
 from ZODB.BaseStorage import TransactionRecord
 from ZODB.BaseStorage import copy as copy_transactions
+from ZODB.blob import BlobFile
 from ZODB.blob import is_blob_record
 from ZODB.ConflictResolution import ConflictResolvingStorage
+from ZODB.interfaces import IBlobStorage
+from ZODB.interfaces import IBlobStorageRestoreable
 from ZODB.interfaces import IExternalGC
 from ZODB.interfaces import IMultiCommitStorage
 from ZODB.interfaces import IMVCCAfterCompletionStorage
@@ -76,6 +83,7 @@ class _Database:
         self.adapter = adapter
         self.options = options
         self.reads_in_process = getattr(adapter, 'reads_in_process', False)
+        self.blob_temp_dir = os.path.join(config['blob_dir'], 'tmp') if config['blob_dir'] else None
         self.closed = False
         self._oids = []  # OIDs the engine handed over, 8-byte strings, the next one last
         self._oid_lock = threading.Lock()
@@ -159,6 +167,8 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         self._completing = False
         if self._options.keep_history:
             alsoProvides(self, IStorageUndoable)
+        if self._options.blob_dir:
+            alsoProvides(self, IBlobStorage, IBlobStorageRestoreable)
 
     # --- identity -------------------------------------------------------
 
@@ -392,7 +402,8 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             raise POSException.Unsupported('versions are not supported')
         if not isinstance(data, bytes):
             raise TypeError('data must be bytes, not %s' % type(data).__name__)
-        _refuse_blob(oid, data)
+        if not self._options.blob_dir:
+            _refuse_blob(oid, data)
         self._call(_native.store, _oid_int(oid), _serial_int(serial), data)
 
     def restore(self, oid, serial, data, version, prev_txn, transaction):
@@ -401,7 +412,8 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             raise POSException.Unsupported('versions are not supported')
         if data is not None and not isinstance(data, bytes):
             raise TypeError('data must be bytes or None, not %s' % type(data).__name__)
-        _refuse_blob(oid, data)
+        if not self._options.blob_dir:
+            _refuse_blob(oid, data)
         self._call(_native.restore, _oid_int(oid), data)
 
     def deleteObject(self, oid, oldserial, transaction):
@@ -476,10 +488,81 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     def tpc_transaction(self):
         return self._transaction
 
+    # --- blobs ------------------------------------------------------------
+
+    def temporaryDirectory(self):
+        """Where uncommitted blob files go: the blob directory's ``tmp``."""
+        if self._db.blob_temp_dir is None:
+            raise POSException.Unsupported('no blob-dir is configured')
+        return self._db.blob_temp_dir
+
+    def storeBlob(self, oid, oldserial, data, blobfilename, version, transaction):
+        """store() with the blob's file, which the storage takes over."""
+        self._check_txn(transaction)
+        if version:
+            raise POSException.Unsupported('versions are not supported')
+        self._call(_native.store_blob, _oid_int(oid), _serial_int(oldserial), data, os.fsencode(blobfilename))
+
+    def restoreBlob(self, oid, serial, data, blobfilename, prev_txn, transaction):
+        """restore() with the blob's file, which the storage takes over."""
+        self._check_txn(transaction)
+        self._call(_native.restore_blob, _oid_int(oid), data, os.fsencode(blobfilename))
+
+    def loadBlob(self, oid, serial):
+        """The name of the file holding oid's blob as committed by serial; with a blob
+        cache it is downloaded first when missing (and may be pruned later: open it
+        with openCommittedBlobFile to keep it)."""
+        return self._call(_native.load_blob, _oid_int(oid), _serial_int(serial))
+
+    def openCommittedBlobFile(self, oid, serial, blob=None):
+        """The blob's file, open for reading (a ZODB BlobFile when ``blob`` is given). A
+        cached file stays in the cache while it is open: the open file holds a shared
+        lock the cache's pruning respects."""
+        for attempt in range(3):
+            path = self.loadBlob(oid, serial)
+            try:
+                f = open(path, 'rb') if blob is None else BlobFile(path, 'r', blob)
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                continue  # pruned between the load and the open: fetch it again
+            if self._options.shared_blob_dir:
+                return f
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+            if os.fstat(f.fileno()).st_nlink:
+                return f
+            f.close()  # pruned while the lock was taken
+        raise POSException.StorageError('blob of oid %r serial %r: the cache kept removing the file'
+                                        % (oid, serial))
+
     # --- copying, packing -----------------------------------------------
 
     def copyTransactionsFrom(self, other):
-        copy_transactions(other, self)
+        """Copy every transaction of ``other``, with its blobs when both storages keep them."""
+        if not (self._options.blob_dir and IBlobStorage.providedBy(other)):
+            return copy_transactions(other, self)
+        for trans in other.iterator():
+            self.tpc_begin(trans, trans.tid, trans.status)
+            try:
+                for r in trans:
+                    source = None
+                    if r.data and is_blob_record(r.data):
+                        try:
+                            source = other.loadBlob(r.oid, r.tid)
+                        except POSException.POSKeyError:
+                            source = None  # a blob record whose file is gone: copied as a record
+                    if source is None:
+                        self.restore(r.oid, r.tid, r.data, '', r.data_txn, trans)
+                        continue
+                    fd, copy = tempfile.mkstemp(prefix='copy-', dir=self.temporaryDirectory())
+                    os.close(fd)
+                    shutil.copyfile(source, copy)
+                    self.restoreBlob(r.oid, r.tid, r.data, copy, r.data_txn, trans)
+                self.tpc_vote(trans)
+                self.tpc_finish(trans)
+            except BaseException:
+                self.tpc_abort(trans)
+                raise
 
     def pack(self, t, referencesf, gc=None, prepack_only=False, skip_prepack=False, check_refs=False,
              **kwargs):
@@ -488,11 +571,11 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
 
 
 def _refuse_blob(oid, data):
-    """A blob record would be stored without its file: refuse it until blobs are supported."""
+    """Without blob-dir, a blob record would be stored without its file: refuse it."""
     if data and b'ZODB.blob' in data and is_blob_record(data):
         raise POSException.Unsupported(
-            'oid %s is a blob record: this version of GoRelStorage stores no blobs, and '
-            'storing the record without its file would lose the data (blob-dir is not supported)'
+            'oid %s is a blob record, and this storage keeps no blobs: storing the record without '
+            'its file would lose the data; configure blob-dir'
             % (u64(oid) if isinstance(oid, bytes) and len(oid) == 8 else oid,))
 
 

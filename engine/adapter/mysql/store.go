@@ -35,6 +35,7 @@ type storeConn struct {
 	connID int64     // the server's id of this connection, read with the commit lock
 	tid    uint64    // what Move wrote
 	writes []adapter.Write
+	staged bool // blobs wait in temp_blob_chunk
 }
 
 func (c *storeConn) BeginCommit(ctx context.Context) error {
@@ -181,6 +182,7 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 			b.statement(sqlDeleteHF+in(len(part)), sqlrow.Int64Args(part)...)
 		}
 	}
+	c.moveBlobs(b, tid, writes)
 	c.moved = b.done()
 	c.tid, c.writes = tid, writes
 	return nil
@@ -209,12 +211,12 @@ func (c *storeConn) Commit(ctx context.Context) error {
 		}
 	}
 	c.inTxn = false
-	c.tid, c.writes = 0, nil
+	c.tid, c.writes, c.staged = 0, nil, false
 	return nil
 }
 
 func (c *storeConn) Rollback() {
-	c.moved, c.tid, c.writes = nil, 0, nil
+	c.moved, c.tid, c.writes, c.staged = nil, 0, nil, false
 	c.rollback()
 }
 

@@ -282,6 +282,15 @@ func batches(writes []adapter.Write) [][]adapter.Write {
 // history-free upsert is an UPDATE plus an INSERT, each checked for the
 // number of rows it must change.
 func (q queries) move(tid uint64, meta adapter.TxnInfo, writes []adapter.Write) ([]stmt, error) {
+	out, err := q.moveStates(tid, meta, writes)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, q.moveBlobs(tid, writes)...), nil
+}
+
+// moveStates writes the transaction's metadata and object states.
+func (q queries) moveStates(tid uint64, meta adapter.TxnInfo, writes []adapter.Write) ([]stmt, error) {
 	var out []stmt
 	if q.keepHistory {
 		if len(meta.User) > maxUser || len(meta.Extension) > maxExtension {

@@ -32,9 +32,10 @@ import (
 type storeConn struct {
 	d *dialect
 	session
-	moved *pgx.Batch // the writes, sent with COMMIT
-	xid   int64      // txid_current() of the write transaction, read with the commit lock
-	pid   uint32     // the server process running it
+	moved *pgx.Batch        // the writes, sent with COMMIT
+	xid   int64             // txid_current() of the write transaction, read with the commit lock
+	pid   uint32            // the server process running it
+	blobs map[uint64]uint32 // large objects staged in the write transaction, by oid
 }
 
 func (c *storeConn) BeginCommit(ctx context.Context) error {
@@ -191,6 +192,9 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 			b.Queue(sqlDeleteHF, delOIDs)
 		}
 	}
+	if err := c.queueBlobs(b, tid, writes); err != nil {
+		return err
+	}
 	c.moved = b
 	return nil
 }
@@ -226,12 +230,12 @@ func (c *storeConn) Commit(ctx context.Context) error {
 		}
 		return c.classify(err)
 	}
-	c.inTxn = false
+	c.inTxn, c.blobs = false, nil
 	return nil
 }
 
 func (c *storeConn) Rollback() {
-	c.moved = nil
+	c.moved, c.blobs = nil, nil
 	c.rollback()
 }
 

@@ -41,6 +41,7 @@ type Dialect struct {
 	readDB      *sql.DB // snapshots; query_only
 	writeDB     *sql.DB // commits; BEGIN IMMEDIATE waits up to commit-lock-timeout
 	lockTimeout time.Duration
+	chunkSize   int     // blob-chunk-size
 	oidDB       *sql.DB // oids.sqlite3, one connection
 	q           queries
 }
@@ -73,7 +74,7 @@ func Open(ctx context.Context, s adapter.Settings) (adapter.Dialect, error) {
 	if err := claimDir(dir); err != nil {
 		return nil, err
 	}
-	d := &Dialect{dir: dir, keepHistory: s.KeepHistory, q: newQueries(s.KeepHistory)}
+	d := &Dialect{dir: dir, keepHistory: s.KeepHistory, q: newQueries(s.KeepHistory), chunkSize: s.BlobChunkSize}
 	main := filepath.Join(dir, "main.sqlite3")
 	d.lockTimeout = s.LockTimeout
 	timeoutMS := s.LockTimeout.Milliseconds()
@@ -230,7 +231,8 @@ func (d *Dialect) OpenStore(ctx context.Context) (adapter.StoreConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &storeConn{conn: c, q: &d.q, keepHistory: d.keepHistory, lockTimeout: d.lockTimeout}, nil
+	return &storeConn{conn: c, q: &d.q, keepHistory: d.keepHistory, lockTimeout: d.lockTimeout,
+		chunkSize: d.chunkSize}, nil
 }
 
 // isBusy tells whether err is SQLite's "database is locked".

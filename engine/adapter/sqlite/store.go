@@ -21,6 +21,8 @@ type storeConn struct {
 	keepHistory bool
 	inTxn       bool
 	lockTimeout time.Duration
+	chunkSize   int               // blob-chunk-size
+	blobs       map[uint64]string // staged blob files by oid, written at Move
 }
 
 // BeginCommit takes the write lock. SQLite's busy handler sleeps 1, 2, 5,
@@ -148,10 +150,16 @@ func valuesList(rows, width int) string {
 }
 
 func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, writes []adapter.Write) error {
+	var err error
 	if c.keepHistory {
-		return c.moveHP(ctx, tid, meta, writes)
+		err = c.moveHP(ctx, tid, meta, writes)
+	} else {
+		err = c.moveHF(ctx, tid, writes)
 	}
-	return c.moveHF(ctx, tid, writes)
+	if err != nil {
+		return err
+	}
+	return c.moveBlobs(ctx, tid, writes)
 }
 
 func (c *storeConn) moveHP(ctx context.Context, tid uint64, meta adapter.TxnInfo, writes []adapter.Write) error {
@@ -182,6 +190,10 @@ func (c *storeConn) moveHF(ctx context.Context, tid uint64, writes []adapter.Wri
 	states := make([]any, 0, 4*len(writes))
 	for _, w := range writes {
 		if w.State == nil {
+			// Foreign keys are not enforced: the blob goes explicitly.
+			if _, err := c.conn.ExecContext(ctx, sqlDeleteChunksHF, int64(w.OID)); err != nil {
+				return fmt.Errorf("delete oid %d: %w", w.OID, err)
+			}
 			if _, err := c.conn.ExecContext(ctx, sqlDeleteHF, int64(w.OID)); err != nil {
 				return fmt.Errorf("delete oid %d: %w", w.OID, err)
 			}
@@ -204,11 +216,12 @@ func (c *storeConn) Commit(ctx context.Context) error {
 		c.Rollback()
 		return err
 	}
-	c.inTxn = false
+	c.inTxn, c.blobs = false, nil
 	return nil
 }
 
 func (c *storeConn) Rollback() {
+	c.blobs = nil
 	if c.inTxn {
 		c.conn.ExecContext(context.Background(), "ROLLBACK")
 		c.inTxn = false

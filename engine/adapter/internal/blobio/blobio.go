@@ -1,0 +1,52 @@
+// Package blobio streams blob files in chunks for the dialects: a blob is
+// never held whole in memory.
+package blobio
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// DefaultChunkSize is RelStorage's blob-chunk-size default, 1 MiB.
+const DefaultChunkSize = 1 << 20
+
+// EachChunk calls fn with consecutive chunks of at most size bytes of the
+// file at path, numbered from 0. An empty file is one empty chunk, as
+// RelStorage writes it. The chunk's buffer is reused between calls.
+func EachChunk(path string, size int, fn func(num int, chunk []byte) error) error {
+	if size <= 0 {
+		size = DefaultChunkSize
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("read blob file: %w", err)
+	}
+	defer f.Close()
+	buf := make([]byte, size)
+	for num := 0; ; num++ {
+		n, err := io.ReadFull(f, buf)
+		if errors.Is(err, io.EOF) && num > 0 {
+			return nil
+		}
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read blob file: %w", err)
+		}
+		if ferr := fn(num, buf[:n]); ferr != nil {
+			return ferr
+		}
+		if n < size {
+			return nil
+		}
+	}
+}
+
+// Size is the length of the file at path.
+func Size(path string) (int64, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return 0, fmt.Errorf("read blob file: %w", err)
+	}
+	return st.Size(), nil
+}
