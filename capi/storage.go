@@ -139,3 +139,17 @@ func grs_blob_prune(path *C.uint8_t, n C.int64_t, target C.int64_t, r *C.grs_res
 		return nil
 	})
 }
+
+// grs_blob_lookup returns (data) the path of oid's blob of tid in the blob
+// directory dir when the file is there, without a storage: v[0] is 1 when found.
+//
+//export grs_blob_lookup
+func grs_blob_lookup(oid C.uint64_t, dir *C.uint8_t, n C.int64_t, tid C.uint64_t, _ C.int32_t, r *C.grs_result) C.int32_t {
+	return call(r, func() error {
+		if path, ok := blob.Lookup(string(goBytes(dir, n)), uint64(oid), uint64(tid)); ok {
+			setData(r, []byte(path))
+			r.v[0] = 1
+		}
+		return nil
+	})
+}

@@ -244,8 +244,8 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 // Stage takes over the file a transaction stores for oid (ZODB hands it to
-// the storage): it is moved, or copied when on another file system, into
-// the temporary directory, where it waits for the commit.
+// the storage): it waits for the commit in the temporary directory, moved
+// there (or copied, from another file system) unless it is there already.
 func (d *Dir) Stage(src string, oid uint64) (string, error) {
 	st, err := os.Stat(src)
 	if err != nil {
@@ -253,6 +253,9 @@ func (d *Dir) Stage(src string, oid uint64) (string, error) {
 	}
 	if !st.Mode().IsRegular() {
 		return "", fmt.Errorf("blob file for oid %d: %s is not a regular file", oid, src)
+	}
+	if abs, err := filepath.Abs(src); err == nil && filepath.Dir(abs) == d.Temp {
+		return abs, nil
 	}
 	f, err := os.CreateTemp(d.Temp, fmt.Sprintf("staged-%d-*", oid))
 	if err != nil {
@@ -309,8 +312,13 @@ func (d *Dir) Install(src string, oid, tid uint64) (string, error) {
 	if err := moveFile(src, dst); err != nil {
 		return "", err
 	}
+	// ZODB's set_not_writable: no write permission, read permission as the directory's.
 	if st, err := os.Stat(dst); err == nil {
-		_ = os.Chmod(dst, st.Mode().Perm()&^0o222)
+		perm := st.Mode().Perm() &^ 0o222
+		if dirSt, err := os.Stat(filepath.Dir(dst)); err == nil {
+			perm |= dirSt.Mode().Perm() & 0o444
+		}
+		_ = os.Chmod(dst, perm)
 	}
 	return dst, nil
 }
@@ -391,4 +399,17 @@ func (d *Dir) RemoveOlder(oid, tid uint64) int64 {
 		}
 	}
 	return freed
+}
+
+// Lookup finds oid's blob of tid in the blob directory at root without
+// opening it as a storage does (nothing is created): a closed storage still
+// serves the files it has, as ZODB's storages do.
+func Lookup(root string, oid, tid uint64) (string, bool) {
+	name, err := readMarker(filepath.Join(root, markerFile))
+	layout, ok := layouts[name]
+	if err != nil || !ok {
+		return "", false
+	}
+	path := filepath.Join(root, layout.File(oid, tid))
+	return path, touch(path)
 }

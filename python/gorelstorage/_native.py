@@ -144,6 +144,7 @@ _SIGNATURES = {
     'grs_load_blob': (_u64, _u64, _u64),
     'grs_blob_wait_pruning': (_u64,),
     'grs_blob_prune': (_buf, _i64, _i64),
+    'grs_blob_lookup': (_u64, _buf, _i64, _u64, _i32),
     'grs_load_cached': (_u64, _u64),
     'grs_cache_stats': (_u64,),
     'grs_cache_clear': (_u64,),
@@ -578,3 +579,10 @@ def blob_prune(path, target):
     p = os.fsencode(path)
     _, locked, left, removed = call('grs_blob_prune', p, len(p), target)
     return bool(locked), left, removed
+
+
+def blob_lookup(blob_dir, oid, tid):
+    """The path of oid's blob of tid if the blob directory holds it (no storage needed), or None."""
+    d = os.fsencode(blob_dir)
+    data, found, _, _ = call('grs_blob_lookup', oid, d, len(d), tid, 0)
+    return os.fsdecode(data) if found else None

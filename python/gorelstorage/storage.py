@@ -18,6 +18,7 @@ from ZODB.BaseStorage import TransactionRecord
 from ZODB.BaseStorage import copy as copy_transactions
 from ZODB.blob import BlobFile
 from ZODB.blob import is_blob_record
+from ZODB.blob import rename_or_copy_blob
 from ZODB.ConflictResolution import ConflictResolvingStorage
 from ZODB.interfaces import IBlobStorage
 from ZODB.interfaces import IBlobStorageRestoreable
@@ -501,17 +502,34 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         self._check_txn(transaction)
         if version:
             raise POSException.Unsupported('versions are not supported')
-        self._call(_native.store_blob, _oid_int(oid), _serial_int(oldserial), data, os.fsencode(blobfilename))
+        self._call(_native.store_blob, _oid_int(oid), _serial_int(oldserial), data, self._take_over(blobfilename))
 
     def restoreBlob(self, oid, serial, data, blobfilename, prev_txn, transaction):
         """restore() with the blob's file, which the storage takes over."""
         self._check_txn(transaction)
-        self._call(_native.restore_blob, _oid_int(oid), data, os.fsencode(blobfilename))
+        self._call(_native.restore_blob, _oid_int(oid), data, self._take_over(blobfilename))
+
+    def _take_over(self, blobfilename):
+        """Move the caller's file into the blob directory's tmp (copying it, as ZODB does,
+        when it is on another file system); the engine takes it from there."""
+        fd, staged = tempfile.mkstemp(prefix='staged-', dir=self.temporaryDirectory())
+        os.close(fd)
+        try:
+            rename_or_copy_blob(blobfilename, staged, chmod=False)
+        except BaseException:
+            os.remove(staged)
+            raise
+        return os.fsencode(staged)
 
     def loadBlob(self, oid, serial):
         """The name of the file holding oid's blob as committed by serial; with a blob
         cache it is downloaded first when missing (and may be pruned later: open it
         with openCommittedBlobFile to keep it)."""
+        if self._instance is None and self._options.blob_dir:
+            # Closed: the files on disk are still served, as ZODB's storages serve them.
+            path = _native.blob_lookup(os.path.abspath(self._options.blob_dir), _oid_int(oid), _serial_int(serial))
+            if path is not None:
+                return path
         return self._call(_native.load_blob, _oid_int(oid), _serial_int(serial))
 
     def openCommittedBlobFile(self, oid, serial, blob=None):

@@ -114,7 +114,10 @@ func ensureDir(dir string, readOnly bool) error {
 
 func checkPragmas(p map[string]string) ([]string, error) {
 	// RelStorage's defaults; WAL is required for concurrent readers and a writer.
-	base := map[string]string{"journal_mode": "wal", "synchronous": "1", "cache_spill": "0",
+	// But cache_spill is on (RelStorage turns it off): a transaction larger
+	// than the page cache, a big blob's, spills to the WAL instead of holding
+	// every page it wrote in memory until COMMIT.
+	base := map[string]string{"journal_mode": "wal", "synchronous": "1", "cache_spill": "1",
 		"journal_size_limit": "10485760"}
 	for k, v := range p {
 		k = strings.ToLower(k)
