@@ -61,6 +61,12 @@ func (c *storeConn) StageBlob(ctx context.Context, oid uint64, path string) erro
 // moveBlobs writes the transaction's blobs under tid, after its states (the
 // rows blob_chunk refers to).
 func (c *storeConn) moveBlobs(ctx context.Context, tid uint64, writes []adapter.Write) error {
+	var insert *sql.Stmt
+	defer func() {
+		if insert != nil {
+			insert.Close()
+		}
+	}()
 	for _, w := range writes {
 		switch {
 		case w.Blob:
@@ -71,8 +77,14 @@ func (c *storeConn) moveBlobs(ctx context.Context, tid uint64, writes []adapter.
 			if err := c.deleteChunks(ctx, w.OID, tid); err != nil {
 				return err
 			}
+			if insert == nil {
+				var err error
+				if insert, err = c.conn.PrepareContext(ctx, sqlInsertChunk); err != nil {
+					return err
+				}
+			}
 			err := blobio.EachChunk(path, c.chunkSize, func(num int, chunk []byte) error {
-				_, err := c.conn.ExecContext(ctx, sqlInsertChunk, int64(w.OID), int64(tid), num, chunk)
+				_, err := insert.ExecContext(ctx, int64(w.OID), int64(tid), num, chunk)
 				return err
 			})
 			if err != nil {

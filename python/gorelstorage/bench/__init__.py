@@ -52,7 +52,7 @@ from .workloads import run_config
 from .workloads import zodb_floor
 
 
-def run(args):
+def _databases(args):
     databases = [('sqlite', None)]
     if args.postgresql:
         databases.append(('postgresql', args.postgresql))
@@ -60,6 +60,20 @@ def run(args):
         databases.append(('mysql', args.mysql))
     if args.quick:
         databases = [('sqlite', None)]
+    return databases
+
+
+def run_blobs(args):
+    from . import blobs
+    results = blobs.run(args, _databases(args))
+    print(blobs.markdown(results, args))
+    with open(args.json, 'w') as f:
+        json.dump({'machine': machine(), 'blobs': results}, f, indent=1)
+    return 0
+
+
+def run(args):
+    databases = _databases(args)
     workdir = tempfile.mkdtemp(prefix='gorelstorage-bench-')
     report = {'machine': machine(), 'settings': {
         'quick': args.quick, 'size': args.size, 'counts': args.counts, 'clients': args.clients,
@@ -165,6 +179,12 @@ def add_arguments(p):
     p.add_argument('--profile', metavar='DIR',
                    help='after each configuration, run GoRelStorage once more under profilers: '
                         'DIR/<configuration>.pprof (Go, go tool pprof) and -client<i>.pstats (cProfile)')
+    p.add_argument('--blobs', action='store_true',
+                   help='instead, the blob benchmark: one big blob and many small ones written and read cold '
+                        '(MB/s and peak memory)')
+    p.add_argument('--blob-mb', type=int, default=100, help='the big blob, MB (100)')
+    p.add_argument('--blob-count', type=int, default=1000, help='how many small blobs (1000)')
+    p.add_argument('--blob-kb', type=int, default=50, help='the small blobs, kB (50)')
     p.add_argument('--json', default='bench-results.json', help='where to save the results')
     p.add_argument('--chart', default='bench-results.png', help='where to draw the chart ("" for none)')
 
@@ -178,4 +198,8 @@ def main(args):
     args.kinds = args.kinds or (['threads'] if quick else ['threads', 'processes'])
     args.rounds = args.rounds or 3
     args.reps = args.reps or (10 if quick else 5)
+    if args.blobs:
+        if args.json == 'bench-results.json':
+            args.json = 'bench-blobs.json'
+        return run_blobs(args)
     return run(args)

@@ -10,6 +10,7 @@ def open_storage(spec):
     """Open the storage a spec dict describes (picklable, for processes)."""
     contender, database, location, hp = spec['contender'], spec['database'], spec['location'], spec['hp']
     cache = spec.get('cache_mb', 10)
+    blobs = {'blob_dir': spec['blob_dir']} if spec.get('blob_dir') else {}
     if contender == 'gorelstorage':
         from .. import GoRelStorage
         from .. import PostgreSQL
@@ -21,10 +22,10 @@ def open_storage(spec):
             adapter = PostgreSQL(location)
         else:
             adapter = mysql_adapter(location)[0]
-        return GoRelStorage(adapter, keep_history=hp, cache_local_mb=cache)
+        return GoRelStorage(adapter, keep_history=hp, cache_local_mb=cache, **blobs)
     from relstorage.options import Options
     from relstorage.storage import RelStorage
-    opts = Options(keep_history=hp, cache_local_mb=cache)
+    opts = Options(keep_history=hp, cache_local_mb=cache, **blobs)
     if database == 'sqlite':
         from relstorage.adapters.sqlite.adapter import Sqlite3Adapter
         adapter = Sqlite3Adapter(location, {}, options=opts)

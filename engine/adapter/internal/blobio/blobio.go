@@ -24,6 +24,10 @@ func EachChunk(path string, size int, fn func(num int, chunk []byte) error) erro
 		return fmt.Errorf("read blob file: %w", err)
 	}
 	defer f.Close()
+	// A buffer no larger than the file: small blobs are the common case.
+	if st, err := f.Stat(); err == nil && st.Size() < int64(size) {
+		size = int(st.Size()) + 1
+	}
 	buf := make([]byte, size)
 	for num := 0; ; num++ {
 		n, err := io.ReadFull(f, buf)
@@ -40,13 +44,4 @@ func EachChunk(path string, size int, fn func(num int, chunk []byte) error) erro
 			return nil
 		}
 	}
-}
-
-// Size is the length of the file at path.
-func Size(path string) (int64, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return 0, fmt.Errorf("read blob file: %w", err)
-	}
-	return st.Size(), nil
 }

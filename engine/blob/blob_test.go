@@ -1,0 +1,197 @@
+package blob
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestLayoutsAreZODBsAndRelStorages(t *testing.T) {
+	// RelStorage's _BlobCacheLayout and ZODB's BushyLayout/LawnLayout name these files.
+	require.Equal(t, filepath.Join("23", "0.03d167f919308700.blob"), cacheLayout{}.File(23, 0x03d167f919308700))
+	require.Equal(t, filepath.Join("1", "2.0000000000000001.blob"), cacheLayout{}.File(997*2+1, 1))
+	require.Equal(t, filepath.Join("0x00", "0x00", "0x00", "0x00", "0x00", "0x00", "0x01", "0x2a", "0x03d167f919308700.blob"),
+		bushyLayout{}.File(0x12a, 0x03d167f919308700))
+	require.Equal(t, filepath.Join("0x012a", "0x01.blob"), lawnLayout{}.File(0x12a, 1))
+	require.Equal(t, "0x00", repr(0))
+	require.Equal(t, "0x0100", repr(256))
+}
+
+func TestOpenChoosesAndKeepsTheLayout(t *testing.T) {
+	root := t.TempDir()
+	d, err := Open(filepath.Join(root, "cache"), false)
+	require.NoError(t, err)
+	require.Equal(t, "zeocache", d.Layout.Name())
+	_, err = Open(filepath.Join(root, "cache"), true)
+	require.ErrorContains(t, err, "set shared-blob-dir false")
+
+	d, err = Open(filepath.Join(root, "shared"), true)
+	require.NoError(t, err)
+	require.Equal(t, "bushy", d.Layout.Name())
+	_, err = Open(filepath.Join(root, "shared"), false)
+	require.ErrorContains(t, err, "set shared-blob-dir true")
+
+	// A used directory without a marker is ZODB's old lawn layout.
+	old := filepath.Join(root, "old")
+	require.NoError(t, os.MkdirAll(filepath.Join(old, "0x01"), 0o755))
+	d, err = Open(old, true)
+	require.NoError(t, err)
+	require.Equal(t, "lawn", d.Layout.Name())
+}
+
+func TestFetchDownloadsOnceAndAtomically(t *testing.T) {
+	d, err := Open(t.TempDir(), false)
+	require.NoError(t, err)
+	data := bytes.Repeat([]byte("blob"), 1<<18)
+	var downloads atomic.Int32
+	download := func(w io.Writer) (bool, error) {
+		downloads.Add(1)
+		for i := 0; i < len(data); i += 4096 {
+			if _, err := w.Write(data[i : i+4096]); err != nil {
+				return false, err
+			}
+			// A reader that looked now must not see a partial file.
+			if _, err := os.Stat(d.Path(7, 9)); err == nil {
+				return false, errors.New("the file is visible before it is whole")
+			}
+		}
+		return true, nil
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			path, _, err := d.Fetch(7, 9, download)
+			if err == nil {
+				var got []byte
+				if got, err = os.ReadFile(path); err == nil && !bytes.Equal(got, data) {
+					err = fmt.Errorf("read %d bytes, want %d", len(got), len(data))
+				}
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	require.Equal(t, int32(1), downloads.Load())
+}
+
+func TestFetchOfAMissingOrFailedBlobLeavesNothing(t *testing.T) {
+	d, err := Open(t.TempDir(), false)
+	require.NoError(t, err)
+	_, _, err = d.Fetch(1, 2, func(io.Writer) (bool, error) { return false, nil })
+	require.ErrorIs(t, err, ErrNotFound)
+	_, _, err = d.Fetch(1, 2, func(w io.Writer) (bool, error) {
+		w.Write([]byte("half"))
+		return false, errors.New("connection lost")
+	})
+	require.ErrorContains(t, err, "connection lost")
+	entries, err := os.ReadDir(filepath.Join(d.Root, d.Layout.Dir(1)))
+	require.NoError(t, err)
+	for _, e := range entries {
+		require.Equal(t, lockName, e.Name(), "a failed download left a file")
+	}
+}
+
+func fill(t *testing.T, d *Dir, n int, size int) []string {
+	var paths []string
+	for i := range n {
+		path, _, err := d.Fetch(uint64(i), 1, func(w io.Writer) (bool, error) {
+			_, err := w.Write(make([]byte, size))
+			return true, err
+		})
+		require.NoError(t, err)
+		// Distinct access times, oldest first.
+		at := time.Now().Add(time.Duration(i-n) * time.Minute)
+		require.NoError(t, os.Chtimes(path, at, at))
+		paths = append(paths, path)
+	}
+	return paths
+}
+
+func TestPruneRemovesTheLeastRecentlyUsedAndSparesFilesInUse(t *testing.T) {
+	d, err := Open(t.TempDir(), false)
+	require.NoError(t, err)
+	paths := fill(t, d, 10, 1000)
+	// The oldest file is open for reading, with the shared lock readers take.
+	f, err := os.Open(paths[0])
+	require.NoError(t, err)
+	defer f.Close()
+	require.NoError(t, syscall.Flock(int(f.Fd()), syscall.LOCK_SH))
+
+	res, err := Prune(d.Root, 4000)
+	require.NoError(t, err)
+	require.LessOrEqual(t, res.Size, int64(4000))
+	require.Equal(t, 1, res.Skipped)
+	require.FileExists(t, paths[0], "a file in use was removed")
+	for _, p := range paths[1:7] {
+		require.NoFileExists(t, p)
+	}
+	for _, p := range paths[7:] {
+		require.FileExists(t, p, "a recently used file was removed before older ones")
+	}
+}
+
+func TestPruneRefusesASharedDirectory(t *testing.T) {
+	d, err := Open(t.TempDir(), true)
+	require.NoError(t, err)
+	_, err = Prune(d.Root, 0)
+	require.ErrorContains(t, err, "not a blob cache")
+}
+
+func TestMonitorPrunesAfterItsShareIsAdded(t *testing.T) {
+	d, err := Open(t.TempDir(), false)
+	require.NoError(t, err)
+	fill(t, d, 20, 1000)
+	m := NewMonitor(d.Root, 10000, 10, nil, t.Logf)
+	m.Wait() // the check at start brings it to 9000
+	_, size, err := scan(d.Root)
+	require.NoError(t, err)
+	require.LessOrEqual(t, size, int64(9000))
+	fill(t, d, 5, 1000)
+	m.Added(5000)
+	m.Wait()
+	_, size, err = scan(d.Root)
+	require.NoError(t, err)
+	require.LessOrEqual(t, size, int64(9000))
+}
+
+func TestStageAndInstall(t *testing.T) {
+	d, err := Open(t.TempDir(), true)
+	require.NoError(t, err)
+	src := filepath.Join(t.TempDir(), "upload")
+	require.NoError(t, os.WriteFile(src, []byte("data"), 0o644))
+	staged, err := d.Stage(src, 5)
+	require.NoError(t, err)
+	require.NoFileExists(t, src, "the storage takes the file over")
+	path, err := d.Install(staged, 5, 6)
+	require.NoError(t, err)
+	require.Equal(t, d.Path(5, 6), path)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Zero(t, st.Mode().Perm()&0o222, "a committed blob file is writable")
+	got, ok := Lookup(d.Root, 5, 6)
+	require.True(t, ok)
+	require.Equal(t, path, got)
+	d.Remove(5, 6)
+	require.NoFileExists(t, path)
+	require.NoDirExists(t, filepath.Join(d.Root, d.Layout.Dir(5)), "an emptied oid directory stays")
+
+	_, err = d.Stage(filepath.Join(t.TempDir(), "missing"), 5)
+	require.ErrorContains(t, err, "no such file")
+}

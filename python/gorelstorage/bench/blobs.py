@@ -1,0 +1,159 @@
+"""``gorelstorage bench --blobs``: blobs, GoRelStorage and RelStorage side by side.
+
+Per database and contender, each step in a new process (so that its peak memory is its own),
+the database emptied first and a new blob cache directory for every read:
+
+  write 100 MB    one transaction storing one blob of --blob-mb MB
+  read 100 MB     read it back, cold (downloaded into an empty cache)
+  write 1000      one transaction storing --blob-count blobs of --blob-kb kB
+  read 1000       read them back, cold
+
+Reported: MB/s, and how much the process's peak memory grew during the step (MB). The contenders
+alternate order between rounds; the median time of the rounds is shown.
+"""
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from .contenders import CONTENDERS
+from .contenders import open_storage
+
+STEPS = ('write_big', 'read_big', 'write_many', 'read_many')
+_LABELS = {'write_big': 'write %d MB', 'read_big': 'read %d MB cold', 'write_many': 'write %d x %d kB',
+           'read_many': 'read %d x %d kB cold'}
+
+
+def _peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _source_file(path, size):
+    """A file of size bytes, not compressible, written in 1 MB pieces."""
+    block = os.urandom(1 << 20)
+    with open(path, 'wb') as f:
+        for done in range(0, size, len(block)):
+            f.write(block[:min(len(block), size - done)])
+
+
+def step(spec, name, big, count, small):
+    """Run one step in this process: (seconds, bytes moved, peak memory growth in bytes)."""
+    import transaction
+    import ZODB
+    from ZODB.blob import Blob
+    db = ZODB.DB(open_storage(spec))
+    try:
+        conn = db.open()
+        root = conn.root()
+        if name.startswith('write'):
+            sizes = [big] if name == 'write_big' else [small] * count
+            sources = []
+            for i, size in enumerate(sizes):
+                path = os.path.join(spec['workdir'], 'src-%d' % i)
+                _source_file(path, size)
+                sources.append(path)
+            base = _peak()
+            start = time.perf_counter()
+            for i, path in enumerate(sources):
+                blob = root['%s-%d' % (name, i)] = Blob()
+                with blob.open('w') as f, open(path, 'rb') as src:
+                    shutil.copyfileobj(src, f, 1 << 20)
+            transaction.commit()
+            return time.perf_counter() - start, sum(sizes), _peak() - base
+        keys = sorted(k for k in root.keys() if k.startswith('write_' + name[len('read_'):]))
+        base = _peak()
+        start = time.perf_counter()
+        moved = 0
+        for key in keys:
+            with root[key].open() as f:
+                while True:
+                    chunk = f.read(1 << 20)
+                    if not chunk:
+                        break
+                    moved += len(chunk)
+        return time.perf_counter() - start, moved, _peak() - base
+    finally:
+        db.close()
+
+
+def _run_step(spec, name, args):
+    out = subprocess.run([sys.executable, '-m', 'gorelstorage.bench.blobs', json.dumps(spec), name,
+                          str(args.blob_mb << 20), str(args.blob_count), str(args.blob_kb << 10)],
+                         capture_output=True, timeout=3600)
+    if out.returncode:
+        raise RuntimeError(out.stderr.decode().strip().splitlines()[-1] if out.stderr else 'failed')
+    return json.loads(out.stdout)
+
+
+def _empty(database, location):
+    from ..testing import zap
+    zap(database, location)
+
+
+def run(args, databases):
+    workdir = tempfile.mkdtemp(prefix='gorelstorage-blob-bench-')
+    results = []
+    try:
+        for database, location in databases:
+            samples = {c: {s: [] for s in STEPS} for c in CONTENDERS}
+            for rnd in range(args.rounds):
+                for contender in CONTENDERS[rnd % 2:] + CONTENDERS[:rnd % 2]:
+                    loc = location or os.path.join(workdir, 'db-' + contender)
+                    _empty(database, loc)
+                    for s in STEPS:
+                        blob_dir = os.path.join(workdir, '%s-%s-%d' % (contender, s, rnd))
+                        spec = {'contender': contender, 'database': database, 'location': loc, 'hp': False,
+                                'blob_dir': blob_dir, 'workdir': workdir}
+                        samples[contender][s].append(_run_step(spec, s, args))
+                        shutil.rmtree(blob_dir, ignore_errors=True)
+            for s in STEPS:
+                row = {'database': database, 'step': s}
+                for c in CONTENDERS:
+                    runs = sorted(samples[c][s], key=lambda r: r['seconds'])
+                    mid = runs[len(runs) // 2]
+                    row[c] = {'seconds': mid['seconds'], 'mb_s': mid['bytes'] / mid['seconds'] / 1e6,
+                              'peak_mb': max(r['peak'] for r in runs) / 1e6}
+                row['ratio'] = row['gorelstorage']['seconds'] / row['relstorage']['seconds']
+                results.append(row)
+                print(_line(row, args), file=sys.stderr)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def _label(step, args):
+    if step.endswith('big'):
+        return _LABELS[step] % args.blob_mb
+    return _LABELS[step] % (args.blob_count, args.blob_kb)
+
+
+def _line(row, args):
+    g, r = row['gorelstorage'], row['relstorage']
+    return '%s %s: GoRelStorage %.0f MB/s (+%.0f MB), RelStorage %.0f MB/s (+%.0f MB), time ratio %.2f' % (
+        row['database'], _label(row['step'], args), g['mb_s'], g['peak_mb'], r['mb_s'], r['peak_mb'], row['ratio'])
+
+
+def markdown(results, args):
+    lines = ['| database | step | GoRelStorage MB/s | peak +MB | RelStorage MB/s | peak +MB | time ratio |',
+             '|---|---|---:|---:|---:|---:|---:|']
+    for row in results:
+        g, r = row['gorelstorage'], row['relstorage']
+        lines.append('| %s | %s | %.0f | %.0f | %.0f | %.0f | %.2f |' % (
+            row['database'], _label(row['step'], args), g['mb_s'], g['peak_mb'], r['mb_s'], r['peak_mb'],
+            row['ratio']))
+    return '\n'.join(lines)
+
+
+def main():
+    spec, name = json.loads(sys.argv[1]), sys.argv[2]
+    big, count, small = map(int, sys.argv[3:6])
+    seconds, moved, peak = step(spec, name, big, count, small)
+    print(json.dumps({'seconds': seconds, 'bytes': moved, 'peak': peak}))
+
+
+if __name__ == '__main__':
+    main()
