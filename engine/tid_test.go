@@ -30,10 +30,10 @@ func TestNextTIDNeverGoesBack(t *testing.T) {
 }
 
 func TestParseOptionsRejectsUnknownKeys(t *testing.T) {
-	_, err := ParseOptions([]byte(`{"adapter": "sqlite3", "blob_dir": "/tmp"}`))
+	_, err := ParseOptions([]byte(`{"adapter": "sqlite3", "replica_conf": "/tmp/r"}`))
 	require.Error(t, err)
 	require.Equal(t, KindConfig, KindOf(err))
-	require.Contains(t, err.Error(), "blob_dir")
+	require.Contains(t, err.Error(), "replica_conf")
 
 	o, err := ParseOptions([]byte(`{"adapter": "sqlite3", "keep_history": false}`))
 	require.NoError(t, err)
@@ -42,4 +42,16 @@ func TestParseOptionsRejectsUnknownKeys(t *testing.T) {
 
 	_, err = ParseOptions([]byte(`{"adapter": "sqlite3", "commit_lock_timeout": -1}`))
 	require.ErrorContains(t, err, "commit-lock-timeout")
+
+	require.Equal(t, 10.0, o.BlobCacheSizeCheck, "blob-cache-size-check defaults to RelStorage's 10 %")
+	require.Equal(t, 1<<20, o.BlobChunkSize)
+	for bad, name := range map[string]string{
+		`"blob_cache_size_check": 100`: "blob-cache-size-check",
+		`"blob_chunk_size": 0`:         "blob-chunk-size",
+		`"blob_cache_size": 10`:        "need blob-dir",
+		`"blob_dir": "/b", "shared_blob_dir": true, "blob_cache_size": 10`: "never pruned",
+	} {
+		_, err = ParseOptions([]byte(`{"adapter": "sqlite3", ` + bad + `}`))
+		require.ErrorContains(t, err, name, bad)
+	}
 }
