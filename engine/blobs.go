@@ -48,6 +48,7 @@ func openBlobs(opts Options, warn func(string)) (*blobs, error) {
 
 func (b *blobs) close() {
 	if b != nil {
+		b.dir.Close()
 		b.monitor.Wait()
 	}
 }

@@ -62,11 +62,12 @@ func Open(ctx context.Context, opts Options) (*Storage, error) {
 		return nil, &Error{Kind: KindStorage, Msg: "open " + opts.Adapter, Err: err}
 	}
 	s := &Storage{opts: opts, dialect: d, instances: map[*Instance]struct{}{}}
+	s.sh, s.warnings = acquireShared(ctx, d, opts)
 	if s.blobs, err = openBlobs(opts, s.warn); err != nil {
+		s.sh.release()
 		d.Close()
 		return nil, err
 	}
-	s.sh, s.warnings = acquireShared(ctx, d, opts)
 	return s, nil
 }
 

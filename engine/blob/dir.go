@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // markerFile names the file at the root that records the layout, as ZODB's
@@ -26,6 +27,8 @@ type Dir struct {
 	Temp   string // where uncommitted files wait: ZODB's <root>/tmp
 	Layout Layout
 	Shared bool
+
+	stop, done chan struct{} // making the buckets of a new cache
 }
 
 // Open opens (creating it if needed) the blob directory at root. A cache
@@ -68,10 +71,43 @@ func Open(root string, shared bool) (*Dir, error) {
 	if err := os.MkdirAll(d.Temp, 0o755); err != nil {
 		return nil, fmt.Errorf("blob-dir: %w", err)
 	}
-	if err := writeMarker(marker, name); err != nil {
+	created, err := writeMarker(marker, name)
+	if err != nil {
 		return nil, err
 	}
+	if created && name == "zeocache" {
+		// A new cache gets its buckets and their lock files in the background:
+		// creating them is most of what a first download into a bucket costs.
+		d.stop, d.done = make(chan struct{}), make(chan struct{})
+		go d.makeBuckets()
+	}
 	return d, nil
+}
+
+// makeBuckets creates the cache layout's directories and lock files.
+func (d *Dir) makeBuckets() {
+	defer close(d.done)
+	for b := range uint64(cacheBuckets) {
+		select {
+		case <-d.stop:
+			return
+		default:
+		}
+		l, err := d.lockDir(b)
+		if err != nil {
+			return
+		}
+		l.Close()
+	}
+}
+
+// Close stops what the directory does in the background.
+func (d *Dir) Close() {
+	if d.stop != nil {
+		close(d.stop)
+		<-d.done
+		d.stop = nil
+	}
 }
 
 func readMarker(path string) (string, error) {
@@ -85,15 +121,16 @@ func readMarker(path string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// writeMarker writes the layout's name once; a directory opened by several
-// processes at once gets the same name from each.
-func writeMarker(path, name string) error {
+// writeMarker writes the layout's name once (created tells whether this
+// call did); a directory opened by several processes at once gets the same
+// name from each.
+func writeMarker(path, name string) (created bool, err error) {
 	if _, err := os.Stat(path); err == nil {
-		return nil
+		return false, nil
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".layout-*")
 	if err != nil {
-		return fmt.Errorf("blob-dir: %w", err)
+		return false, fmt.Errorf("blob-dir: %w", err)
 	}
 	_, err = tmp.WriteString(name)
 	if cerr := tmp.Close(); err == nil {
@@ -104,9 +141,9 @@ func writeMarker(path, name string) error {
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
-		return fmt.Errorf("blob-dir: %w", err)
+		return false, fmt.Errorf("blob-dir: %w", err)
 	}
-	return nil
+	return true, nil
 }
 
 func hasVisibleFiles(root string) (bool, error) {
@@ -222,13 +259,17 @@ func (d *Dir) Fetch(oid, tid uint64, download func(w io.Writer) (found bool, err
 }
 
 // touch marks path as used now (the pruner removes the least recently used
-// first) and tells whether it exists.
+// first) and tells whether it exists. A file used in the last minute is left
+// as it is: that precision is enough for pruning, and a hit then costs no write.
 func touch(path string) bool {
-	st, err := os.Stat(path)
-	if err != nil {
+	var st syscall.Stat_t
+	if syscall.Stat(path, &st) != nil {
 		return false
 	}
-	_ = os.Chtimes(path, timeNow(), st.ModTime())
+	now := timeNow()
+	if now.Sub(time.Unix(st.Atim.Unix())) > time.Minute {
+		_ = os.Chtimes(path, now, time.Unix(st.Mtim.Unix()))
+	}
 	return true
 }
 

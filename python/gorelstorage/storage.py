@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import threading
+import uuid
 import weakref
 
 from persistent.TimeStamp import TimeStamp
@@ -512,12 +513,12 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     def _take_over(self, blobfilename):
         """Move the caller's file into the blob directory's tmp (copying it, as ZODB does,
         when it is on another file system); the engine takes it from there."""
-        fd, staged = tempfile.mkstemp(prefix='staged-', dir=self.temporaryDirectory())
-        os.close(fd)
+        staged = os.path.join(self.temporaryDirectory(), 'staged-' + uuid.uuid4().hex)
         try:
             rename_or_copy_blob(blobfilename, staged, chmod=False)
         except BaseException:
-            os.remove(staged)
+            if os.path.exists(staged):
+                os.remove(staged)
             raise
         return os.fsencode(staged)
 

@@ -61,19 +61,27 @@ func (c *loadConn) ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (
 	return found, err
 }
 
-// StageBlob implements adapter.BlobStager.
+// StageBlob implements adapter.BlobStager. The chunks go through a
+// prepared statement: in the binary protocol a chunk travels as it is,
+// neither escaped by the client nor parsed by the server.
 func (c *storeConn) StageBlob(ctx context.Context, oid uint64, path string) error {
 	if !c.pending && !c.inTxn {
 		return fmt.Errorf("mysql: blob staged outside a write transaction")
 	}
-	err := blobio.EachChunk(path, c.d.chunkSize(), func(num int, chunk []byte) error {
-		s := &script{}
-		if num == 0 {
-			s.add(sqlCreateTempBlob)
-			s.add(sqlClearTempBlob, int64(oid))
-		}
-		s.add(sqlInsertTempChunk, int64(oid), num, chunk)
-		return c.query(ctx, s, nil)
+	s := &script{}
+	s.add(sqlCreateTempBlob)
+	s.add(sqlClearTempBlob, int64(oid))
+	if err := c.query(ctx, s, nil); err != nil { // starts the transaction if it has not started
+		return c.d.wrap(fmt.Errorf("store the blob of oid %d: %w", oid, err))
+	}
+	insert, err := c.conn.PrepareContext(ctx, sqlInsertTempChunk)
+	if err != nil {
+		return c.d.wrap(fmt.Errorf("store the blob of oid %d: %w", oid, err))
+	}
+	defer insert.Close()
+	err = blobio.EachChunk(path, c.d.chunkSize(), func(num int, chunk []byte) error {
+		_, err := insert.ExecContext(ctx, int64(oid), num, chunk)
+		return err
 	})
 	if err != nil {
 		return c.d.wrap(fmt.Errorf("store the blob of oid %d: %w", oid, err))
