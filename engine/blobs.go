@@ -48,7 +48,6 @@ func openBlobs(opts Options, warn func(string)) (*blobs, error) {
 
 func (b *blobs) close() {
 	if b != nil {
-		b.dir.Close()
 		b.monitor.Wait()
 	}
 }
@@ -228,7 +227,7 @@ func (in *Instance) cacheBlobs(t *commit) {
 			continue
 		}
 		added += st.Size()
-		if !in.s.opts.KeepHistory {
+		if !in.s.opts.KeepHistory && t.current[oid] != 0 { // a new object has no older blob
 			added -= b.dir.RemoveOlder(oid, t.tid)
 		}
 	}

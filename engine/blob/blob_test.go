@@ -16,15 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// open opens a blob directory for one test.
-func open(t *testing.T, root string, shared bool) (*Dir, error) {
-	d, err := Open(root, shared)
-	if err == nil {
-		t.Cleanup(d.Close)
-	}
-	return d, err
-}
-
 func TestLayoutsAreZODBsAndRelStorages(t *testing.T) {
 	// RelStorage's _BlobCacheLayout and ZODB's BushyLayout/LawnLayout name these files.
 	require.Equal(t, filepath.Join("23", "0.03d167f919308700.blob"), cacheLayout{}.File(23, 0x03d167f919308700))
@@ -38,28 +29,28 @@ func TestLayoutsAreZODBsAndRelStorages(t *testing.T) {
 
 func TestOpenChoosesAndKeepsTheLayout(t *testing.T) {
 	root := t.TempDir()
-	d, err := open(t, filepath.Join(root, "cache"), false)
+	d, err := Open(filepath.Join(root, "cache"), false)
 	require.NoError(t, err)
 	require.Equal(t, "zeocache", d.Layout.Name())
-	_, err = open(t, filepath.Join(root, "cache"), true)
+	_, err = Open(filepath.Join(root, "cache"), true)
 	require.ErrorContains(t, err, "set shared-blob-dir false")
 
-	d, err = open(t, filepath.Join(root, "shared"), true)
+	d, err = Open(filepath.Join(root, "shared"), true)
 	require.NoError(t, err)
 	require.Equal(t, "bushy", d.Layout.Name())
-	_, err = open(t, filepath.Join(root, "shared"), false)
+	_, err = Open(filepath.Join(root, "shared"), false)
 	require.ErrorContains(t, err, "set shared-blob-dir true")
 
 	// A used directory without a marker is ZODB's old lawn layout.
 	old := filepath.Join(root, "old")
 	require.NoError(t, os.MkdirAll(filepath.Join(old, "0x01"), 0o755))
-	d, err = open(t, old, true)
+	d, err = Open(old, true)
 	require.NoError(t, err)
 	require.Equal(t, "lawn", d.Layout.Name())
 }
 
 func TestFetchDownloadsOnceAndAtomically(t *testing.T) {
-	d, err := open(t, t.TempDir(), false)
+	d, err := Open(t.TempDir(), false)
 	require.NoError(t, err)
 	data := bytes.Repeat([]byte("blob"), 1<<18)
 	var downloads atomic.Int32
@@ -101,7 +92,7 @@ func TestFetchDownloadsOnceAndAtomically(t *testing.T) {
 }
 
 func TestFetchOfAMissingOrFailedBlobLeavesNothing(t *testing.T) {
-	d, err := open(t, t.TempDir(), false)
+	d, err := Open(t.TempDir(), false)
 	require.NoError(t, err)
 	_, _, err = d.Fetch(1, 2, func(io.Writer) (bool, error) { return false, nil })
 	require.ErrorIs(t, err, ErrNotFound)
@@ -134,7 +125,7 @@ func fill(t *testing.T, d *Dir, n int, size int) []string {
 }
 
 func TestPruneRemovesTheLeastRecentlyUsedAndSparesFilesInUse(t *testing.T) {
-	d, err := open(t, t.TempDir(), false)
+	d, err := Open(t.TempDir(), false)
 	require.NoError(t, err)
 	paths := fill(t, d, 10, 1000)
 	// The oldest file is open for reading, with the shared lock readers take.
@@ -157,14 +148,14 @@ func TestPruneRemovesTheLeastRecentlyUsedAndSparesFilesInUse(t *testing.T) {
 }
 
 func TestPruneRefusesASharedDirectory(t *testing.T) {
-	d, err := open(t, t.TempDir(), true)
+	d, err := Open(t.TempDir(), true)
 	require.NoError(t, err)
 	_, err = Prune(d.Root, 0)
 	require.ErrorContains(t, err, "not a blob cache")
 }
 
 func TestMonitorPrunesAfterItsShareIsAdded(t *testing.T) {
-	d, err := open(t, t.TempDir(), false)
+	d, err := Open(t.TempDir(), false)
 	require.NoError(t, err)
 	fill(t, d, 20, 1000)
 	m := NewMonitor(d.Root, 10000, 10, nil, t.Logf)
@@ -181,7 +172,7 @@ func TestMonitorPrunesAfterItsShareIsAdded(t *testing.T) {
 }
 
 func TestStageAndInstall(t *testing.T) {
-	d, err := open(t, t.TempDir(), true)
+	d, err := Open(t.TempDir(), true)
 	require.NoError(t, err)
 	src := filepath.Join(t.TempDir(), "upload")
 	require.NoError(t, os.WriteFile(src, []byte("data"), 0o644))

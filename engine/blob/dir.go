@@ -27,8 +27,6 @@ type Dir struct {
 	Temp   string // where uncommitted files wait: ZODB's <root>/tmp
 	Layout Layout
 	Shared bool
-
-	stop, done chan struct{} // making the buckets of a new cache
 }
 
 // Open opens (creating it if needed) the blob directory at root. A cache
@@ -71,43 +69,10 @@ func Open(root string, shared bool) (*Dir, error) {
 	if err := os.MkdirAll(d.Temp, 0o755); err != nil {
 		return nil, fmt.Errorf("blob-dir: %w", err)
 	}
-	created, err := writeMarker(marker, name)
-	if err != nil {
+	if err := writeMarker(marker, name); err != nil {
 		return nil, err
 	}
-	if created && name == "zeocache" {
-		// A new cache gets its buckets and their lock files in the background:
-		// creating them is most of what a first download into a bucket costs.
-		d.stop, d.done = make(chan struct{}), make(chan struct{})
-		go d.makeBuckets()
-	}
 	return d, nil
-}
-
-// makeBuckets creates the cache layout's directories and lock files.
-func (d *Dir) makeBuckets() {
-	defer close(d.done)
-	for b := range uint64(cacheBuckets) {
-		select {
-		case <-d.stop:
-			return
-		default:
-		}
-		l, err := d.lockDir(b)
-		if err != nil {
-			return
-		}
-		l.Close()
-	}
-}
-
-// Close stops what the directory does in the background.
-func (d *Dir) Close() {
-	if d.stop != nil {
-		close(d.stop)
-		<-d.done
-		d.stop = nil
-	}
 }
 
 func readMarker(path string) (string, error) {
@@ -121,16 +86,15 @@ func readMarker(path string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// writeMarker writes the layout's name once (created tells whether this
-// call did); a directory opened by several processes at once gets the same
-// name from each.
-func writeMarker(path, name string) (created bool, err error) {
+// writeMarker writes the layout's name once; a directory opened by several
+// processes at once gets the same name from each.
+func writeMarker(path, name string) error {
 	if _, err := os.Stat(path); err == nil {
-		return false, nil
+		return nil
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".layout-*")
 	if err != nil {
-		return false, fmt.Errorf("blob-dir: %w", err)
+		return fmt.Errorf("blob-dir: %w", err)
 	}
 	_, err = tmp.WriteString(name)
 	if cerr := tmp.Close(); err == nil {
@@ -141,9 +105,9 @@ func writeMarker(path, name string) (created bool, err error) {
 	}
 	if err != nil {
 		os.Remove(tmp.Name())
-		return false, fmt.Errorf("blob-dir: %w", err)
+		return fmt.Errorf("blob-dir: %w", err)
 	}
-	return true, nil
+	return nil
 }
 
 func hasVisibleFiles(root string) (bool, error) {

@@ -62,32 +62,64 @@ func (c *loadConn) ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (
 }
 
 // StageBlob implements adapter.BlobStager. The chunks go through a
-// prepared statement: in the binary protocol a chunk travels as it is,
-// neither escaped by the client nor parsed by the server.
+// statement prepared once per transaction: in the binary protocol a chunk
+// travels as it is, neither escaped by the client nor parsed by the server.
 func (c *storeConn) StageBlob(ctx context.Context, oid uint64, path string) error {
 	if !c.pending && !c.inTxn {
 		return fmt.Errorf("mysql: blob staged outside a write transaction")
 	}
-	s := &script{}
-	s.add(sqlCreateTempBlob)
-	s.add(sqlClearTempBlob, int64(oid))
-	if err := c.query(ctx, s, nil); err != nil { // starts the transaction if it has not started
+	if err := c.prepareStaging(ctx, oid); err != nil {
 		return c.d.wrap(fmt.Errorf("store the blob of oid %d: %w", oid, err))
 	}
-	insert, err := c.conn.PrepareContext(ctx, sqlInsertTempChunk)
-	if err != nil {
-		return c.d.wrap(fmt.Errorf("store the blob of oid %d: %w", oid, err))
-	}
-	defer insert.Close()
-	err = blobio.EachChunk(path, c.d.chunkSize(), func(num int, chunk []byte) error {
-		_, err := insert.ExecContext(ctx, int64(oid), num, chunk)
+	err := blobio.EachChunk(path, c.d.chunkSize(), func(num int, chunk []byte) error {
+		_, err := c.insertChunk.ExecContext(ctx, int64(oid), num, chunk)
 		return err
 	})
 	if err != nil {
 		return c.d.wrap(fmt.Errorf("store the blob of oid %d: %w", oid, err))
 	}
-	c.staged = true
+	c.staged[oid] = true
 	return nil
+}
+
+// prepareStaging readies the temporary table and the chunk statement for
+// oid. The table is transactional: what a rolled-back transaction staged is
+// gone, and Move empties it; only a blob staged twice in one transaction
+// has rows to clear.
+func (c *storeConn) prepareStaging(ctx context.Context, oid uint64) error {
+	s := &script{}
+	if c.staged == nil {
+		s.add(sqlCreateTempBlob)
+		c.staged = map[uint64]bool{}
+	}
+	if c.staged[oid] {
+		s.add(sqlClearTempBlob, int64(oid))
+	}
+	if !s.empty() || c.pending { // the query also starts the transaction if it has not started
+		if s.empty() {
+			s.add(`DO 0`)
+		}
+		if err := c.query(ctx, s, nil); err != nil {
+			return err
+		}
+	}
+	if c.insertChunk == nil {
+		st, err := c.conn.PrepareContext(ctx, sqlInsertTempChunk)
+		if err != nil {
+			return err
+		}
+		c.insertChunk = st
+	}
+	return nil
+}
+
+// endStaging forgets the transaction's staged blobs.
+func (c *storeConn) endStaging() {
+	if c.insertChunk != nil {
+		c.insertChunk.Close()
+		c.insertChunk = nil
+	}
+	c.staged = nil
 }
 
 // moveBlobs adds the transaction's blob rows to the move, after its states.
@@ -105,7 +137,7 @@ func (c *storeConn) moveBlobs(b *batcher, tid uint64, writes []adapter.Write) {
 			b.statement(sqlCopyBlob, int64(tid), int64(w.OID), int64(w.BlobFrom))
 		}
 	}
-	if c.staged {
+	if len(c.staged) > 0 {
 		b.statement(sqlEmptyTempBlobs)
 	}
 }

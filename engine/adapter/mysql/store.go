@@ -31,11 +31,12 @@ import (
 type storeConn struct {
 	d *dialect
 	session
-	moved  []*script // the writes, sent with COMMIT
-	connID int64     // the server's id of this connection, read with the commit lock
-	tid    uint64    // what Move wrote
-	writes []adapter.Write
-	staged bool // blobs wait in temp_blob_chunk
+	moved       []*script // the writes, sent with COMMIT
+	connID      int64     // the server's id of this connection, read with the commit lock
+	tid         uint64    // what Move wrote
+	writes      []adapter.Write
+	staged      map[uint64]bool // oids whose blobs wait in temp_blob_chunk; nil before the first
+	insertChunk *sql.Stmt       // prepared for staging, for the transaction
 }
 
 func (c *storeConn) BeginCommit(ctx context.Context) error {
@@ -211,12 +212,14 @@ func (c *storeConn) Commit(ctx context.Context) error {
 		}
 	}
 	c.inTxn = false
-	c.tid, c.writes, c.staged = 0, nil, false
+	c.tid, c.writes = 0, nil
+	c.endStaging()
 	return nil
 }
 
 func (c *storeConn) Rollback() {
-	c.moved, c.tid, c.writes, c.staged = nil, 0, nil, false
+	c.moved, c.tid, c.writes = nil, 0, nil
+	c.endStaging()
 	c.rollback()
 }
 
@@ -265,6 +268,7 @@ func (c *storeConn) UndoPlan(ctx context.Context, tid uint64) ([]adapter.UndoIte
 
 func (c *storeConn) Close() error {
 	c.moved, c.tid, c.writes = nil, 0, nil
+	c.endStaging()
 	c.release()
 	return nil
 }

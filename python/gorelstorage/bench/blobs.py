@@ -1,10 +1,11 @@
 """``gorelstorage bench --blobs``: blobs, GoRelStorage and RelStorage side by side.
 
 Per database and contender, each step in a new process (so that its peak memory is its own),
-the database emptied first and a new blob cache directory for every read:
+the database emptied first:
 
   write 100 MB    one transaction storing one blob of --blob-mb MB
-  read 100 MB     read it back, cold (downloaded into an empty cache)
+  read 100 MB     read it back, cold: the blob files are deleted from the cache first (its
+                  directories stay, as in a cache in use), so every blob is downloaded
   write 1000      one transaction storing --blob-count blobs of --blob-kb kB
   read 1000       read them back, cold
 
@@ -89,6 +90,14 @@ def _run_step(spec, name, args):
     return json.loads(out.stdout)
 
 
+def _drop_blob_files(blob_dir):
+    """Empty a cache of its blob files, keeping its directories and lock files."""
+    for dirpath, _, files in os.walk(blob_dir):
+        for name in files:
+            if name.endswith('.blob'):
+                os.remove(os.path.join(dirpath, name))
+
+
 def _empty(database, location):
     from ..testing import zap
     zap(database, location)
@@ -104,12 +113,14 @@ def run(args, databases):
                 for contender in CONTENDERS[rnd % 2:] + CONTENDERS[:rnd % 2]:
                     loc = location or os.path.join(workdir, 'db-' + contender)
                     _empty(database, loc)
+                    blob_dir = os.path.join(workdir, '%s-%d' % (contender, rnd))
                     for s in STEPS:
-                        blob_dir = os.path.join(workdir, '%s-%s-%d' % (contender, s, rnd))
+                        if s.startswith('read'):
+                            _drop_blob_files(blob_dir)
                         spec = {'contender': contender, 'database': database, 'location': loc, 'hp': False,
                                 'blob_dir': blob_dir, 'workdir': workdir}
                         samples[contender][s].append(_run_step(spec, s, args))
-                        shutil.rmtree(blob_dir, ignore_errors=True)
+                    shutil.rmtree(blob_dir, ignore_errors=True)
             for s in STEPS:
                 row = {'database': database, 'step': s}
                 for c in CONTENDERS:
