@@ -167,6 +167,21 @@ func grs_current_from(h, start C.uint64_t, limit C.int64_t, r *C.grs_result) C.i
 	})
 }
 
+// grs_load_blob_cached is grs_load_blob answered from the files on disk,
+// without waiting for anything: v[0] is 1 with the path, or 0 (call
+// grs_load_blob). Called with the GIL held, as grs_load_cached.
+//
+//export grs_load_blob_cached
+func grs_load_blob_cached(h, oid, tid C.uint64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		if path, ok := in.CachedBlob(uint64(oid), uint64(tid)); ok {
+			setData(r, []byte(path))
+			r.v[0] = 1
+		}
+		return nil
+	})
+}
+
 //export grs_load_blob
 func grs_load_blob(h, oid, tid C.uint64_t, r *C.grs_result) C.int32_t {
 	return withInstance(h, r, func(in *engine.Instance) error {

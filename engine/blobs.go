@@ -113,6 +113,15 @@ func (in *Instance) addBlob(what string, oid uint64, path string, add func() err
 	return nil
 }
 
+// CachedBlob is LoadBlob when the file is on disk already: it reaches no
+// database and waits for nothing (ok false otherwise: call LoadBlob).
+func (in *Instance) CachedBlob(oid, tid uint64) (string, bool) {
+	if in.s.blobs == nil {
+		return "", false
+	}
+	return in.s.blobs.dir.Cached(oid, tid)
+}
+
 // LoadBlob returns the path of oid's blob committed by tid: in the cache,
 // downloaded first when missing, or in the shared directory.
 func (in *Instance) LoadBlob(ctx context.Context, oid, tid uint64) (string, error) {

@@ -131,6 +131,13 @@ func (d *Dir) Path(oid, tid uint64) string {
 	return filepath.Join(d.Root, d.Layout.File(oid, tid))
 }
 
+// Cached returns the path of oid's blob of tid when the file is on disk,
+// marking it used, without waiting for anything.
+func (d *Dir) Cached(oid, tid uint64) (string, bool) {
+	path := d.Path(oid, tid)
+	return path, touch(path)
+}
+
 // Exists tells whether oid's blob of tid is on disk.
 func (d *Dir) Exists(oid, tid uint64) bool {
 	_, err := os.Stat(d.Path(oid, tid))
@@ -187,8 +194,8 @@ var ErrNotFound = errors.New("no such blob")
 // writes it to a temporary name, and the file appears whole by a rename.
 // n is the number of bytes downloaded (0 when the file was there).
 func (d *Dir) Fetch(oid, tid uint64, download func(w io.Writer) (found bool, err error)) (path string, n int64, err error) {
-	path = d.Path(oid, tid)
-	if touch(path) {
+	path, ok := d.Cached(oid, tid)
+	if ok {
 		return path, 0, nil
 	}
 	l, err := d.lockDir(oid)
@@ -213,7 +220,7 @@ func (d *Dir) Fetch(oid, tid uint64, download func(w io.Writer) (found bool, err
 		err = ErrNotFound
 	}
 	if err == nil {
-		err = os.Rename(tmp, path)
+		err = syscall.Rename(tmp, path) // os.Rename would first check that path is no directory
 	}
 	if err != nil {
 		os.Remove(tmp)

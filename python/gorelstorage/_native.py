@@ -142,6 +142,7 @@ _SIGNATURES = {
     'grs_store_blob': (_u64, _u64, _u64, _buf, _i64, _buf, _i64),
     'grs_restore_blob': (_u64, _u64, _buf, _i64, _buf, _i64),
     'grs_load_blob': (_u64, _u64, _u64),
+    'grs_load_blob_cached': (_u64, _u64, _u64),
     'grs_blob_wait_pruning': (_u64,),
     'grs_blob_prune': (_buf, _i64, _i64),
     'grs_blob_lookup': (_u64, _buf, _i64, _u64, _i32),
@@ -157,7 +158,7 @@ _SIGNATURES = {
 # Exports that never wait (no database, no lock held by another call): called
 # with the GIL held, as handing the GIL to another thread and back costs more
 # than they do.
-_HOLD_GIL = frozenset(['grs_load_cached', 'grs_store'])
+_HOLD_GIL = frozenset(['grs_load_cached', 'grs_store', 'grs_load_blob_cached'])
 
 _KIND_LETTERS = {_u64: 'u', _i64: 'i', _i32: 'w', _buf: 'b'}
 
@@ -562,7 +563,11 @@ def restore_blob(instance, oid, data, path):
 
 
 def load_blob(instance, oid, tid):
-    """The path (str) of oid's blob committed by tid, downloaded into the cache if needed."""
+    """The path (str) of oid's blob committed by tid, downloaded into the cache if needed.
+    A file already on disk is answered without releasing the GIL."""
+    data, found, _, _ = call('grs_load_blob_cached', instance, oid, tid)
+    if found:
+        return os.fsdecode(data)
     try:
         data = call('grs_load_blob', instance, oid, tid)[0]
     except POSKeyError as e:
