@@ -1,5 +1,5 @@
 // Exports for benchmarks and tests, apart from the storage ABI: the driver's
-// floor, a Go CPU profile, and a deliberate panic.
+// floor, a Go CPU profile, a deliberate panic, and the pickle reference scanner.
 
 package main
 
@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/gorelstorage/gorelstorage/engine"
+	"github.com/gorelstorage/gorelstorage/engine/pickle"
 )
 
 //export grs_bench_floor
@@ -76,5 +77,24 @@ func grs_profile_stop(r *C.grs_result) C.int32_t {
 		err := profiling.f.Close()
 		profiling.f = nil
 		return err
+	})
+}
+
+// grs_references is engine/pickle's References on one record, for the tests
+// that compare it with ZODB's referencesf: the references as bytes each.
+//
+//export grs_references
+func grs_references(data *C.uint8_t, n C.int64_t, r *C.grs_result) C.int32_t {
+	return call(r, func() error {
+		refs, err := pickle.References(goBytes(data, n))
+		if err != nil {
+			return engine.Wrap(engine.KindInvalidArgument, err, "references")
+		}
+		var e encoder
+		for _, ref := range refs {
+			e.bytes(ref)
+		}
+		setData(r, e.b)
+		return nil
 	})
 }

@@ -153,6 +153,7 @@ _SIGNATURES = {
     'grs_profile_start': (_buf, _i64),
     'grs_profile_stop': (),
     'grs_test_panic': (),
+    'grs_references': (_buf, _i64),
 }
 
 # Exports that never wait (no database, no lock held by another call): called
@@ -591,3 +592,10 @@ def blob_lookup(blob_dir, oid, tid):
     d = os.fsencode(blob_dir)
     data, found, _, _ = call('grs_blob_lookup', oid, d, len(d), tid, 0)
     return os.fsdecode(data) if found else None
+
+
+def references(record):
+    """The engine's reading of a record's persistent references (ZODB's referencesf):
+    a list of bytes; ValueError for a record it cannot read."""
+    r = _Reader(call('grs_references', record, len(record))[0])
+    return r.each(r.bytes)
