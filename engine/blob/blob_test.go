@@ -147,6 +147,23 @@ func TestPruneRemovesTheLeastRecentlyUsedAndSparesFilesInUse(t *testing.T) {
 	}
 }
 
+func TestPruneRemovesKilledDownloads(t *testing.T) {
+	d, err := Open(t.TempDir(), false)
+	require.NoError(t, err)
+	fill(t, d, 1, 10)
+	left := d.Path(3, 4) + ".tmp"
+	require.NoError(t, os.MkdirAll(filepath.Dir(left), 0o755))
+	require.NoError(t, os.WriteFile(left, []byte("half"), 0o644))
+	_, err = Prune(d.Root, 1<<20)
+	require.NoError(t, err)
+	require.FileExists(t, left, "a download may be running")
+	old := time.Now().Add(-2 * time.Hour)
+	require.NoError(t, os.Chtimes(left, old, old))
+	_, err = Prune(d.Root, 1<<20)
+	require.NoError(t, err)
+	require.NoFileExists(t, left)
+}
+
 func TestPruneRefusesASharedDirectory(t *testing.T) {
 	d, err := Open(t.TempDir(), true)
 	require.NoError(t, err)
@@ -194,4 +211,29 @@ func TestStageAndInstall(t *testing.T) {
 
 	_, err = d.Stage(filepath.Join(t.TempDir(), "missing"), 5)
 	require.ErrorContains(t, err, "no such file")
+}
+
+func TestOpenRemovesStaleStagedFiles(t *testing.T) {
+	root := t.TempDir()
+	d, err := Open(root, false)
+	require.NoError(t, err)
+	old := time.Now().Add(-48 * time.Hour)
+	for _, name := range []string{"staged-abc", "undo-1-2", "savepoint-x", "fresh"} {
+		path := filepath.Join(d.Temp, name)
+		require.NoError(t, os.WriteFile(path, []byte("x"), 0o644))
+		if name != "fresh" {
+			require.NoError(t, os.Chtimes(path, old, old))
+		}
+	}
+	require.NoError(t, os.WriteFile(filepath.Join(d.Temp, "staged-new"), []byte("x"), 0o644))
+	_, err = Open(root, false)
+	require.NoError(t, err)
+	entries, err := os.ReadDir(d.Temp)
+	require.NoError(t, err)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	require.ElementsMatch(t, []string{"savepoint-x", "fresh", "staged-new"}, names,
+		"only GoRelStorage's own files older than a day go")
 }

@@ -72,7 +72,31 @@ func Open(root string, shared bool) (*Dir, error) {
 	if err := writeMarker(marker, name); err != nil {
 		return nil, err
 	}
+	d.removeStale(timeNow().Add(-staleAfter))
 	return d, nil
+}
+
+// staleAfter is how old a file this package left in tmp must be to be
+// removed at open: no transaction holds one that long, so its process died.
+const staleAfter = 24 * time.Hour
+
+// removeStale removes what crashed processes left in the temporary
+// directory: files staged for a commit, by GoRelStorage's names only (ZODB
+// keeps its own uncommitted files there too).
+func (d *Dir) removeStale(before time.Time) {
+	entries, err := os.ReadDir(d.Temp)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, "staged-") && !strings.HasPrefix(name, "undo-") {
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.Mode().IsRegular() && info.ModTime().Before(before) {
+			os.Remove(filepath.Join(d.Temp, name))
+		}
+	}
 }
 
 func readMarker(path string) (string, error) {

@@ -119,6 +119,10 @@ func scan(root string) ([]cachedFile, int64, error) {
 			continue // removed meanwhile
 		}
 		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), Suffix+".tmp") {
+				removeStaleDownload(filepath.Join(dir, e.Name()))
+				continue
+			}
 			if !strings.HasSuffix(e.Name(), Suffix) {
 				continue
 			}
@@ -132,6 +136,21 @@ func scan(root string) ([]cachedFile, int64, error) {
 		}
 	}
 	return files, total, nil
+}
+
+// removeStaleDownload removes what a download killed midway left, once it
+// is an hour old and no download holds its directory.
+func removeStaleDownload(path string) {
+	st, err := os.Stat(path)
+	if err != nil || timeNow().Sub(st.ModTime()) < time.Hour {
+		return
+	}
+	l, err := lock(filepath.Join(filepath.Dir(path), lockName), false)
+	if err != nil {
+		return
+	}
+	defer l.Close()
+	os.Remove(path)
 }
 
 // removeUnused deletes a cached blob file unless it is being downloaded or
