@@ -178,10 +178,12 @@ func (in *Instance) stageBlobs(ctx context.Context, t *commit, st adapter.StoreC
 	if !ok {
 		return Errorf(KindUnsupported, "tpc_vote: this database adapter keeps no blobs")
 	}
+	staged := make([]adapter.StagedBlob, 0, len(t.blobs))
 	for _, oid := range sortedKeys(t.blobs) {
-		if err := stager.StageBlob(ctx, oid, t.blobs[oid]); err != nil {
-			return classify(err, fmt.Sprintf("tpc_vote: store the blob of oid %d", oid))
-		}
+		staged = append(staged, adapter.StagedBlob{OID: oid, Path: t.blobs[oid]})
+	}
+	if err := stager.StageBlobs(ctx, staged); err != nil {
+		return classify(err, "tpc_vote: store the blobs")
 	}
 	return nil
 }

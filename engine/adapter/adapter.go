@@ -234,7 +234,7 @@ type Write struct {
 	PrevTID uint64 // the object's current tid at lock time, 0 if new
 	State   []byte // nil: deletion (history-free) or a revision without state (history-preserving)
 	MD5     []byte // hex MD5 of State, history-preserving only; nil with State
-	// Blob: a blob was staged for this object (BlobStager.StageBlob); Move
+	// Blob: a blob was staged for this object (BlobStager.StageBlobs); Move
 	// files it under the transaction's tid.
 	Blob bool
 	// BlobFrom, when not 0, is the tid of an earlier revision whose blob this
@@ -249,13 +249,20 @@ type BlobReader interface {
 	ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (found bool, err error)
 }
 
+// StagedBlob is a transaction's blob file for one object.
+type StagedBlob struct {
+	OID  uint64
+	Path string
+}
+
 // BlobStager is implemented by store connections of dialects that keep blobs.
 type BlobStager interface {
-	// StageBlob stores the file at path as oid's blob for the transaction in
-	// progress, between BeginCommit and Move, chunk by chunk and before the
-	// commit lock where the dialect can. Move files it under the transaction's
-	// tid (in a history-free database, in place of the object's older blob).
-	StageBlob(ctx context.Context, oid uint64, path string) error
+	// StageBlobs stores each file as its object's blob for the transaction in
+	// progress, between BeginCommit and Move, before the commit lock where
+	// the dialect can: a large file chunk by chunk, small ones several per
+	// round trip. Move files them under the transaction's tid (in a
+	// history-free database, in place of each object's older blob).
+	StageBlobs(ctx context.Context, blobs []StagedBlob) error
 }
 
 // UndoItem describes one object of a transaction to undo.

@@ -5,9 +5,11 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/blobio"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
 // A blob is blob_chunk rows of at most blob-chunk-size bytes (less when
@@ -24,13 +26,14 @@ const (
 		chunk LONGBLOB NOT NULL,
 		PRIMARY KEY (zoid, chunk_num)
 	) ENGINE = InnoDB`
-	sqlClearTempBlob   = `DELETE FROM temp_blob_chunk WHERE zoid = ?`
-	sqlInsertTempChunk = `INSERT INTO temp_blob_chunk (zoid, chunk_num, chunk) VALUES (?, ?, ?)`
-	sqlEmptyTempBlobs  = `DELETE FROM temp_blob_chunk`
-	sqlDeleteBlobHP    = `DELETE FROM blob_chunk WHERE zoid = ? AND tid = ?`
-	sqlDeleteBlobHF    = `DELETE FROM blob_chunk WHERE zoid = ?`
-	sqlMoveBlob        = `INSERT INTO blob_chunk (zoid, tid, chunk_num, chunk)
-		SELECT zoid, ?, chunk_num, chunk FROM temp_blob_chunk WHERE zoid = ? ORDER BY chunk_num`
+	sqlClearTempBlob    = `DELETE FROM temp_blob_chunk WHERE zoid = ?`
+	sqlInsertTempChunk  = `INSERT INTO temp_blob_chunk (zoid, chunk_num, chunk) VALUES (?, ?, ?)`
+	sqlInsertTempChunks = `INSERT INTO temp_blob_chunk (zoid, chunk_num, chunk) VALUES `
+	sqlEmptyTempBlobs   = `DELETE FROM temp_blob_chunk`
+	sqlDeleteBlobsHP    = `DELETE FROM blob_chunk WHERE tid = ? AND zoid IN (`
+	sqlDeleteBlobsHF    = `DELETE FROM blob_chunk WHERE zoid IN (`
+	sqlMoveBlobs        = `INSERT INTO blob_chunk (zoid, tid, chunk_num, chunk)
+		SELECT zoid, ?, chunk_num, chunk FROM temp_blob_chunk ORDER BY zoid, chunk_num`
 	sqlCopyBlob = `INSERT INTO blob_chunk (zoid, tid, chunk_num, chunk)
 		SELECT zoid, ?, chunk_num, chunk FROM blob_chunk WHERE zoid = ? AND tid = ? ORDER BY chunk_num`
 )
@@ -61,39 +64,63 @@ func (c *loadConn) ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (
 	return found, err
 }
 
-// StageBlob implements adapter.BlobStager. The chunks go through a
-// statement prepared once per transaction: in the binary protocol a chunk
-// travels as it is, neither escaped by the client nor parsed by the server.
-func (c *storeConn) StageBlob(ctx context.Context, oid uint64, path string) error {
+// StageBlobs implements adapter.BlobStager. Small files go several per
+// query; a large one chunk by chunk through a statement prepared once per
+// transaction: in the binary protocol a chunk travels as it is, neither
+// escaped by the client nor parsed by the server.
+func (c *storeConn) StageBlobs(ctx context.Context, blobs []adapter.StagedBlob) error {
 	if !c.pending && !c.inTxn {
 		return fmt.Errorf("mysql: blob staged outside a write transaction")
 	}
-	if err := c.prepareStaging(ctx, oid); err != nil {
-		return c.d.wrap(fmt.Errorf("store the blob of oid %d: %w", oid, err))
+	if err := c.prepareStaging(ctx, blobs); err != nil {
+		return c.d.wrap(fmt.Errorf("store blobs: %w", err))
 	}
-	err := blobio.EachChunk(path, c.d.chunkSize(), func(num int, chunk []byte) error {
-		_, err := c.insertChunk.ExecContext(ctx, int64(oid), num, chunk)
-		return err
+	size := c.d.chunkSize()
+	// A batch's escaped literals fit in one query, with room for its rows' text.
+	batchBytes := max(0, (c.d.maxQuery-rowOverhead*maxStagedRows)/2)
+	err := blobio.Group(blobs, size, min(4*size, batchBytes), func(batch []blobio.Small) error {
+		rows := make([]string, len(batch))
+		args := make([]any, 0, 2*len(batch))
+		for i, b := range batch {
+			rows[i] = "(?, 0, ?)"
+			args = append(args, int64(b.OID), b.Data)
+		}
+		s := &script{}
+		s.add(sqlInsertTempChunks+strings.Join(rows, ", "), args...)
+		return c.query(ctx, s, nil)
+	}, func(b adapter.StagedBlob) error {
+		return blobio.EachChunk(b.Path, size, func(num int, chunk []byte) error {
+			_, err := c.insertChunk.ExecContext(ctx, int64(b.OID), num, chunk)
+			return err
+		})
 	})
 	if err != nil {
-		return c.d.wrap(fmt.Errorf("store the blob of oid %d: %w", oid, err))
+		return c.d.wrap(fmt.Errorf("store blobs: %w", err))
 	}
-	c.staged[oid] = true
+	for _, b := range blobs {
+		c.staged[b.OID] = true
+	}
 	return nil
 }
 
-// prepareStaging readies the temporary table and the chunk statement for
-// oid. The table is transactional: what a rolled-back transaction staged is
-// gone, and Move empties it; only a blob staged twice in one transaction
-// has rows to clear.
-func (c *storeConn) prepareStaging(ctx context.Context, oid uint64) error {
+// maxStagedRows bounds the rows of one multi-row INSERT of small blobs
+// (blobio's batches are no longer).
+const maxStagedRows = 500
+
+// prepareStaging readies the temporary table and the chunk statement. The
+// table is transactional: what a rolled-back transaction staged is gone, and
+// Move empties it; only a blob staged twice in one transaction has rows to
+// clear.
+func (c *storeConn) prepareStaging(ctx context.Context, blobs []adapter.StagedBlob) error {
 	s := &script{}
 	if c.staged == nil {
 		s.add(sqlCreateTempBlob)
 		c.staged = map[uint64]bool{}
 	}
-	if c.staged[oid] {
-		s.add(sqlClearTempBlob, int64(oid))
+	for _, b := range blobs {
+		if c.staged[b.OID] {
+			s.add(sqlClearTempBlob, int64(b.OID))
+		}
 	}
 	if !s.empty() || c.pending { // the query also starts the transaction if it has not started
 		if s.empty() {
@@ -122,22 +149,33 @@ func (c *storeConn) endStaging() {
 	c.staged = nil
 }
 
-// moveBlobs adds the transaction's blob rows to the move, after its states.
+// moveBlobs adds the transaction's blob rows to the move, after its
+// states: the temporary table holds this transaction's blobs only, so one
+// statement copies them all.
 func (c *storeConn) moveBlobs(b *batcher, tid uint64, writes []adapter.Write) {
+	var staged []uint64
 	for _, w := range writes {
 		switch {
 		case w.Blob:
-			if c.d.settings.KeepHistory {
-				b.statement(sqlDeleteBlobHP, int64(w.OID), int64(tid))
-			} else {
-				b.statement(sqlDeleteBlobHF, int64(w.OID))
-			}
-			b.statement(sqlMoveBlob, int64(tid), int64(w.OID))
+			staged = append(staged, w.OID)
 		case w.BlobFrom != 0:
 			b.statement(sqlCopyBlob, int64(tid), int64(w.OID), int64(w.BlobFrom))
 		}
 	}
-	if len(c.staged) > 0 {
-		b.statement(sqlEmptyTempBlobs)
+	if len(staged) == 0 {
+		if len(c.staged) > 0 {
+			b.statement(sqlEmptyTempBlobs)
+		}
+		return
 	}
+	for start := 0; start < len(staged); start += inChunk {
+		part := sqlrow.Int64Args(staged[start:min(len(staged), start+inChunk)])
+		if c.d.settings.KeepHistory { // a restore run again replaces its rows
+			b.statement(sqlDeleteBlobsHP+in(len(part)), append([]any{int64(tid)}, part...)...)
+		} else {
+			b.statement(sqlDeleteBlobsHF+in(len(part)), part...)
+		}
+	}
+	b.statement(sqlMoveBlobs, int64(tid))
+	b.statement(sqlEmptyTempBlobs)
 }

@@ -91,11 +91,20 @@ func (c *loadConn) ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (
 	return found, err
 }
 
-// StageBlob implements adapter.BlobStager.
-func (c *storeConn) StageBlob(ctx context.Context, oid uint64, path string) error {
+// StageBlobs implements adapter.BlobStager, a blob at a time.
+func (c *storeConn) StageBlobs(ctx context.Context, blobs []adapter.StagedBlob) error {
 	if c.tx == nil {
 		return fmt.Errorf("oracle: blob staged outside a write transaction")
 	}
+	for _, b := range blobs {
+		if err := c.stageBlob(ctx, b.OID, b.Path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *storeConn) stageBlob(ctx context.Context, oid uint64, path string) error {
 	if err := c.exec(ctx, c.d.q.clearStagedBlob(oid)); err != nil {
 		return c.d.wrap(err)
 	}

@@ -24,10 +24,11 @@ const (
 	sqlLOCreate    = `SELECT lo_from_bytea(0, $1)`
 	sqlLOPut       = `SELECT lo_put($1, $2, $3)`
 	sqlLOUnlink    = `SELECT lo_unlink($1)`
-	sqlInsertBlob  = `INSERT INTO blob_chunk (zoid, tid, chunk_num, chunk) VALUES ($1, $2, 0, $3)`
-	sqlDeleteBlob  = `DELETE FROM blob_chunk WHERE zoid = $1 AND tid = $2`
-	sqlDeleteBlobs = `DELETE FROM blob_chunk WHERE zoid = $1`
-	sqlCopyBlob    = `INSERT INTO blob_chunk (zoid, tid, chunk_num, chunk)
+	sqlInsertBlobs = `INSERT INTO blob_chunk (zoid, tid, chunk_num, chunk)
+		SELECT zoid, $1, 0, chunk FROM unnest($2::bigint[], $3::oid[]) AS b (zoid, chunk)`
+	sqlDeleteBlobsAt = `DELETE FROM blob_chunk WHERE tid = $1 AND zoid = ANY($2)`
+	sqlDeleteBlobs   = `DELETE FROM blob_chunk WHERE zoid = ANY($1)`
+	sqlCopyBlob      = `INSERT INTO blob_chunk (zoid, tid, chunk_num, chunk)
 		SELECT zoid, $1, chunk_num, chunk FROM blob_chunk WHERE zoid = $2 AND tid = $3`
 )
 
@@ -70,12 +71,45 @@ func (c *loadConn) ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (
 	return true, nil
 }
 
-// StageBlob implements adapter.BlobStager: the file becomes a large object
-// now, inside the write transaction.
-func (c *storeConn) StageBlob(ctx context.Context, oid uint64, path string) error {
+// StageBlobs implements adapter.BlobStager: each file becomes a large object
+// now, inside the write transaction; small files several per round trip.
+func (c *storeConn) StageBlobs(ctx context.Context, blobs []adapter.StagedBlob) error {
 	if !c.pending && !c.inTxn {
 		return fmt.Errorf("postgresql: blob staged outside a write transaction")
 	}
+	size := c.d.chunkSize()
+	return blobio.Group(blobs, size, smallBlobBatch*size, func(batch []blobio.Small) error {
+		objects := make([]uint32, len(batch))
+		err := c.run(ctx, func(b *pgx.Batch) {
+			for _, s := range batch {
+				b.Queue(sqlLOCreate, s.Data)
+			}
+		}, func(br pgx.BatchResults) error {
+			for i := range batch {
+				if err := br.QueryRow().Scan(&objects[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("store %d blobs: %w", len(batch), err)
+		}
+		for i, s := range batch {
+			if err := c.keep(ctx, s.OID, objects[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, func(b adapter.StagedBlob) error { return c.stageLarge(ctx, b.OID, b.Path) })
+}
+
+// smallBlobBatch is how many blob-chunk-size worths of small blobs one round
+// trip carries.
+const smallBlobBatch = 4
+
+// stageLarge writes one file as a large object in blob-chunk-size pieces.
+func (c *storeConn) stageLarge(ctx context.Context, oid uint64, path string) error {
 	var lo uint32
 	err := blobio.EachChunk(path, c.d.chunkSize(), func(num int, chunk []byte) error {
 		if num == 0 {
@@ -92,10 +126,16 @@ func (c *storeConn) StageBlob(ctx context.Context, oid uint64, path string) erro
 	if err != nil {
 		return fmt.Errorf("store the blob of oid %d: %w", oid, err)
 	}
+	return c.keep(ctx, oid, lo)
+}
+
+// keep records lo as oid's staged blob, freeing one staged before in the
+// same transaction.
+func (c *storeConn) keep(ctx context.Context, oid uint64, lo uint32) error {
 	if c.blobs == nil {
 		c.blobs = map[uint64]uint32{}
 	}
-	if old, ok := c.blobs[oid]; ok { // stored twice in one transaction
+	if old, ok := c.blobs[oid]; ok {
 		if err := c.run(ctx, func(b *pgx.Batch) { b.Queue(sqlLOUnlink, old) }, func(br pgx.BatchResults) error {
 			_, err := br.Exec()
 			return err
@@ -107,8 +147,11 @@ func (c *storeConn) StageBlob(ctx context.Context, oid uint64, path string) erro
 	return nil
 }
 
-// queueBlobs adds the transaction's blob rows to the move, after its states.
+// queueBlobs adds the transaction's blob rows to the move, after its
+// states: arrays bound to one DELETE and one INSERT for all of them.
 func (c *storeConn) queueBlobs(b *pgx.Batch, tid uint64, writes []adapter.Write) error {
+	var oids []int64
+	var objects []uint32
 	for _, w := range writes {
 		switch {
 		case w.Blob:
@@ -116,15 +159,19 @@ func (c *storeConn) queueBlobs(b *pgx.Batch, tid uint64, writes []adapter.Write)
 			if !ok {
 				return fmt.Errorf("postgresql: no blob was staged for oid %d", w.OID)
 			}
-			if c.d.settings.KeepHistory {
-				b.Queue(sqlDeleteBlob, int64(w.OID), int64(tid))
-			} else {
-				b.Queue(sqlDeleteBlobs, int64(w.OID))
-			}
-			b.Queue(sqlInsertBlob, int64(w.OID), int64(tid), lo)
+			oids, objects = append(oids, int64(w.OID)), append(objects, lo)
 		case w.BlobFrom != 0:
 			b.Queue(sqlCopyBlob, int64(tid), int64(w.OID), int64(w.BlobFrom))
 		}
 	}
+	if len(oids) == 0 {
+		return nil
+	}
+	if c.d.settings.KeepHistory { // a restore run again replaces its rows
+		b.Queue(sqlDeleteBlobsAt, int64(tid), oids)
+	} else {
+		b.Queue(sqlDeleteBlobs, oids)
+	}
+	b.Queue(sqlInsertBlobs, int64(tid), oids, objects)
 	return nil
 }

@@ -46,15 +46,17 @@ func (c *loadConn) ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (
 	return found, rows.Err()
 }
 
-// StageBlob implements adapter.BlobStager: the file is read at Move.
-func (c *storeConn) StageBlob(ctx context.Context, oid uint64, path string) error {
+// StageBlobs implements adapter.BlobStager: the files are read at Move.
+func (c *storeConn) StageBlobs(ctx context.Context, blobs []adapter.StagedBlob) error {
 	if !c.inTxn {
 		return fmt.Errorf("sqlite3: blob staged outside a write transaction")
 	}
 	if c.blobs == nil {
 		c.blobs = map[uint64]string{}
 	}
-	c.blobs[oid] = path
+	for _, b := range blobs {
+		c.blobs[b.OID] = b.Path
+	}
 	return nil
 }
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
 )
 
 // DefaultChunkSize is RelStorage's blob-chunk-size default, 1 MiB.
@@ -44,4 +46,57 @@ func EachChunk(path string, size int, fn func(num int, chunk []byte) error) erro
 			return nil
 		}
 	}
+}
+
+// Small is a blob small enough to travel with others in one round trip.
+type Small struct {
+	OID  uint64
+	Data []byte
+}
+
+// maxBatch bounds the number of blobs in one batch.
+const maxBatch = 500
+
+// Group hands the blobs, in order, to small in batches of files no larger
+// than limit bytes (read whole, at most batchBytes and maxBatch files at a
+// time), and each larger one to large.
+func Group(blobs []adapter.StagedBlob, limit, batchBytes int, small func([]Small) error,
+	large func(adapter.StagedBlob) error) error {
+	var batch []Small
+	held := 0
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := small(batch)
+		batch, held = nil, 0
+		return err
+	}
+	for _, b := range blobs {
+		st, err := os.Stat(b.Path)
+		if err != nil {
+			return fmt.Errorf("read blob file: %w", err)
+		}
+		if st.Size() > int64(limit) {
+			if err := flush(); err != nil {
+				return err
+			}
+			if err := large(b); err != nil {
+				return err
+			}
+			continue
+		}
+		if held+int(st.Size()) > batchBytes || len(batch) == maxBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		data, err := os.ReadFile(b.Path)
+		if err != nil {
+			return fmt.Errorf("read blob file: %w", err)
+		}
+		batch = append(batch, Small{OID: b.OID, Data: data})
+		held += len(data)
+	}
+	return flush()
 }
