@@ -575,8 +575,12 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
                         continue
                     fd, copy = tempfile.mkstemp(prefix='copy-', dir=self.temporaryDirectory())
                     os.close(fd)
-                    shutil.copyfile(source, copy)
-                    self.restoreBlob(r.oid, r.tid, r.data, copy, r.data_txn, trans)
+                    try:
+                        shutil.copyfile(source, copy)
+                        self.restoreBlob(r.oid, r.tid, r.data, copy, r.data_txn, trans)
+                    finally:
+                        if os.path.exists(copy):  # restoreBlob takes it over when it succeeds
+                            os.remove(copy)
                 self.tpc_vote(trans)
                 self.tpc_finish(trans)
             except BaseException:

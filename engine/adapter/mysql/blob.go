@@ -65,7 +65,7 @@ func (c *loadConn) ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (
 }
 
 // StageBlobs implements adapter.BlobStager. Small files go several per
-// query; a large one chunk by chunk through a statement prepared once per
+// query, up to blob-chunk-size bytes of them; a large one chunk by chunk through a statement prepared once per
 // transaction: in the binary protocol a chunk travels as it is, neither
 // escaped by the client nor parsed by the server.
 func (c *storeConn) StageBlobs(ctx context.Context, blobs []adapter.StagedBlob) error {
@@ -78,7 +78,7 @@ func (c *storeConn) StageBlobs(ctx context.Context, blobs []adapter.StagedBlob) 
 	size := c.d.chunkSize()
 	// A batch's escaped literals fit in one query, with room for its rows' text.
 	batchBytes := max(0, (c.d.maxQuery-rowOverhead*maxStagedRows)/2)
-	err := blobio.Group(blobs, size, min(4*size, batchBytes), func(batch []blobio.Small) error {
+	err := blobio.Group(blobs, size, min(size, batchBytes), func(batch []blobio.Small) error {
 		rows := make([]string, len(batch))
 		args := make([]any, 0, 2*len(batch))
 		for i, b := range batch {

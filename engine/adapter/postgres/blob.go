@@ -72,13 +72,14 @@ func (c *loadConn) ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (
 }
 
 // StageBlobs implements adapter.BlobStager: each file becomes a large object
-// now, inside the write transaction; small files several per round trip.
+// now, inside the write transaction; small files several per round trip, up
+// to blob-chunk-size bytes of them.
 func (c *storeConn) StageBlobs(ctx context.Context, blobs []adapter.StagedBlob) error {
 	if !c.pending && !c.inTxn {
 		return fmt.Errorf("postgresql: blob staged outside a write transaction")
 	}
 	size := c.d.chunkSize()
-	return blobio.Group(blobs, size, smallBlobBatch*size, func(batch []blobio.Small) error {
+	return blobio.Group(blobs, size, size, func(batch []blobio.Small) error {
 		objects := make([]uint32, len(batch))
 		err := c.run(ctx, func(b *pgx.Batch) {
 			for _, s := range batch {
@@ -103,10 +104,6 @@ func (c *storeConn) StageBlobs(ctx context.Context, blobs []adapter.StagedBlob) 
 		return nil
 	}, func(b adapter.StagedBlob) error { return c.stageLarge(ctx, b.OID, b.Path) })
 }
-
-// smallBlobBatch is how many blob-chunk-size worths of small blobs one round
-// trip carries.
-const smallBlobBatch = 4
 
 // stageLarge writes one file as a large object in blob-chunk-size pieces.
 func (c *storeConn) stageLarge(ctx context.Context, oid uint64, path string) error {
