@@ -508,9 +508,12 @@ def test_kill_during_blob_commits_leaves_no_partial_blob(database, shared, tmp_p
     blob_dir = str(tmp_path / 'blobs')
     location = database.location(False)
     for round_ in range(5):
+        # A Blob made outside a connection writes its file in TMPDIR: the killed worker's
+        # last one stays there, in this test's directory.
         worker = subprocess.Popen([sys.executable, os.path.join(HERE, 'blob_worker.py'), HERE, database.name,
                                    location, blob_dir, '1' if shared else '0', str(round_)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=dict(os.environ, TMPDIR=str(tmp_path)))
         line = worker.stdout.readline()  # the first commit is in: kill it later, mid-commit or not
         assert line, worker.stderr.read().decode()
         time.sleep(random.uniform(0.05, 0.6))
