@@ -8,7 +8,6 @@ import random
 import zlib
 
 import pytest
-import transaction
 import ZODB
 from BTrees.IOBTree import IOBTree
 from BTrees.OOBTree import OOBTree
