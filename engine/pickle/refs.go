@@ -119,6 +119,16 @@ func (m *machine) pop() (value, error) {
 	return v, nil
 }
 
+// popN discards the n values on top of the stack.
+func (m *machine) popN(n int) error {
+	for range n {
+		if _, err := m.pop(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func (m *machine) top() (*value, error) {
 	if len(m.stack) == 0 || m.stack[len(m.stack)-1].k == kMark {
 		return nil, malformed("stack underflow at byte %d", m.pos)
@@ -179,6 +189,22 @@ func (m *machine) sized(n int) ([]byte, error) {
 		return nil, malformed("length %d at byte %d", l, m.pos)
 	}
 	return m.read(int(l))
+}
+
+// memoKey reads the argument of a memo opcode: a decimal line (GET, PUT),
+// one byte (BINGET, BINPUT) or four (LONG_BINGET, LONG_BINPUT).
+func (m *machine) memoKey(op byte) (uint64, error) {
+	switch op {
+	case 'h', 'q':
+		return m.uint(1)
+	case 'j', 'r':
+		return m.uint(4)
+	}
+	line, err := m.readLine()
+	if err != nil {
+		return 0, err
+	}
+	return decimal(line)
 }
 
 func (m *machine) memoPut(key uint64) error {
@@ -411,10 +437,8 @@ func (m *machine) step(op byte) error {
 		_, err := m.top()
 		return err
 	case 's': // SETITEM
-		for range 2 {
-			if _, err := m.pop(); err != nil {
-				return err
-			}
+		if err := m.popN(2); err != nil {
+			return err
 		}
 		_, err := m.top()
 		return err
@@ -426,10 +450,8 @@ func (m *machine) step(op byte) error {
 		}
 		m.push(none)
 	case 0x93: // STACK_GLOBAL
-		for range 2 {
-			if _, err := m.pop(); err != nil {
-				return err
-			}
+		if err := m.popN(2); err != nil {
+			return err
 		}
 		m.push(none)
 	case 'i': // INST
@@ -448,17 +470,13 @@ func (m *machine) step(op byte) error {
 		}
 		m.push(none)
 	case 'R', 0x81: // REDUCE, NEWOBJ
-		for range 2 {
-			if _, err := m.pop(); err != nil {
-				return err
-			}
+		if err := m.popN(2); err != nil {
+			return err
 		}
 		m.push(none)
 	case 0x92: // NEWOBJ_EX
-		for range 3 {
-			if _, err := m.pop(); err != nil {
-				return err
-			}
+		if err := m.popN(3); err != nil {
+			return err
 		}
 		m.push(none)
 	case 'b': // BUILD
@@ -488,46 +506,14 @@ func (m *machine) step(op byte) error {
 			return err
 		}
 		m.push(none)
-	case 'g': // GET
-		line, err := m.readLine()
-		if err != nil {
-			return err
-		}
-		key, err := decimal(line)
+	case 'g', 'h', 'j': // GET, BINGET, LONG_BINGET
+		key, err := m.memoKey(op)
 		if err != nil {
 			return err
 		}
 		return m.memoGet(key)
-	case 'h': // BINGET
-		key, err := m.uint(1)
-		if err != nil {
-			return err
-		}
-		return m.memoGet(key)
-	case 'j': // LONG_BINGET
-		key, err := m.uint(4)
-		if err != nil {
-			return err
-		}
-		return m.memoGet(key)
-	case 'p': // PUT
-		line, err := m.readLine()
-		if err != nil {
-			return err
-		}
-		key, err := decimal(line)
-		if err != nil {
-			return err
-		}
-		return m.memoPut(key)
-	case 'q': // BINPUT
-		key, err := m.uint(1)
-		if err != nil {
-			return err
-		}
-		return m.memoPut(key)
-	case 'r': // LONG_BINPUT
-		key, err := m.uint(4)
+	case 'p', 'q', 'r': // PUT, BINPUT, LONG_BINPUT
+		key, err := m.memoKey(op)
 		if err != nil {
 			return err
 		}

@@ -41,11 +41,7 @@ const (
 // chunkSize is blob-chunk-size, made small enough that a chunk's escaped
 // literal always fits in one query.
 func (d *dialect) chunkSize() int {
-	size := d.settings.BlobChunkSize
-	if size <= 0 {
-		size = blobio.DefaultChunkSize
-	}
-	return max(1, min(size, (d.maxQuery-rowOverhead-len("_binary''"))/2))
+	return max(1, min(blobio.ChunkSize(d.settings.BlobChunkSize), (d.maxQuery-rowOverhead-len("_binary''"))/2))
 }
 
 // ReadBlob implements adapter.BlobReader, in the snapshot; rows arrive one

@@ -58,12 +58,7 @@ func (q queries) moveBlobs(tid uint64, writes []adapter.Write) []stmt {
 	return out
 }
 
-func (d *dialect) chunkSize() int {
-	if d.settings.BlobChunkSize > 0 {
-		return d.settings.BlobChunkSize
-	}
-	return blobio.DefaultChunkSize
-}
+func (d *dialect) chunkSize() int { return blobio.ChunkSize(d.settings.BlobChunkSize) }
 
 // ReadBlob implements adapter.BlobReader, in the snapshot.
 func (c *loadConn) ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (bool, error) {

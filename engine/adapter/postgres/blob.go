@@ -32,12 +32,7 @@ const (
 		SELECT zoid, $1, chunk_num, chunk FROM blob_chunk WHERE zoid = $2 AND tid = $3`
 )
 
-func (d *dialect) chunkSize() int {
-	if d.settings.BlobChunkSize > 0 {
-		return d.settings.BlobChunkSize
-	}
-	return blobio.DefaultChunkSize
-}
+func (d *dialect) chunkSize() int { return blobio.ChunkSize(d.settings.BlobChunkSize) }
 
 // ReadBlob implements adapter.BlobReader, in the snapshot.
 func (c *loadConn) ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (bool, error) {

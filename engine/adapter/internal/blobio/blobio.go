@@ -14,13 +14,19 @@ import (
 // DefaultChunkSize is RelStorage's blob-chunk-size default, 1 MiB.
 const DefaultChunkSize = 1 << 20
 
+// ChunkSize is blob-chunk-size as configured, RelStorage's default when unset.
+func ChunkSize(configured int) int {
+	if configured > 0 {
+		return configured
+	}
+	return DefaultChunkSize
+}
+
 // EachChunk calls fn with consecutive chunks of at most size bytes of the
 // file at path, numbered from 0. An empty file is one empty chunk, as
 // RelStorage writes it. The chunk's buffer is reused between calls.
 func EachChunk(path string, size int, fn func(num int, chunk []byte) error) error {
-	if size <= 0 {
-		size = DefaultChunkSize
-	}
+	size = ChunkSize(size)
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("read blob file: %w", err)
