@@ -30,6 +30,7 @@ type Storage struct {
 
 	sh       *shared
 	blobs    *blobs // nil without blob-dir
+	packing  packProgress
 	warnMu   sync.Mutex
 	warnings []string // not yet reported
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -448,4 +449,16 @@ func Lookup(root string, oid, tid uint64) (string, bool) {
 	}
 	path := filepath.Join(root, layout.File(oid, tid))
 	return path, touch(path)
+}
+
+// RemoveObject deletes every file of oid's blob (a pack removed the object).
+func (d *Dir) RemoveObject(oid uint64) {
+	if d.Layout.Name() == "zeocache" {
+		d.RemoveOlder(oid, math.MaxUint64)
+		return
+	}
+	dir := filepath.Join(d.Root, d.Layout.Dir(oid))
+	if os.RemoveAll(dir) == nil {
+		d.removeEmptyDirs(filepath.Dir(dir))
+	}
 }

@@ -29,7 +29,7 @@ try:
 except ImportError:  # built without a C compiler's Python headers
     _calls = None
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 LIBRARY_ENV = 'GORELSTORAGE_LIBRARY'
 CTYPES_ENV = 'GORELSTORAGE_CTYPES'
 
@@ -154,6 +154,8 @@ _SIGNATURES = {
     'grs_profile_stop': (),
     'grs_test_panic': (),
     'grs_references': (_buf, _i64),
+    'grs_pack': (_u64, _buf, _i64),
+    'grs_pack_progress': (_u64,),
 }
 
 # Exports that never wait (no database, no lock held by another call): called
@@ -521,6 +523,17 @@ def delete_object(instance, oid, serial):
 
 def check_current(instance, oid, serial):
     call('grs_check_current', instance, oid, serial)
+
+
+def pack(handle, config):
+    """Pack with the JSON-encoded options; the JSON-encoded result."""
+    return call('grs_pack', handle, config, len(config))[0]
+
+
+def pack_progress(handle):
+    """The running pack's progress as a dict, None when no pack runs."""
+    data, running, _, _ = call('grs_pack_progress', handle)
+    return json.loads(data) if running else None
 
 
 def undo(instance, tid):

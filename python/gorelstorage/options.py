@@ -29,7 +29,14 @@ IMPLEMENTED = {
     'blob_cache_size_check': 10,
     'blob_cache_size_check_external': False,
     'blob_chunk_size': 1 << 20,
+    'pack_gc': True,
+    'pack_prepack_only': False,
+    'pack_skip_prepack': False,
+    'pack_batch_timeout': 15.0,
 }
+
+# Options pack() reads itself (the engine gets them with each pack).
+_PACK = ('pack_gc', 'pack_prepack_only', 'pack_skip_prepack', 'pack_batch_timeout')
 
 # RelStorage accepts these and ignores them (deprecated or removed features).
 IGNORED = {
@@ -56,17 +63,14 @@ NOT_YET = {
     'ro_replica_conf': None,
     'replica_timeout': 600.0,
     'revert_when_stale': False,
-    'pack_gc': True,
-    'pack_prepack_only': False,
-    'pack_skip_prepack': False,
-    'pack_batch_timeout': 15.0,
     'cache_prefix': None,
     'cache_servers': None,
     'cache_module_name': 'relstorage.pylibmc_wrapper',
     'driver': 'auto',
 }
 
-_BOOL = ('read_only', 'keep_history', 'create_schema', 'shared_blob_dir', 'blob_cache_size_check_external')
+_BOOL = ('read_only', 'keep_history', 'create_schema', 'shared_blob_dir', 'blob_cache_size_check_external',
+         'pack_gc', 'pack_prepack_only', 'pack_skip_prepack')
 # Options in bytes: an int, or a ZConfig byte-size such as '500MB' (zodburi passes text).
 _BYTES = ('blob_cache_size', 'blob_chunk_size')
 
@@ -153,7 +157,8 @@ class Options:
                 raise ConfigurationError('option %s must be true or false, not %r'
                                          % (_spelled(name), values[name]))
         for name, kind in (('commit_lock_timeout', float), ('cache_delta_size_limit', int),
-                           ('cache_local_mb', float), ('cache_local_object_max', int)):
+                           ('cache_local_mb', float), ('cache_local_object_max', int),
+                           ('pack_batch_timeout', float)):
             try:
                 values[name] = kind(values[name])
             except (TypeError, ValueError):
@@ -179,7 +184,7 @@ class Options:
         return Options(**values)
 
     def engine_dict(self):
-        d = {k: getattr(self, k) for k in IMPLEMENTED}
+        d = {k: getattr(self, k) for k in IMPLEMENTED if k not in _PACK}
         d['name'] = d['name'] or ''
         d['cache_local_dir'] = d['cache_local_dir'] or ''
         d['blob_dir'] = os.path.abspath(d['blob_dir']) if d['blob_dir'] else ''

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 import weakref
 
@@ -589,8 +590,52 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
 
     def pack(self, t, referencesf, gc=None, prepack_only=False, skip_prepack=False, check_refs=False,
              **kwargs):
-        """ZODB's pack, with RelStorage's keyword arguments (``zodbpack --prepack`` passes them)."""
-        raise POSException.Unsupported('pack is not implemented in this version of GoRelStorage')
+        """ZODB's pack, with RelStorage's keyword arguments (``zodbpack --prepack`` passes them).
+
+        ``t`` is a time.time() value, None (or a negative or future time) for now, or a
+        TID as an integer. The references are read by the engine, as ZODB's
+        ``referencesf`` reads them (zc.zlibstorage's compressed records included), so
+        ``referencesf`` is not called. Returns the list of (oid, to_oid) broken references
+        when ``check_refs`` is set, else None.
+        """
+        options = self._options
+        if gc is None:
+            gc = options.pack_gc
+        prepack_only = bool(prepack_only or options.pack_prepack_only)
+        skip_prepack = bool(skip_prepack or options.pack_skip_prepack)
+        if prepack_only and skip_prepack:
+            raise ValueError('Pick either prepack_only or skip_prepack.')
+        if kwargs:
+            raise TypeError('pack() got unexpected keyword arguments %s' % ', '.join(sorted(kwargs)))
+        config = {
+            'tid': _pack_tid(t), 'gc': bool(gc), 'prepack_only': prepack_only,
+            'skip_prepack': skip_prepack, 'check_refs': bool(check_refs),
+            'batch_timeout': float(options.pack_batch_timeout or 0),
+        }
+        data = self._call_db(_native.pack, json.dumps(config).encode('utf-8'))
+        result = json.loads(data) if data else {}
+        for line in result.get('log') or ():
+            logger.info('%s', line)
+        for u in result.get('unreadable') or ():
+            logger.warning('pack: the references of oid %d in transaction %d cannot be read (%s); '
+                           'the objects it may refer to were kept', u['oid'], u['tid'], u['error'])
+        _log_warnings(result.get('warnings') or ())
+        if check_refs:
+            return [(p64(a), p64(b)) for a, b in result.get('broken_refs') or ()]
+        return None
+
+
+def _pack_tid(t):
+    """The newest tid a pack of time ``t`` may pack to, as RelStorage reads ``t``."""
+    if t is None or t < 0 or (t < _TID_THRESHOLD and t >= time.time()):
+        return _MAX_TID - 1
+    if t > _TID_THRESHOLD:
+        return int(t)
+    return u64(TimeStamp(*time.gmtime(t)[:5] + (t % 60,)).raw())
+
+
+# Integers above this are TIDs, not times (RelStorage's rule: a TID of July 2019).
+_TID_THRESHOLD = 275085010696509852
 
 
 def _refuse_blob(oid, data):

@@ -1,0 +1,50 @@
+package mysql
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlpack"
+)
+
+var flavor = &adapter.Flavor{True: "TRUE", False: "FALSE", Txn: "transaction", Truncate: "DELETE FROM",
+	MaxParams: 60000}
+
+// OpenPack takes RelStorage's pack lock (GET_LOCK on "<database>.pack", not
+// waiting) on a connection of its own, held until Close. TRUNCATE would end
+// the write transaction, so tables are emptied with DELETE.
+func (d *dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
+	lock, err := d.store.Conn(ctx)
+	if err != nil {
+		return nil, d.wrap(err)
+	}
+	var got sql.NullInt64
+	if err := lock.QueryRowContext(ctx, sqlPackLock).Scan(&got); err != nil {
+		lock.Close()
+		return nil, d.wrap(err)
+	}
+	if got.Int64 != 1 {
+		lock.Close()
+		return nil, fmt.Errorf("%s: %w", d.describe, adapter.ErrPackLocked)
+	}
+	release := func() error {
+		_, err := lock.ExecContext(context.Background(), sqlPackRelease)
+		lock.Close()
+		return err
+	}
+	lockCommit := func(ctx context.Context, tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, sqlCommitLock)
+		if err != nil {
+			return d.wrap(err)
+		}
+		return rows.Close()
+	}
+	s, err := sqlpack.Open(ctx, flavor, d.load, d.store, lockCommit, release)
+	if err != nil {
+		release()
+		return nil, d.wrap(err)
+	}
+	return s, nil
+}

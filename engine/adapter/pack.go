@@ -1,0 +1,66 @@
+package adapter
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrPackLocked is returned (wrapped) by OpenPack when another pack (ours or
+// RelStorage's zodbpack) holds the pack lock.
+var ErrPackLocked = errors.New("another pack is running (the pack lock is held)")
+
+// Packer is implemented by dialects that pack. The pack algorithm lives in
+// engine/pack and is written once, in SQL every database runs; a dialect
+// supplies connections, its locks and the few spellings that differ.
+type Packer interface {
+	// OpenPack takes RelStorage's pack lock without waiting (ErrPackLocked
+	// when it is held) and returns a session holding it until Close.
+	OpenPack(ctx context.Context) (PackSession, error)
+}
+
+// PackSession is the connections of one pack. Read streams long queries
+// (each statement sees one consistent state); Write runs the changes, in a
+// transaction between Begin and Commit, autocommitted outside one.
+type PackSession interface {
+	Flavor() *Flavor
+	Read() SQL
+	Write() SQL
+	Begin(ctx context.Context) error
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context)
+	// LockCommit takes the commit lock writers take, inside the write
+	// transaction, until Commit or Rollback: no transaction commits while it
+	// is held.
+	LockCommit(ctx context.Context) error
+	// Close releases the pack lock and closes every connection of the session.
+	Close() error
+}
+
+// SQL runs statements written with ? placeholders and the Flavor's markers.
+type SQL interface {
+	Exec(ctx context.Context, query string, args ...any) (int64, error)
+	Query(ctx context.Context, query string, args ...any) (Rows, error)
+}
+
+// Rows is a streamed result.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+	Close()
+}
+
+// Flavor is how a database spells what SQL leaves open.
+type Flavor struct {
+	// Numbered placeholders: "$" gives $1, $2 (PostgreSQL), ":" gives :1, :2
+	// (Oracle); "" leaves ? (MySQL, SQLite).
+	Numbered string
+	True     string // boolean literals of the packed/keep columns
+	False    string
+	Txn      string // the transaction table's name as a statement must spell it
+	Truncate string // a statement that empties a table: "TRUNCATE TABLE" or "DELETE FROM"
+	// InsertAll: multi-row inserts are INSERT ALL ... SELECT 1 FROM DUAL (Oracle).
+	InsertAll bool
+	// MaxParams bounds the values bound to one statement.
+	MaxParams int
+}

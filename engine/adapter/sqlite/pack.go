@@ -1,0 +1,42 @@
+package sqlite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlpack"
+)
+
+var flavor = &adapter.Flavor{True: "1", False: "0", Txn: `"transaction"`, Truncate: "DELETE FROM", MaxParams: 999}
+
+// OpenPack: RelStorage's SQLite adapter has no pack lock; one pack at a time
+// is kept by an exclusive flock on pack.lock in the data-dir, which ends
+// with the process if it dies. The write transaction (BEGIN IMMEDIATE)
+// holds SQLite's one write lock, which is the commit lock.
+func (d *Dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
+	if d.writeDB == nil {
+		return nil, errors.New("sqlite3: the storage is read-only")
+	}
+	f, err := os.OpenFile(filepath.Join(d.dir, "pack.lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite3: pack lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("sqlite3: %w", adapter.ErrPackLocked)
+		}
+		return nil, fmt.Errorf("sqlite3: pack lock: %w", err)
+	}
+	s, err := sqlpack.Open(ctx, flavor, d.readDB, d.writeDB, nil, f.Close)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return s, nil
+}

@@ -1,0 +1,327 @@
+package pack
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter"
+)
+
+// Removing what the plan lists, by batches, each one database transaction.
+// A history-preserving pack walks the packed transactions oldest first in
+// ranges of about revsPerBatch revisions; a history-free one removes
+// objectsPerBatch unreachable objects at a time.
+//
+// Writers keep committing meanwhile. Before each batch the transactions
+// committed since the last look are read: an object they write, or refer
+// to, is reachable after all, and so is everything it reaches (the graph is
+// in memory). When the batch removes unreachable objects, the last look is
+// taken under the commit lock, in the batch's own transaction, so that
+// nothing commits between it and the removal; the lock is held for one
+// batch only.
+
+const (
+	revsPerBatch    = 2000
+	objectsPerBatch = 1000
+)
+
+func (p *packer) remove(ctx context.Context) error {
+	if p.o.KeepHistory {
+		return p.removeRevisions(ctx)
+	}
+	return p.removeObjects(ctx)
+}
+
+// guarded: batches may remove unreachable objects, so the transactions
+// committed meanwhile must be read first.
+func (p *packer) guarded() bool { return p.o.GC && p.res.Garbage > 0 }
+
+type tidRange struct{ lo, hi uint64 }
+
+// ranges splits (0, PackTID] so that each range holds about revsPerBatch
+// planned revisions; it returns them and the number of revisions.
+func (p *packer) ranges(ctx context.Context) ([]tidRange, int64, error) {
+	var out []tidRange
+	var total, acc int64
+	lo := uint64(1)
+	err := p.r.each(ctx, `SELECT tid, COUNT(*) FROM pack_state WHERE tid <= ? GROUP BY tid ORDER BY tid`,
+		[]any{int64(p.res.PackTID)}, func(rows adapter.Rows) error {
+			var tid, n int64
+			if err := rows.Scan(&tid, &n); err != nil {
+				return err
+			}
+			total += n
+			acc += n
+			if acc >= revsPerBatch {
+				out = append(out, tidRange{lo, uint64(tid)})
+				lo, acc = uint64(tid)+1, 0
+			}
+			return nil
+		})
+	if lo <= p.res.PackTID {
+		out = append(out, tidRange{lo, p.res.PackTID})
+	}
+	return out, total, err
+}
+
+func (p *packer) removeRevisions(ctx context.Context) error {
+	ranges, total, err := p.ranges(ctx)
+	if err != nil {
+		return fmt.Errorf("read the plan: %w", err)
+	}
+	p.progress("remove", 0, total)
+	for _, r := range ranges {
+		if p.guarded() {
+			if err := p.catchUp(ctx); err != nil {
+				return err
+			}
+		}
+		var revs []Rev
+		var n int64
+		err := p.inTxn(ctx, func() error {
+			var err error
+			revs, n, err = p.removeRange(ctx, r)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("remove the revisions of transactions %d to %d: %w", r.lo, r.hi, err)
+		}
+		p.res.Removed += n
+		if p.o.Removed != nil && len(revs) > 0 {
+			p.o.Removed(revs, nil)
+		}
+		p.progress("remove", p.res.Removed, total)
+	}
+	return nil
+}
+
+// removeRange removes the planned revisions of the transactions in r and
+// marks those transactions packed, inside the write transaction.
+func (p *packer) removeRange(ctx context.Context, r tidRange) ([]Rev, int64, error) {
+	if p.guarded() {
+		if err := p.recheckLocked(ctx); err != nil {
+			return nil, 0, err
+		}
+	}
+	lo, hi := int64(r.lo), int64(r.hi)
+	planned := `EXISTS (SELECT 1 FROM pack_state s WHERE s.zoid = %[1]s.zoid AND s.tid = %[1]s.tid)`
+	var revs []Rev
+	if p.o.Removed != nil {
+		q := `SELECT zoid, tid FROM pack_state WHERE tid BETWEEN ? AND ?`
+		if p.o.BlobsInDB {
+			q = `SELECT DISTINCT zoid, tid FROM blob_chunk WHERE tid BETWEEN ? AND ? AND ` + fmt.Sprintf(planned, "blob_chunk")
+		}
+		err := p.w.each(ctx, q, []any{lo, hi}, func(rows adapter.Rows) error {
+			var oid, tid int64
+			if err := rows.Scan(&oid, &tid); err != nil {
+				return err
+			}
+			revs = append(revs, Rev{uint64(oid), uint64(tid)})
+			return nil
+		})
+		if err != nil {
+			return nil, 0, err
+		}
+	}
+	var removed int64
+	empty := `SELECT tid FROM {TXN} WHERE tid BETWEEN ? AND ? AND tid > 0 AND packed = {TRUE} AND is_empty = {TRUE}`
+	steps := []struct {
+		q    string
+		args []any
+	}{
+		{`DELETE FROM blob_chunk WHERE tid BETWEEN ? AND ? AND ` + fmt.Sprintf(planned, "blob_chunk"), []any{lo, hi}},
+		{`DELETE FROM current_object WHERE tid BETWEEN ? AND ? AND ` + fmt.Sprintf(planned, "current_object"), []any{lo, hi}},
+		{`DELETE FROM object_state WHERE tid BETWEEN ? AND ? AND ` + fmt.Sprintf(planned, "object_state"), []any{lo, hi}},
+		// The revision kept at the pack time has no predecessor any more.
+		{`UPDATE object_state SET prev_tid = 0 WHERE prev_tid BETWEEN ? AND ? AND tid <= ?`,
+			[]any{lo, hi, int64(p.res.PackTID)}},
+		{`UPDATE {TXN} SET packed = {TRUE}, is_empty = CASE WHEN EXISTS
+			(SELECT 1 FROM object_state o WHERE o.tid = {TXN}.tid) THEN {FALSE} ELSE {TRUE} END
+			WHERE tid BETWEEN ? AND ? AND tid > 0
+			AND (packed = {FALSE} OR tid IN (SELECT tid FROM pack_state_tid WHERE tid BETWEEN ? AND ?))`,
+			[]any{lo, hi, lo, hi}},
+		// Packed transactions left empty go, with their references.
+		{`DELETE FROM object_refs_added WHERE tid IN (` + empty + `)`, []any{lo, hi}},
+		{`DELETE FROM object_ref WHERE tid IN (` + empty + `)`, []any{lo, hi}},
+		{`DELETE FROM {TXN} WHERE tid BETWEEN ? AND ? AND tid > 0 AND packed = {TRUE} AND is_empty = {TRUE}`, []any{lo, hi}},
+	}
+	for i, s := range steps {
+		n, err := p.w.exec(ctx, s.q, s.args...)
+		if err != nil {
+			return nil, 0, err
+		}
+		if i == 2 {
+			removed = n
+		}
+	}
+	return revs, removed, nil
+}
+
+func (p *packer) removeObjects(ctx context.Context) error {
+	var garbage []int64
+	if p.g != nil {
+		garbage = p.g.unmarked()
+	} else {
+		err := p.r.each(ctx, `SELECT zoid FROM pack_object WHERE keep = {FALSE} ORDER BY zoid`, nil,
+			func(rows adapter.Rows) error {
+				var oid int64
+				err := rows.Scan(&oid)
+				garbage = append(garbage, oid)
+				return err
+			})
+		if err != nil {
+			return fmt.Errorf("read the plan: %w", err)
+		}
+	}
+	total := int64(len(garbage))
+	p.progress("remove", 0, total)
+	var done int64
+	for len(garbage) > 0 {
+		n := min(len(garbage), objectsPerBatch)
+		batch := garbage[:n]
+		garbage = garbage[n:]
+		done += int64(n)
+		if err := p.catchUp(ctx); err != nil {
+			return err
+		}
+		var removed []uint64
+		err := p.inTxn(ctx, func() error {
+			if err := p.recheckLocked(ctx); err != nil {
+				return err
+			}
+			batch = p.stillGarbage(batch)
+			if len(batch) == 0 {
+				return nil
+			}
+			for _, q := range []string{
+				`DELETE FROM blob_chunk WHERE zoid IN (?)`,
+				`DELETE FROM object_state WHERE zoid IN (?)`,
+				`DELETE FROM object_ref WHERE zoid IN (?)`,
+				`DELETE FROM object_refs_added WHERE zoid IN (?)`,
+			} {
+				if _, err := p.w.inBatches(ctx, q, batch); err != nil {
+					return err
+				}
+			}
+			removed = make([]uint64, len(batch))
+			for i, oid := range batch {
+				removed[i] = uint64(oid)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("remove unreachable objects: %w", err)
+		}
+		p.res.Removed += int64(len(removed))
+		if p.o.Removed != nil && len(removed) > 0 {
+			p.o.Removed(nil, removed)
+		}
+		p.progress("remove", done, total)
+	}
+	return nil
+}
+
+// stillGarbage drops from oids those found reachable since the plan.
+func (p *packer) stillGarbage(oids []int64) []int64 {
+	if p.g == nil {
+		return oids
+	}
+	out := oids[:0:0]
+	for _, oid := range oids {
+		if i, ok := p.g.index(uint64(oid)); ok && !p.g.isMarked(i) {
+			out = append(out, oid)
+		}
+	}
+	return out
+}
+
+// catchUp reads the transactions committed since the last look, outside any
+// lock, and keeps what they reach.
+func (p *packer) catchUp(ctx context.Context) error {
+	written, referenced, newest, err := p.statesSince(ctx, p.r, p.scanned)
+	if err != nil {
+		return err
+	}
+	if len(written) > 0 {
+		err = p.inTxn(ctx, func() error { return p.keep(ctx, written, referenced) })
+		if err != nil {
+			return fmt.Errorf("keep what recent transactions reach: %w", err)
+		}
+	}
+	p.scanned = newest
+	return nil
+}
+
+// recheckLocked takes the commit lock in the write transaction and reads
+// what committed since the last look.
+func (p *packer) recheckLocked(ctx context.Context) error {
+	if err := p.s.LockCommit(ctx); err != nil {
+		return fmt.Errorf("take the commit lock: %w", err)
+	}
+	written, referenced, newest, err := p.statesSince(ctx, p.w, p.scanned)
+	if err != nil {
+		return err
+	}
+	if err := p.keep(ctx, written, referenced); err != nil {
+		return err
+	}
+	p.scanned = newest
+	return nil
+}
+
+// keep makes the planned garbage among oids, and what it reaches, kept:
+// in pack_object, and (history-preserving) in pack_state, whose revision
+// current at the pack time is no longer removed.
+func (p *packer) keep(ctx context.Context, lists ...[]uint64) error {
+	if p.g == nil {
+		// A plan taken up from the tables (skip-prepack): the graph is read
+		// once something was committed meanwhile.
+		if len(lists[0]) == 0 {
+			return nil
+		}
+		g, err := loadGraph(ctx, p.r, true)
+		if err != nil {
+			return fmt.Errorf("read the object graph: %w", err)
+		}
+		p.g = g
+	}
+	var newly []int64
+	for _, oids := range lists {
+		for _, oid := range oids {
+			for _, o := range p.g.mark(oid) {
+				newly = append(newly, int64(o))
+			}
+		}
+	}
+	if len(newly) == 0 {
+		return nil
+	}
+	p.res.Kept += int64(len(newly))
+	p.o.Logf("pack: %d objects planned as garbage are reachable from transactions committed during the pack; kept", len(newly))
+	if _, err := p.w.inBatches(ctx, `UPDATE pack_object SET keep = {TRUE} WHERE zoid IN (?)`, newly); err != nil {
+		return err
+	}
+	if p.o.KeepHistory {
+		_, err := p.w.inBatches(ctx, `DELETE FROM pack_state WHERE zoid IN (?)
+			AND tid = (SELECT p.keep_tid FROM pack_object p WHERE p.zoid = pack_state.zoid)`, newly)
+		return err
+	}
+	return nil
+}
+
+// cleanup empties the pack tables, as RelStorage leaves them after a pack.
+func (p *packer) cleanup(ctx context.Context) error {
+	p.progress("cleanup", 0, 0)
+	tables := []string{"pack_object"}
+	if p.o.KeepHistory {
+		tables = append(tables, "pack_state", "pack_state_tid")
+	}
+	return p.inTxn(ctx, func() error {
+		for _, t := range tables {
+			if _, err := p.w.exec(ctx, `{TRUNCATE} `+t); err != nil {
+				return fmt.Errorf("empty %s: %w", t, err)
+			}
+		}
+		return nil
+	})
+}
