@@ -63,4 +63,9 @@ type Flavor struct {
 	InsertAll bool
 	// MaxParams bounds the values bound to one statement.
 	MaxParams int
+	// RowsFirst: writers lock the rows of the objects they change before the
+	// commit lock (MySQL, Oracle), so a pack batch removes its rows first and
+	// takes the commit lock last, in the same order. Otherwise (PostgreSQL's
+	// advisory locks, SQLite's one write lock) it takes the commit lock first.
+	RowsFirst bool
 }

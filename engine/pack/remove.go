@@ -2,6 +2,7 @@ package pack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
@@ -71,14 +72,9 @@ func (p *packer) removeRevisions(ctx context.Context) error {
 	}
 	p.progress("remove", 0, total)
 	for _, r := range ranges {
-		if p.guarded() {
-			if err := p.catchUp(ctx); err != nil {
-				return err
-			}
-		}
 		var revs []Rev
 		var n int64
-		err := p.inTxn(ctx, func() error {
+		err := p.batch(ctx, func() error {
 			var err error
 			revs, n, err = p.removeRange(ctx, r)
 			return err
@@ -95,14 +91,55 @@ func (p *packer) removeRevisions(ctx context.Context) error {
 	return nil
 }
 
+// batch runs remove in one database transaction. When the batch may remove
+// unreachable objects, the transactions committed since the last look are
+// read first outside any lock, then again under the commit lock (before
+// remove, or after it where writers lock rows first); an object found
+// reachable after remove ran means the batch is rolled back and run again
+// without it.
+func (p *packer) batch(ctx context.Context, remove func() error) error {
+	if !p.guarded() {
+		return p.inTxn(ctx, remove)
+	}
+	for {
+		if err := p.catchUp(ctx); err != nil {
+			return err
+		}
+		var newly []int64
+		var newest uint64
+		err := p.inTxn(ctx, func() error {
+			if !p.s.Flavor().RowsFirst {
+				if err := p.recheckLocked(ctx); err != nil {
+					return err
+				}
+				return remove()
+			}
+			if err := remove(); err != nil {
+				return err
+			}
+			var err error
+			if newly, newest, err = p.recheck(ctx); err != nil || len(newly) > 0 {
+				return errors.Join(err, errReachable)
+			}
+			p.scanned = newest
+			return nil
+		})
+		if !errors.Is(err, errReachable) {
+			return err
+		}
+		if err := p.inTxn(ctx, func() error { return p.keep(ctx, newly) }); err != nil {
+			return fmt.Errorf("keep what recent transactions reach: %w", err)
+		}
+		p.scanned = newest
+	}
+}
+
+// errReachable: a batch met objects found reachable after it removed them.
+var errReachable = errors.New("objects planned as garbage are reachable")
+
 // removeRange removes the planned revisions of the transactions in r and
 // marks those transactions packed, inside the write transaction.
 func (p *packer) removeRange(ctx context.Context, r tidRange) ([]Rev, int64, error) {
-	if p.guarded() {
-		if err := p.recheckLocked(ctx); err != nil {
-			return nil, 0, err
-		}
-	}
 	lo, hi := int64(r.lo), int64(r.hi)
 	planned := `EXISTS (SELECT 1 FROM pack_state s WHERE s.zoid = %[1]s.zoid AND s.tid = %[1]s.tid)`
 	var revs []Rev
@@ -123,6 +160,23 @@ func (p *packer) removeRange(ctx context.Context, r tidRange) ([]Rev, int64, err
 			return nil, 0, err
 		}
 	}
+	// The objects that go entirely (their current revision is planned): their
+	// current_object rows are removed by key, so that no row of an object a
+	// writer is changing is touched.
+	var gone []int64
+	err := p.w.each(ctx, `SELECT s.zoid FROM pack_state s JOIN current_object c ON c.zoid = s.zoid AND c.tid = s.tid
+		WHERE s.tid BETWEEN ? AND ?`, []any{lo, hi}, func(rows adapter.Rows) error {
+		var oid int64
+		err := rows.Scan(&oid)
+		gone = append(gone, oid)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	if _, err := p.w.inBatches(ctx, `DELETE FROM current_object WHERE tid BETWEEN ? AND ? AND zoid IN (?)`, gone, lo, hi); err != nil {
+		return nil, 0, err
+	}
 	var removed int64
 	empty := `SELECT tid FROM {TXN} WHERE tid BETWEEN ? AND ? AND tid > 0 AND packed = {TRUE} AND is_empty = {TRUE}`
 	steps := []struct {
@@ -130,7 +184,6 @@ func (p *packer) removeRange(ctx context.Context, r tidRange) ([]Rev, int64, err
 		args []any
 	}{
 		{`DELETE FROM blob_chunk WHERE tid BETWEEN ? AND ? AND ` + fmt.Sprintf(planned, "blob_chunk"), []any{lo, hi}},
-		{`DELETE FROM current_object WHERE tid BETWEEN ? AND ? AND ` + fmt.Sprintf(planned, "current_object"), []any{lo, hi}},
 		{`DELETE FROM object_state WHERE tid BETWEEN ? AND ? AND ` + fmt.Sprintf(planned, "object_state"), []any{lo, hi}},
 		// The revision kept at the pack time has no predecessor any more.
 		{`UPDATE object_state SET prev_tid = 0 WHERE prev_tid BETWEEN ? AND ? AND tid <= ?`,
@@ -150,7 +203,7 @@ func (p *packer) removeRange(ctx context.Context, r tidRange) ([]Rev, int64, err
 		if err != nil {
 			return nil, 0, err
 		}
-		if i == 2 {
+		if i == 1 {
 			removed = n
 		}
 	}
@@ -178,34 +231,34 @@ func (p *packer) removeObjects(ctx context.Context) error {
 	var done int64
 	for len(garbage) > 0 {
 		n := min(len(garbage), objectsPerBatch)
-		batch := garbage[:n]
+		planned := garbage[:n]
 		garbage = garbage[n:]
 		done += int64(n)
-		if err := p.catchUp(ctx); err != nil {
-			return err
-		}
 		var removed []uint64
-		err := p.inTxn(ctx, func() error {
-			if err := p.recheckLocked(ctx); err != nil {
-				return err
-			}
-			batch = p.stillGarbage(batch)
+		err := p.batch(ctx, func() error {
+			batch := p.stillGarbage(planned)
+			removed = removed[:0]
 			if len(batch) == 0 {
 				return nil
 			}
+			// Only revisions the plan saw: a writer's newer one stays, and the
+			// check after (or before) finds it.
+			upTo := int64(p.scanned)
 			for _, q := range []string{
-				`DELETE FROM blob_chunk WHERE zoid IN (?)`,
-				`DELETE FROM object_state WHERE zoid IN (?)`,
-				`DELETE FROM object_ref WHERE zoid IN (?)`,
-				`DELETE FROM object_refs_added WHERE zoid IN (?)`,
+				`DELETE FROM blob_chunk WHERE tid <= ? AND zoid IN (?)`,
+				`DELETE FROM object_state WHERE tid <= ? AND zoid IN (?)`,
 			} {
+				if _, err := p.w.inBatches(ctx, q, batch, upTo); err != nil {
+					return err
+				}
+			}
+			for _, q := range []string{`DELETE FROM object_ref WHERE zoid IN (?)`, `DELETE FROM object_refs_added WHERE zoid IN (?)`} {
 				if _, err := p.w.inBatches(ctx, q, batch); err != nil {
 					return err
 				}
 			}
-			removed = make([]uint64, len(batch))
-			for i, oid := range batch {
-				removed[i] = uint64(oid)
+			for _, oid := range batch {
+				removed = append(removed, uint64(oid))
 			}
 			return nil
 		})
@@ -242,9 +295,12 @@ func (p *packer) catchUp(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if len(written) > 0 {
-		err = p.inTxn(ctx, func() error { return p.keep(ctx, written, referenced) })
-		if err != nil {
+	newly, err := p.reach(ctx, written, referenced)
+	if err != nil {
+		return err
+	}
+	if len(newly) > 0 {
+		if err := p.inTxn(ctx, func() error { return p.keep(ctx, newly) }); err != nil {
 			return fmt.Errorf("keep what recent transactions reach: %w", err)
 		}
 	}
@@ -252,36 +308,47 @@ func (p *packer) catchUp(ctx context.Context) error {
 	return nil
 }
 
-// recheckLocked takes the commit lock in the write transaction and reads
-// what committed since the last look.
+// recheckLocked takes the commit lock in the write transaction, reads what
+// committed since the last look and keeps what it reaches, in the same
+// transaction.
 func (p *packer) recheckLocked(ctx context.Context) error {
+	newly, newest, err := p.recheck(ctx)
+	if err == nil {
+		err = p.keep(ctx, newly)
+	}
+	if err == nil {
+		p.scanned = newest
+	}
+	return err
+}
+
+// recheck takes the commit lock in the write transaction and returns the
+// planned garbage that what committed since the last look reaches (marked in
+// the graph, not yet in the tables), with the newest tid it read.
+func (p *packer) recheck(ctx context.Context) ([]int64, uint64, error) {
 	if err := p.s.LockCommit(ctx); err != nil {
-		return fmt.Errorf("take the commit lock: %w", err)
+		return nil, 0, fmt.Errorf("take the commit lock: %w", err)
 	}
 	written, referenced, newest, err := p.statesSince(ctx, p.w, p.scanned)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
-	if err := p.keep(ctx, written, referenced); err != nil {
-		return err
-	}
-	p.scanned = newest
-	return nil
+	newly, err := p.reach(ctx, written, referenced)
+	return newly, newest, err
 }
 
-// keep makes the planned garbage among oids, and what it reaches, kept:
-// in pack_object, and (history-preserving) in pack_state, whose revision
-// current at the pack time is no longer removed.
-func (p *packer) keep(ctx context.Context, lists ...[]uint64) error {
+// reach marks the planned garbage among the oids, and what it reaches, as
+// reachable in the graph, and returns the oids newly marked.
+func (p *packer) reach(ctx context.Context, lists ...[]uint64) ([]int64, error) {
+	if len(lists[0]) == 0 {
+		return nil, nil
+	}
 	if p.g == nil {
 		// A plan taken up from the tables (skip-prepack): the graph is read
 		// once something was committed meanwhile.
-		if len(lists[0]) == 0 {
-			return nil
-		}
 		g, err := loadGraph(ctx, p.r, true)
 		if err != nil {
-			return fmt.Errorf("read the object graph: %w", err)
+			return nil, fmt.Errorf("read the object graph: %w", err)
 		}
 		p.g = g
 	}
@@ -293,6 +360,13 @@ func (p *packer) keep(ctx context.Context, lists ...[]uint64) error {
 			}
 		}
 	}
+	return newly, nil
+}
+
+// keep records newly reachable objects in pack_object, and (history-
+// preserving) takes their revision current at the pack time out of
+// pack_state.
+func (p *packer) keep(ctx context.Context, newly []int64) error {
 	if len(newly) == 0 {
 		return nil
 	}
