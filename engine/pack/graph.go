@@ -59,6 +59,15 @@ func loadGraph(ctx context.Context, r db, keepMarks bool) (*graph, error) {
 	if err != nil {
 		return nil, err
 	}
+	g.indexEdges()
+	for _, i := range keep {
+		g.markFrom(i, false)
+	}
+	return g, nil
+}
+
+// indexEdges sorts the edges and indexes them by the node they leave.
+func (g *graph) indexEdges() {
 	slices.Sort(g.edges)
 	g.edges = slices.Compact(g.edges)
 	g.first = make([]uint32, len(g.oids)+1)
@@ -70,10 +79,6 @@ func loadGraph(ctx context.Context, r db, keepMarks bool) (*graph, error) {
 		}
 	}
 	g.first[len(g.oids)] = uint32(e)
-	for _, i := range keep {
-		g.markFrom(i, false)
-	}
-	return g, nil
 }
 
 func (g *graph) index(oid uint64) (uint32, bool) {

@@ -1,0 +1,83 @@
+package tests_go
+
+import (
+	"encoding/binary"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/gorelstorage/gorelstorage/engine"
+	"github.com/gorelstorage/gorelstorage/engine/pack"
+)
+
+// record is a ZODB record (class pickle, state pickle, protocol 3) whose
+// state is a list of persistent references to refs.
+func record(refs ...uint64) string {
+	b := []byte("\x80\x03cpersistent.list\nPersistentList\nq\x00.\x80\x03](")
+	for _, oid := range refs {
+		b = append(b, 'C', 8)
+		b = binary.BigEndian.AppendUint64(b, oid)
+		b = append(b, 0x85, 'Q') // (oid,) as a persistent id
+	}
+	return string(append(b, 'e', '.'))
+}
+
+// A pack with garbage collection through the engine, on every database and
+// mode: what the root reaches stays, with its current state; what it no
+// longer reaches and (history-preserving) superseded revisions go; a second
+// pack finds nothing more.
+func TestPackCollectsGarbage(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, o engine.Options) {
+		s := open(t, o)
+		in := instance(t, s)
+		oids, err := s.TakeOIDs(ctx)
+		require.NoError(t, err)
+		a, b, c := oids[0], oids[1], oids[2]
+		tid1 := commit(t, in, nil, map[uint64]string{0: record(a, c), a: record(b), b: record(), c: record()})
+		tid2 := commit(t, in, map[uint64]uint64{0: tid1, a: tid1}, map[uint64]string{0: record(a), a: record(b)})
+
+		res, err := s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true})
+		require.NoError(t, err)
+		require.Equal(t, tid2, res.PackTID)
+		require.EqualValues(t, 1, res.Garbage)
+		require.Empty(t, res.Unreadable)
+
+		for oid, want := range map[uint64]string{0: record(a), a: record(b), b: record()} {
+			state, _, err := in.Load(ctx, oid)
+			require.NoError(t, err)
+			require.Equal(t, want, string(state))
+		}
+		_, _, err = in.Load(ctx, c)
+		require.Equal(t, engine.KindPOSKey, engine.KindOf(err), "unreachable object removed")
+		if o.KeepHistory {
+			_, err = in.LoadSerial(ctx, a, tid1)
+			require.Equal(t, engine.KindPOSKey, engine.KindOf(err), "superseded revision removed")
+			require.EqualValues(t, 3, res.Removed) // c, and the first revisions of the root and a
+		} else {
+			require.EqualValues(t, 1, res.Removed)
+		}
+		again, err := s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true})
+		require.NoError(t, err)
+		require.Zero(t, again.Removed)
+	})
+}
+
+// A state whose references cannot be read and that the root reaches stops
+// garbage collection for the pack, and is reported.
+func TestPackUnreadableReachableStateKeepsEverything(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, o engine.Options) {
+		s := open(t, o)
+		in := instance(t, s)
+		oids, err := s.TakeOIDs(ctx)
+		require.NoError(t, err)
+		bad, garbage := oids[0], oids[1]
+		commit(t, in, nil, map[uint64]string{0: record(bad), bad: "not a pickle", garbage: record()})
+		res, err := s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true})
+		require.NoError(t, err)
+		require.True(t, res.GCSkipped)
+		require.Len(t, res.Unreadable, 1)
+		require.Equal(t, bad, res.Unreadable[0].OID)
+		_, _, err = in.Load(ctx, garbage)
+		require.NoError(t, err)
+	})
+}
