@@ -15,6 +15,7 @@ import time
 import pytest
 import transaction
 import ZODB
+import ZODB.FileStorage
 from persistent.mapping import PersistentMapping
 from ZODB.blob import Blob
 from ZODB.Connection import TransactionMetaData
@@ -457,3 +458,48 @@ def test_packs_alternate_with_relstorage(database, keep_history, order):
         assert len(storage) == len(_walk(storage))
     finally:
         db.close()
+
+
+# --- gorelstorage pack -------------------------------------------------------------------
+
+def _cli(*args):
+    return subprocess.run([sys.executable, '-m', 'gorelstorage.cli', 'pack'] + list(args),
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_pack_command(tmp_path):
+    """zodbpack's configuration file (several storages, GoRelStorage's section and
+    ZODB's) and flags; exit status 0 only on success; errors in one line."""
+    data_dir, fs = str(tmp_path / 'data'), str(tmp_path / 'Data.fs')
+    storage = gorelstorage.GoRelStorage(gorelstorage.SQLite3(data_dir))
+    db = ZODB.DB(storage)
+    with db.transaction() as conn:
+        conn.root()['x'] = PersistentMapping()
+    x = _oid_of(db, 'x')
+    with db.transaction() as conn:
+        del conn.root()['x']
+    db.close()
+    ZODB.DB(ZODB.FileStorage.FileStorage(fs)).close()
+    config = tmp_path / 'pack.conf'
+    config.write_text('<gorelstorage main>\n  <gosqlite3>\n    data-dir %s\n  </gosqlite3>\n</gorelstorage>\n'
+                      '<filestorage fs>\n  path %s\n</filestorage>\n' % (data_dir, fs))
+
+    done = _cli('--prepack', '-d', '-1', str(config))
+    assert done.returncode == 0, done.stderr
+    assert 'fs: not packed: --prepack' in done.stdout
+    done = _cli('--use-prepack-state', str(config))
+    assert done.returncode == 0, done.stderr
+    assert 'main: packed to transaction' in done.stdout
+    assert _cli('-d', '0', str(config)).stdout.splitlines()[-1] == 'fs: packed'
+    storage = gorelstorage.GoRelStorage(gorelstorage.SQLite3(data_dir))
+    assert not _loads(storage, x)
+    storage.close()
+
+    done = _cli('--check-refs-only', str(config))
+    assert done.returncode == 0 and 'main: 0 broken reference(s)' in done.stdout, done.stdout + done.stderr
+
+    missing = _cli(str(tmp_path / 'missing.conf'))
+    assert missing.returncode == 1
+    assert missing.stderr.startswith('gorelstorage pack: error: ') and missing.stderr.count('\n') == 1
+    both = _cli('--prepack', '--use-prepack-state', str(config))
+    assert both.returncode == 1 and 'exclude each other' in both.stderr

@@ -97,6 +97,11 @@ def main(argv=None):
                        description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_arguments(p)
     p.set_defaults(func=bench.main)
+    from . import packcli
+    p = sub.add_parser('pack', help='pack the storages of a ZConfig file, as zodbpack does',
+                       description=packcli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    packcli.add_arguments(p)
+    p.set_defaults(func=packcli.main)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -598,6 +598,21 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         ``referencesf`` is not called. Returns the list of (oid, to_oid) broken references
         when ``check_refs`` is set, else None.
         """
+        if kwargs:
+            raise TypeError('pack() got unexpected keyword arguments %s' % ', '.join(sorted(kwargs)))
+        result = self.pack_report(t, gc=gc, prepack_only=prepack_only, skip_prepack=skip_prepack,
+                                  check_refs=check_refs)
+        if check_refs:
+            return [(p64(a), p64(b)) for a, b in result.get('broken_refs') or ()]
+        return None
+
+    def pack_report(self, t, gc=None, prepack_only=False, skip_prepack=False, check_refs=False):
+        """pack(), returning what it did as a dict: ``pack_tid`` (0: nothing to pack),
+        ``analyzed`` (states read for references), ``objects`` and ``garbage`` (objects
+        with revisions at or before the pack time, and of them unreachable), ``removed``
+        (revisions, or objects when history-free), ``kept`` (garbage that transactions
+        committed during the pack reached), ``unreadable``, ``gc_skipped``,
+        ``broken_refs``, ``warnings``, ``duration_sec``."""
         options = self._options
         if gc is None:
             gc = options.pack_gc
@@ -605,8 +620,6 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         skip_prepack = bool(skip_prepack or options.pack_skip_prepack)
         if prepack_only and skip_prepack:
             raise ValueError('Pick either prepack_only or skip_prepack.')
-        if kwargs:
-            raise TypeError('pack() got unexpected keyword arguments %s' % ', '.join(sorted(kwargs)))
         config = {
             'tid': _pack_tid(t), 'gc': bool(gc), 'prepack_only': prepack_only,
             'skip_prepack': skip_prepack, 'check_refs': bool(check_refs),
@@ -620,9 +633,13 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             logger.warning('pack: the references of oid %d in transaction %d cannot be read (%s); '
                            'the objects it may refer to were kept', u['oid'], u['tid'], u['error'])
         _log_warnings(result.get('warnings') or ())
-        if check_refs:
-            return [(p64(a), p64(b)) for a, b in result.get('broken_refs') or ()]
-        return None
+        return result
+
+    def pack_progress(self):
+        """Where the pack running on this database in this process is: a dict with
+        ``phase`` (analyze, traverse, plan, remove, cleanup), ``done`` and ``total``
+        (0 when not known); None when no pack runs."""
+        return self._call_db(_native.pack_progress)
 
 
 def _pack_tid(t):
