@@ -18,6 +18,8 @@ var flavor = &adapter.Flavor{Numbered: "$", True: "TRUE", False: "FALSE", Txn: "
 const (
 	sqlPackTryLock = `SELECT pg_try_advisory_lock(-2)`
 	sqlPackUnlock  = `SELECT pg_advisory_unlock(-2)`
+	// An undo holds it shared until its transaction ends.
+	sqlUndoPackLock = `SELECT pg_try_advisory_xact_lock_shared(-2)`
 )
 
 // packSession holds the pack lock on its write connection, whose session

@@ -239,13 +239,24 @@ func (c *storeConn) Rollback() {
 	c.rollback()
 }
 
+// UndoPlan holds RelStorage's pack lock shared until the undo's transaction
+// ends: no pack runs while an undo reads and copies what the pack removes.
 func (c *storeConn) UndoPlan(ctx context.Context, tid uint64) ([]adapter.UndoItem, bool, error) {
-	var packed, found bool
+	var packed, found, unlocked bool
 	var items []adapter.UndoItem
 	err := c.run(ctx, func(b *pgx.Batch) {
+		b.Queue(sqlUndoPackLock)
 		b.Queue(sqlUndoTxn, int64(tid))
 		b.Queue(sqlUndoPlan, int64(tid))
 	}, func(br pgx.BatchResults) error {
+		var locked bool
+		if err := br.QueryRow().Scan(&locked); err != nil {
+			return err
+		}
+		if !locked {
+			unlocked = true
+			return nil
+		}
 		err := br.QueryRow().Scan(&packed)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // Close reads the plan's empty result
@@ -268,6 +279,9 @@ func (c *storeConn) UndoPlan(ctx context.Context, tid uint64) ([]adapter.UndoIte
 		}
 		return rows.Err()
 	})
+	if unlocked && err == nil {
+		err = errors.New("a pack is in progress")
+	}
 	if err != nil || !found || packed {
 		return nil, false, err
 	}
