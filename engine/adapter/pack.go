@@ -42,6 +42,13 @@ type SQL interface {
 	Query(ctx context.Context, query string, args ...any) (Rows, error)
 }
 
+// BulkInserter is implemented by the SQL of databases that insert many
+// rows faster than multi-row INSERT statements do (PostgreSQL's COPY).
+type BulkInserter interface {
+	// InsertInt64s inserts len(values)/len(cols) rows of integers.
+	InsertInt64s(ctx context.Context, table string, cols []string, values []int64) error
+}
+
 // Rows is a streamed result.
 type Rows interface {
 	Next() bool
@@ -63,6 +70,11 @@ type Flavor struct {
 	InsertAll bool
 	// MaxParams bounds the values bound to one statement.
 	MaxParams int
+	// JoinDelete: rows matching another table's are deleted with a join,
+	// DELETE t FROM t JOIN ... (MySQL, whose optimizer runs an IN (SELECT ...)
+	// of a single-table DELETE once per row); otherwise with
+	// WHERE (zoid, tid) IN (SELECT ...).
+	JoinDelete bool
 	// RowsFirst: writers lock the rows of the objects they change before the
 	// commit lock (MySQL, Oracle), so a pack batch removes its rows first and
 	// takes the commit lock last, in the same order. Otherwise (PostgreSQL's

@@ -91,6 +91,8 @@ type Result struct {
 	BrokenRefs  [][2]uint64  `json:"broken_refs,omitempty"`
 	Warnings    []string     `json:"warnings,omitempty"`
 	DurationSec float64      `json:"duration_sec"`
+	// Phases: seconds spent in each phase (analyze, traverse, plan, remove, cleanup).
+	Phases map[string]float64 `json:"phases"`
 }
 
 // packer is one run.
@@ -104,6 +106,8 @@ type packer struct {
 	scanned uint64
 	g       *graph // nil until needed
 	start   time.Time
+	phase   string    // the current phase
+	since   time.Time // when it began
 }
 
 // Run packs through s, which holds the pack lock.
@@ -119,6 +123,7 @@ func Run(ctx context.Context, s adapter.PackSession, o Options) (*Result, error)
 	}
 	p := &packer{s: s, o: o, r: db{s.Read(), s.Flavor()}, w: db{s.Write(), s.Flavor()}, start: time.Now()}
 	err := p.run(ctx)
+	p.endPhase()
 	p.res.DurationSec = time.Since(p.start).Seconds()
 	if err != nil {
 		s.Rollback(context.WithoutCancel(ctx))
@@ -155,6 +160,15 @@ func (p *packer) run(ctx context.Context) error {
 	return p.cleanup(ctx)
 }
 
+func (p *packer) endPhase() {
+	if p.phase != "" {
+		if p.res.Phases == nil {
+			p.res.Phases = map[string]float64{}
+		}
+		p.res.Phases[p.phase] += time.Since(p.since).Seconds()
+	}
+}
+
 func (p *packer) warn(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	p.res.Warnings = append(p.res.Warnings, msg)
@@ -162,14 +176,18 @@ func (p *packer) warn(format string, args ...any) {
 }
 
 func (p *packer) progress(phase string, done, total int64) {
+	if phase != p.phase {
+		p.endPhase()
+		p.phase, p.since = phase, time.Now()
+	}
 	if p.o.Progress != nil {
 		p.o.Progress(Progress{Phase: phase, Done: done, Total: total})
 	}
 }
 
-func (p *packer) unreadable(oid, tid uint64, err error) {
-	p.res.Unreadable = append(p.res.Unreadable, Unreadable{OID: oid, TID: tid, Error: err.Error()})
-	p.o.Logf("pack: the references of oid %d in transaction %d cannot be read: %v", oid, tid, err)
+func (p *packer) unreadable(u Unreadable) {
+	p.res.Unreadable = append(p.res.Unreadable, u)
+	p.o.Logf("pack: the references of oid %d in transaction %d cannot be read: %s", u.OID, u.TID, u.Error)
 }
 
 // inTxn runs f in one write transaction.

@@ -1,9 +1,12 @@
 package pack
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 	"github.com/gorelstorage/gorelstorage/engine/pickle"
@@ -19,20 +22,32 @@ import (
 // key. A state that cannot be read is reported and not recorded as read:
 // the next pack reads it again.
 
-// refBatchRows is how many object_ref rows one batch writes.
+// refBatchRows is about how many states, and at most how many object_ref
+// rows, one batch holds.
 const refBatchRows = 20000
+
+// stateRow is one state to read: key is its tid (history-preserving) or
+// oid (history-free), what object_refs_added records.
+type stateRow struct {
+	key, oid, tid int64
+	state         []byte
+}
 
 // refBatch is what one batch writes.
 type refBatch struct {
-	keys []int64 // tids (history-preserving) or zoids (history-free) read
-	done [][]any // their object_refs_added rows
-	refs [][]any // object_ref rows
-	bad  []int64 // keys with an unreadable state: not added
-	seen int64   // states read
+	keys []int64    // tids (history-preserving) or zoids (history-free) read
+	done []int64    // their object_refs_added rows, one or two columns each
+	refs [][3]int64 // object_ref rows, in the columns' order
+	bad  []int64    // keys with an unreadable state: not added
+	seen int64      // states read
+	// unreadable: the states whose references could not be read.
+	unreadable []Unreadable
 }
 
 // analyze reads the references of every state not yet in object_ref, up to
 // the newest transaction at its start, and returns that transaction's tid.
+// Three stages overlap: the states stream in, the pickles are read on every
+// core, the references are written.
 func (p *packer) analyze(ctx context.Context) (uint64, error) {
 	last, err := p.lastTID(ctx, p.r)
 	if err != nil {
@@ -55,62 +70,48 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("count the states to analyze: %w", err)
 	}
 	p.progress("analyze", 0, total)
-	b := &refBatch{}
-	var key int64 = -1
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	chunks := make(chan []stateRow, 1)
+	batches := make(chan *refBatch, 1)
+	var readErr error
+	go func() {
+		defer close(chunks)
+		readErr = p.streamStates(ctx, stream, int64(last), chunks)
+	}()
+	go func() {
+		defer close(batches)
+		for chunk := range chunks {
+			select {
+			case batches <- p.scan(chunk):
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	var done int64
-	err = p.r.each(ctx, stream, []any{int64(last)}, func(rows adapter.Rows) error {
-		var k, oid, tid int64
-		var state []byte
-		if err := rows.Scan(&k, &oid, &tid, &state); err != nil {
-			return err
+	for b := range batches {
+		for _, u := range b.unreadable {
+			p.unreadable(u)
 		}
-		if k != key {
-			// A batch ends only between transactions (history-preserving).
-			if len(b.refs) >= refBatchRows || b.seen >= refBatchRows {
-				if err := p.writeRefs(ctx, b); err != nil {
-					return err
-				}
-				done += b.seen
-				p.progress("analyze", done, total)
-				b = &refBatch{}
-			}
-			key = k
-			b.keys = append(b.keys, k)
-			if p.o.KeepHistory {
-				b.done = append(b.done, []any{k})
-			} else {
-				b.done = append(b.done, []any{oid, tid})
-			}
+		if err == nil {
+			err = p.writeRefs(ctx, b)
 		}
-		b.seen++
-		if state == nil {
-			return nil
-		}
-		to, err := pickle.OIDs(state)
 		if err != nil {
-			p.unreadable(uint64(oid), uint64(tid), err)
-			b.bad = append(b.bad, k)
-			return nil
+			cancel() // the stages stop; the channels drain
+			continue
 		}
-		slices.Sort(to)
-		for _, t := range slices.Compact(to) {
-			if p.o.KeepHistory {
-				b.refs = append(b.refs, []any{oid, tid, int64(t)})
-			} else {
-				b.refs = append(b.refs, []any{oid, int64(t), tid})
-			}
-		}
-		return nil
-	})
-	if err == nil {
-		err = p.writeRefs(ctx, b)
 		done += b.seen
+		p.progress("analyze", done, total)
+	}
+	if err == nil {
+		err = readErr
 	}
 	if err != nil {
 		return 0, fmt.Errorf("analyze references: %w", err)
 	}
 	p.res.Analyzed = done
-	p.progress("analyze", done, total)
 	if p.o.KeepHistory {
 		// Transactions without states (tid 0, transactions emptied by undo)
 		// are read too: RelStorage would otherwise list them every time.
@@ -123,6 +124,92 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 		}
 	}
 	return last, nil
+}
+
+// streamStates sends the states of the query in chunks of about
+// refBatchRows, each ending at a change of key (a transaction is never split).
+func (p *packer) streamStates(ctx context.Context, q string, last int64, out chan<- []stateRow) error {
+	var chunk []stateRow
+	err := p.r.each(ctx, q, []any{last}, func(rows adapter.Rows) error {
+		var r stateRow
+		if err := rows.Scan(&r.key, &r.oid, &r.tid, &r.state); err != nil {
+			return err
+		}
+		if len(chunk) >= refBatchRows && chunk[len(chunk)-1].key != r.key {
+			select {
+			case out <- chunk:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			chunk = nil
+		}
+		chunk = append(chunk, r)
+		return nil
+	})
+	if err == nil && len(chunk) > 0 {
+		select {
+		case out <- chunk:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return err
+}
+
+// scan reads the references of a chunk's states, on every core.
+func (p *packer) scan(chunk []stateRow) *refBatch {
+	refs := make([][]uint64, len(chunk))
+	errs := make([]error, len(chunk))
+	workers := min(runtime.GOMAXPROCS(0), (len(chunk)+999)/1000)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(chunk); i += workers {
+				if chunk[i].state != nil {
+					refs[i], errs[i] = pickle.OIDs(chunk[i].state)
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	b := &refBatch{seen: int64(len(chunk))}
+	for i, r := range chunk {
+		if i == 0 || r.key != chunk[i-1].key {
+			b.keys = append(b.keys, r.key)
+			if p.o.KeepHistory {
+				b.done = append(b.done, r.key)
+			} else {
+				b.done = append(b.done, r.oid, r.tid)
+			}
+		}
+		if errs[i] != nil {
+			b.unreadable = append(b.unreadable, Unreadable{OID: uint64(r.oid), TID: uint64(r.tid), Error: errs[i].Error()})
+			b.bad = append(b.bad, r.key)
+			continue
+		}
+		to := refs[i]
+		slices.Sort(to)
+		for _, t := range slices.Compact(to) {
+			if p.o.KeepHistory {
+				b.refs = append(b.refs, [3]int64{r.oid, r.tid, int64(t)})
+			} else {
+				b.refs = append(b.refs, [3]int64{r.oid, int64(t), r.tid})
+			}
+		}
+	}
+	// In key order, the inserts append to object_ref's primary key: three
+	// times faster than in the order the states came.
+	// object_ref's key: (tid, zoid, to_zoid), or (zoid, to_zoid) history-free.
+	first, second := 1, 0
+	if !p.o.KeepHistory {
+		first, second = 0, 1
+	}
+	slices.SortFunc(b.refs, func(x, y [3]int64) int {
+		return cmp.Or(cmp.Compare(x[first], y[first]), cmp.Compare(x[second], y[second]), cmp.Compare(x[2], y[2]))
+	})
+	return b
 }
 
 // writeRefs replaces, in one database transaction, the references of the
@@ -141,12 +228,17 @@ func (p *packer) writeRefs(ctx context.Context, b *refBatch) error {
 	}
 	done := b.done
 	if len(b.bad) > 0 {
+		width := len(addCols)
 		done = nil
 		for i, k := range b.keys {
 			if !slices.Contains(b.bad, k) {
-				done = append(done, b.done[i])
+				done = append(done, b.done[i*width:(i+1)*width]...)
 			}
 		}
+	}
+	refs := make([]int64, 0, 3*len(b.refs))
+	for _, r := range b.refs {
+		refs = append(refs, r[:]...)
 	}
 	return p.inTxn(ctx, func() error {
 		if _, err := p.w.inBatches(ctx, `DELETE FROM object_ref WHERE `+col+` IN (?)`, b.keys); err != nil {
@@ -155,7 +247,7 @@ func (p *packer) writeRefs(ctx context.Context, b *refBatch) error {
 		if _, err := p.w.inBatches(ctx, `DELETE FROM object_refs_added WHERE `+col+` IN (?)`, b.keys); err != nil {
 			return err
 		}
-		if err := p.w.insert(ctx, "object_ref", refCols, b.refs); err != nil {
+		if err := p.w.insert(ctx, "object_ref", refCols, refs); err != nil {
 			return err
 		}
 		return p.w.insert(ctx, "object_refs_added", addCols, done)

@@ -138,53 +138,42 @@ func (p *packer) batch(ctx context.Context, remove func() error) error {
 var errReachable = errors.New("objects planned as garbage are reachable")
 
 // removeRange removes the planned revisions of the transactions in r and
-// marks those transactions packed, inside the write transaction.
+// marks those transactions packed, inside the write transaction. Rows are
+// found by key, from pack_state or from lists read first, so that no
+// statement scans a table (or locks a row a writer holds) beyond what it
+// removes.
 func (p *packer) removeRange(ctx context.Context, r tidRange) ([]Rev, int64, error) {
 	lo, hi := int64(r.lo), int64(r.hi)
-	planned := `EXISTS (SELECT 1 FROM pack_state s WHERE s.zoid = %[1]s.zoid AND s.tid = %[1]s.tid)`
-	var revs []Rev
+	// The blob files to remove afterwards: of the blob_chunk rows removed, or
+	// (a shared blob directory) of every revision removed.
+	q := `SELECT zoid, tid FROM pack_state WHERE tid BETWEEN ? AND ?`
+	if p.o.BlobsInDB {
+		q = `SELECT DISTINCT b.zoid, b.tid FROM blob_chunk b JOIN pack_state s
+			ON s.zoid = b.zoid AND s.tid = b.tid WHERE s.tid BETWEEN ? AND ?`
+	}
+	var blobs []Rev
 	if p.o.Removed != nil {
-		q := `SELECT zoid, tid FROM pack_state WHERE tid BETWEEN ? AND ?`
-		if p.o.BlobsInDB {
-			q = `SELECT DISTINCT zoid, tid FROM blob_chunk WHERE tid BETWEEN ? AND ? AND ` + fmt.Sprintf(planned, "blob_chunk")
-		}
-		err := p.w.each(ctx, q, []any{lo, hi}, func(rows adapter.Rows) error {
-			var oid, tid int64
-			if err := rows.Scan(&oid, &tid); err != nil {
-				return err
-			}
-			revs = append(revs, Rev{uint64(oid), uint64(tid)})
-			return nil
-		})
-		if err != nil {
+		var err error
+		if blobs, err = p.revs(ctx, q, lo, hi); err != nil {
 			return nil, 0, err
 		}
 	}
-	// The objects that go entirely (their current revision is planned): their
-	// current_object rows are removed by key, so that no row of an object a
-	// writer is changing is touched.
-	var gone []int64
-	err := p.w.each(ctx, `SELECT s.zoid FROM pack_state s JOIN current_object c ON c.zoid = s.zoid AND c.tid = s.tid
-		WHERE s.tid BETWEEN ? AND ?`, []any{lo, hi}, func(rows adapter.Rows) error {
-		var oid int64
-		err := rows.Scan(&oid)
-		gone = append(gone, oid)
-		return err
-	})
+	// current_object first (it refers to object_state): the objects that go
+	// entirely, whose current revision is planned.
+	if _, err := p.w.deletePlanned(ctx, "current_object", lo, hi); err != nil {
+		return nil, 0, err
+	}
+	if _, err := p.w.deletePlanned(ctx, "blob_chunk", lo, hi); err != nil {
+		return nil, 0, err
+	}
+	removed, err := p.w.deletePlanned(ctx, "object_state", lo, hi)
 	if err != nil {
 		return nil, 0, err
 	}
-	if _, err := p.w.inBatches(ctx, `DELETE FROM current_object WHERE tid BETWEEN ? AND ? AND zoid IN (?)`, gone, lo, hi); err != nil {
-		return nil, 0, err
-	}
-	var removed int64
-	empty := `SELECT tid FROM {TXN} WHERE tid BETWEEN ? AND ? AND tid > 0 AND packed = {TRUE} AND is_empty = {TRUE}`
 	steps := []struct {
 		q    string
 		args []any
 	}{
-		{`DELETE FROM blob_chunk WHERE tid BETWEEN ? AND ? AND ` + fmt.Sprintf(planned, "blob_chunk"), []any{lo, hi}},
-		{`DELETE FROM object_state WHERE tid BETWEEN ? AND ? AND ` + fmt.Sprintf(planned, "object_state"), []any{lo, hi}},
 		// The revision kept at the pack time has no predecessor any more.
 		{`UPDATE object_state SET prev_tid = 0 WHERE prev_tid BETWEEN ? AND ? AND tid <= ?`,
 			[]any{lo, hi, int64(p.res.PackTID)}},
@@ -193,21 +182,44 @@ func (p *packer) removeRange(ctx context.Context, r tidRange) ([]Rev, int64, err
 			WHERE tid BETWEEN ? AND ? AND tid > 0
 			AND (packed = {FALSE} OR tid IN (SELECT tid FROM pack_state_tid WHERE tid BETWEEN ? AND ?))`,
 			[]any{lo, hi, lo, hi}},
-		// Packed transactions left empty go, with their references.
-		{`DELETE FROM object_refs_added WHERE tid IN (` + empty + `)`, []any{lo, hi}},
-		{`DELETE FROM object_ref WHERE tid IN (` + empty + `)`, []any{lo, hi}},
-		{`DELETE FROM {TXN} WHERE tid BETWEEN ? AND ? AND tid > 0 AND packed = {TRUE} AND is_empty = {TRUE}`, []any{lo, hi}},
 	}
-	for i, s := range steps {
-		n, err := p.w.exec(ctx, s.q, s.args...)
-		if err != nil {
+	for _, s := range steps {
+		if _, err := p.w.exec(ctx, s.q, s.args...); err != nil {
 			return nil, 0, err
 		}
-		if i == 1 {
-			removed = n
+	}
+	// Packed transactions left empty go, with their references.
+	var empty []int64
+	err = p.w.each(ctx, `SELECT tid FROM {TXN} WHERE tid BETWEEN ? AND ? AND tid > 0
+		AND packed = {TRUE} AND is_empty = {TRUE}`, []any{lo, hi}, func(rows adapter.Rows) error {
+		var tid int64
+		err := rows.Scan(&tid)
+		empty = append(empty, tid)
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, table := range []string{"object_refs_added", "object_ref", "{TXN}"} {
+		if _, err := p.w.inBatches(ctx, `DELETE FROM `+table+` WHERE tid IN (?)`, empty); err != nil {
+			return nil, 0, err
 		}
 	}
-	return revs, removed, nil
+	return blobs, removed, nil
+}
+
+// revs reads (zoid, tid) rows inside the write transaction.
+func (p *packer) revs(ctx context.Context, q string, args ...any) ([]Rev, error) {
+	var out []Rev
+	err := p.w.each(ctx, q, args, func(rows adapter.Rows) error {
+		var oid, tid int64
+		if err := rows.Scan(&oid, &tid); err != nil {
+			return err
+		}
+		out = append(out, Rev{uint64(oid), uint64(tid)})
+		return nil
+	})
+	return out, err
 }
 
 func (p *packer) removeObjects(ctx context.Context) error {

@@ -70,20 +70,26 @@ func (d db) int64(ctx context.Context, q string, args ...any) (int64, error) {
 	return *v, nil
 }
 
-// insert writes rows (each of len(cols) values) into table, as many per
-// statement as the database binds.
-func (d db) insert(ctx context.Context, table string, cols []string, rows [][]any) error {
+// insert writes rows of integers into table, len(cols) values a row, in
+// the database's fastest way: COPY, or as many rows per statement as it binds.
+func (d db) insert(ctx context.Context, table string, cols []string, values []int64) error {
+	if len(values) == 0 {
+		return nil
+	}
+	if bulk, ok := d.sql.(adapter.BulkInserter); ok {
+		return bulk.InsertInt64s(ctx, table, cols, values)
+	}
 	per := max(1, d.f.MaxParams/len(cols))
-	for len(rows) > 0 {
-		n := min(per, len(rows))
-		args := make([]any, 0, n*len(cols))
-		for _, r := range rows[:n] {
-			args = append(args, r...)
+	for len(values) > 0 {
+		n := min(per, len(values)/len(cols))
+		args := make([]any, n*len(cols))
+		for i := range args {
+			args[i] = values[i]
 		}
 		if _, err := d.exec(ctx, insertRows(d.f, table, cols, n), args...); err != nil {
 			return err
 		}
-		rows = rows[n:]
+		values = values[n*len(cols):]
 	}
 	return nil
 }
@@ -104,6 +110,18 @@ func (d db) inBatches(ctx context.Context, q string, oids []int64, args ...any) 
 		oids = oids[n:]
 	}
 	return total, nil
+}
+
+// deletePlanned deletes the rows of table whose (zoid, tid) pack_state
+// lists with a tid in [lo, hi], driven by pack_state's key.
+func (d db) deletePlanned(ctx context.Context, table string, lo, hi int64) (int64, error) {
+	q := `DELETE FROM ` + table + ` WHERE (zoid, tid) IN
+		(SELECT zoid, tid FROM pack_state WHERE tid BETWEEN ? AND ?)`
+	if d.f.JoinDelete {
+		q = `DELETE t FROM ` + table + ` t JOIN pack_state s ON s.zoid = t.zoid AND s.tid = t.tid
+			WHERE s.tid BETWEEN ? AND ?`
+	}
+	return d.exec(ctx, q, lo, hi)
 }
 
 // maxIn bounds an IN list (Oracle refuses more than 1000 values).

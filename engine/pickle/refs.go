@@ -15,6 +15,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"sync"
 )
 
 // A record is two pickles: the class, then the state. References reads both.
@@ -31,11 +32,24 @@ const (
 	kMark
 )
 
+// value is what a persistent id can be made of. A tuple keeps only its
+// length and its first item (the oid of an (oid, class) persistent id), in
+// first, b and ascii: nothing else of it is ever read.
 type value struct {
 	k     kind
-	b     []byte  // kBytes
-	items []value // kTuple
-	ascii bool    // kBytes: text that must be ASCII to be an oid (unicode opcodes)
+	b     []byte // kBytes, or a tuple's first item's
+	ascii bool   // kBytes: text that must be ASCII to be an oid (unicode opcodes)
+	first kind   // kTuple: its first item's kind
+	n     int    // kTuple: its length
+}
+
+// tuple makes the value of a tuple of items.
+func tuple(items []value) value {
+	t := value{k: kTuple, n: len(items)}
+	if len(items) > 0 {
+		t.first, t.b, t.ascii = items[0].k, items[0].b, items[0].ascii
+	}
+	return t
 }
 
 // ErrMalformed wraps every error about the pickle itself.
@@ -71,7 +85,9 @@ func References(record []byte) ([][]byte, error) {
 		}
 		record = inflated
 	}
-	m := &machine{data: record}
+	m := machines.Get().(*machine)
+	defer m.release()
+	m.data = record
 	for range 2 {
 		if err := m.run(); err != nil {
 			return nil, err
@@ -79,6 +95,10 @@ func References(record []byte) ([][]byte, error) {
 	}
 	return m.refs, nil
 }
+
+// machines are reused: a pack reads millions of records, and a machine's
+// stack and memo would otherwise be allocated for each.
+var machines = sync.Pool{New: func() any { return &machine{} }}
 
 // OIDs is References as 64-bit oids; a reference that is not 8 bytes long
 // is an error.
@@ -101,8 +121,23 @@ type machine struct {
 	data  []byte
 	pos   int
 	stack []value
-	memo  map[uint64]value
-	refs  [][]byte
+	// The memo: keys below denseMemo in a slice (pickles number them from 0),
+	// others in a map.
+	memo    []value
+	memoSet []bool
+	memoBig map[uint64]value
+	memoLen int // entries, for MEMOIZE
+	refs    [][]byte
+}
+
+const denseMemo = 1 << 16
+
+func (m *machine) release() {
+	clear(m.stack)
+	clear(m.memo)
+	clear(m.memoSet)
+	*m = machine{stack: m.stack[:0], memo: m.memo[:0], memoSet: m.memoSet[:0]}
+	machines.Put(m)
 }
 
 func (m *machine) push(v value) { m.stack = append(m.stack, v) }
@@ -136,16 +171,30 @@ func (m *machine) top() (*value, error) {
 	return &m.stack[len(m.stack)-1], nil
 }
 
-// popMark removes and returns what was pushed since the last mark.
-func (m *machine) popMark() ([]value, error) {
+// dropMark removes what was pushed since the last mark, and the mark.
+func (m *machine) dropMark() error {
 	for i := len(m.stack) - 1; i >= 0; i-- {
 		if m.stack[i].k == kMark {
-			items := append([]value(nil), m.stack[i+1:]...)
+			clear(m.stack[i:])
 			m.stack = m.stack[:i]
-			return items, nil
+			return nil
 		}
 	}
-	return nil, malformed("no mark at byte %d", m.pos)
+	return malformed("no mark at byte %d", m.pos)
+}
+
+// tupleFromMark replaces what was pushed since the last mark, and the
+// mark, by a tuple of it.
+func (m *machine) tupleFromMark() error {
+	for i := len(m.stack) - 1; i >= 0; i-- {
+		if m.stack[i].k == kMark {
+			t := tuple(m.stack[i+1:])
+			clear(m.stack[i:])
+			m.stack = append(m.stack[:i], t)
+			return nil
+		}
+	}
+	return malformed("no mark at byte %d", m.pos)
 }
 
 func (m *machine) read(n int) ([]byte, error) {
@@ -212,15 +261,35 @@ func (m *machine) memoPut(key uint64) error {
 	if err != nil {
 		return err
 	}
-	if m.memo == nil {
-		m.memo = map[uint64]value{}
+	if key < denseMemo {
+		if n := int(key) + 1; n > len(m.memo) {
+			m.memo = append(m.memo, make([]value, n-len(m.memo))...)
+			m.memoSet = append(m.memoSet, make([]bool, n-len(m.memoSet))...)
+		}
+		if !m.memoSet[key] {
+			m.memoLen++
+		}
+		m.memo[key], m.memoSet[key] = *v, true
+		return nil
 	}
-	m.memo[key] = *v
+	if m.memoBig == nil {
+		m.memoBig = map[uint64]value{}
+	}
+	if _, ok := m.memoBig[key]; !ok {
+		m.memoLen++
+	}
+	m.memoBig[key] = *v
 	return nil
 }
 
 func (m *machine) memoGet(key uint64) error {
-	v, ok := m.memo[key]
+	var v value
+	var ok bool
+	if key < uint64(len(m.memo)) {
+		v, ok = m.memo[key], m.memoSet[key]
+	} else {
+		v, ok = m.memoBig[key]
+	}
 	if !ok {
 		return malformed("memo key %d missing at byte %d", key, m.pos)
 	}
@@ -233,10 +302,10 @@ func (m *machine) persistent(pid value) error {
 	var oid value
 	switch pid.k {
 	case kTuple:
-		if len(pid.items) == 0 {
+		if pid.n == 0 {
 			return malformed("empty persistent id tuple at byte %d", m.pos)
 		}
-		oid = pid.items[0]
+		oid = value{k: pid.first, b: pid.b, ascii: pid.ascii}
 	case kBytes:
 		oid = pid
 	case kList:
@@ -304,7 +373,7 @@ func (m *machine) step(op byte) error {
 		}
 		m.stack = m.stack[:len(m.stack)-1]
 	case '1': // POP_MARK
-		_, err := m.popMark()
+		err := m.dropMark()
 		return err
 	case '2': // DUP
 		v, err := m.top()
@@ -385,42 +454,39 @@ func (m *machine) step(op byte) error {
 	case ')': // EMPTY_TUPLE
 		m.push(value{k: kTuple})
 	case 't': // TUPLE
-		items, err := m.popMark()
-		if err != nil {
-			return err
-		}
-		m.push(value{k: kTuple, items: items})
+		return m.tupleFromMark()
 	case 0x85, 0x86, 0x87: // TUPLE1, TUPLE2, TUPLE3
 		n := int(op - 0x84)
 		if len(m.stack) < n {
 			return malformed("stack underflow at byte %d", m.pos)
 		}
-		items := append([]value(nil), m.stack[len(m.stack)-n:]...)
+		items := m.stack[len(m.stack)-n:]
 		for _, it := range items {
 			if it.k == kMark {
 				return malformed("unexpected mark at byte %d", m.pos)
 			}
 		}
+		t := tuple(items)
 		m.stack = m.stack[:len(m.stack)-n]
-		m.push(value{k: kTuple, items: items})
+		m.push(t)
 	case ']': // EMPTY_LIST
 		m.push(value{k: kList})
 	case 'l': // LIST
-		if _, err := m.popMark(); err != nil {
+		if err := m.dropMark(); err != nil {
 			return err
 		}
 		m.push(value{k: kList})
 	case '}': // EMPTY_DICT
 		m.push(value{k: kDict})
 	case 'd': // DICT
-		if _, err := m.popMark(); err != nil {
+		if err := m.dropMark(); err != nil {
 			return err
 		}
 		m.push(value{k: kDict})
 	case 0x8f: // EMPTY_SET
 		m.push(other)
 	case 0x91: // FROZENSET
-		if _, err := m.popMark(); err != nil {
+		if err := m.dropMark(); err != nil {
 			return err
 		}
 		m.push(other)
@@ -431,7 +497,7 @@ func (m *machine) step(op byte) error {
 		_, err := m.top()
 		return err
 	case 'e', 'u', 0x90: // APPENDS, SETITEMS, ADDITEMS
-		if _, err := m.popMark(); err != nil {
+		if err := m.dropMark(); err != nil {
 			return err
 		}
 		_, err := m.top()
@@ -460,12 +526,12 @@ func (m *machine) step(op byte) error {
 				return err
 			}
 		}
-		if _, err := m.popMark(); err != nil {
+		if err := m.dropMark(); err != nil {
 			return err
 		}
 		m.push(none)
 	case 'o': // OBJ
-		if _, err := m.popMark(); err != nil {
+		if err := m.dropMark(); err != nil {
 			return err
 		}
 		m.push(none)
@@ -519,7 +585,7 @@ func (m *machine) step(op byte) error {
 		}
 		return m.memoPut(key)
 	case 0x94: // MEMOIZE
-		return m.memoPut(uint64(len(m.memo)))
+		return m.memoPut(uint64(m.memoLen))
 	default:
 		return malformed("unknown opcode 0x%02x at byte %d", op, m.pos-1)
 	}

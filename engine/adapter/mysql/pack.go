@@ -10,7 +10,7 @@ import (
 )
 
 var flavor = &adapter.Flavor{True: "TRUE", False: "FALSE", Txn: "transaction", Truncate: "DELETE FROM",
-	MaxParams: 60000, RowsFirst: true}
+	MaxParams: 60000, RowsFirst: true, JoinDelete: true}
 
 // OpenPack takes RelStorage's pack lock (GET_LOCK on "<database>.pack", not
 // waiting) on a connection of its own, held until Close. TRUNCATE would end

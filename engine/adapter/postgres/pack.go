@@ -111,6 +111,20 @@ func (r pgRunner) Exec(ctx context.Context, query string, args ...any) (int64, e
 	return tag.RowsAffected(), nil
 }
 
+// InsertInt64s inserts with COPY: one round trip, no statement to parse.
+func (r pgRunner) InsertInt64s(ctx context.Context, table string, cols []string, values []int64) error {
+	w := len(cols)
+	_, err := r.conn.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromSlice(len(values)/w,
+		func(i int) ([]any, error) {
+			row := make([]any, w)
+			for j := range row {
+				row[j] = values[i*w+j]
+			}
+			return row, nil
+		}))
+	return r.d.wrap(r.conn, err)
+}
+
 func (r pgRunner) Query(ctx context.Context, query string, args ...any) (adapter.Rows, error) {
 	rows, err := r.conn.Query(ctx, query, args...)
 	if err != nil {

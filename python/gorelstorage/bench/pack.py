@@ -1,0 +1,150 @@
+"""``gorelstorage bench --pack``: pack with garbage collection, GoRelStorage and RelStorage
+side by side on identical databases.
+
+For each database and size (--pack-objects, comma-separated), each contender gets the same
+history-preserving database, built afresh by the same deterministic program: the objects are
+written in transactions of 5,000, a fifth of them are rewritten, and a tenth are unlinked
+from the root's tree (the garbage). Then the contender packs to now with garbage collection, in
+a new process. Reported: the pack's time, the packing process's peak memory (and its growth
+during the pack), and the objects left, which must agree.
+"""
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from .contenders import CONTENDERS
+from .contenders import open_storage
+
+_PER_TXN = 5000
+
+
+def _rss(field):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def build(spec, objects):
+    """The benchmark's database: objects PersistentMappings in an OOBTree, each referring to
+    up to two earlier ones that stay; a fifth rewritten; every tenth unlinked, and nothing
+    refers to those."""
+    import ZODB
+    from BTrees.OOBTree import OOBTree
+    from persistent.mapping import PersistentMapping
+    spec = dict(spec, contender='gorelstorage')
+    db = ZODB.DB(open_storage(spec), cache_size=_PER_TXN * 2)
+    try:
+        with db.transaction() as conn:
+            conn.root()['items'] = OOBTree()
+        for start in range(0, objects, _PER_TXN):
+            with db.transaction() as conn:
+                items = conn.root()['items']
+                for i in range(start, min(start + _PER_TXN, objects)):
+                    refs = [items[j] for j in sorted({i - 1, i // 2}) if 0 <= j < i and j % 10]
+                    items[i] = PersistentMapping(n=i, refs=refs, text='object %d' % i)
+            conn.cacheMinimize()
+        for start in range(0, objects, _PER_TXN):
+            with db.transaction() as conn:
+                items = conn.root()['items']
+                for i in range(start, min(start + _PER_TXN, objects), 5):
+                    items[i]['text'] = 'rewritten %d' % i
+            conn.cacheMinimize()
+        for start in range(0, objects, _PER_TXN):
+            with db.transaction() as conn:
+                items = conn.root()['items']
+                for i in range(start, min(start + _PER_TXN, objects), 10):
+                    del items[i]
+            conn.cacheMinimize()
+    finally:
+        db.close()
+
+
+def pack(spec):
+    """Pack to now with garbage collection: seconds, peak memory, growth, objects left."""
+    from ZODB.serialize import referencesf
+    storage = open_storage(spec)
+    try:
+        base = _rss('VmRSS')
+        start = time.perf_counter()
+        storage.pack(None, referencesf)
+        seconds = time.perf_counter() - start
+        peak = _rss('VmHWM')
+    finally:
+        storage.close()
+    storage = open_storage(dict(spec, contender='gorelstorage'))
+    try:
+        left = len(storage)
+    finally:
+        storage.close()
+    return {'seconds': seconds, 'peak': peak, 'growth': max(0, peak - base), 'left': left}
+
+
+def _step(spec, what, objects):
+    out = subprocess.run([sys.executable, '-m', 'gorelstorage.bench.pack', json.dumps(spec), what, str(objects)],
+                         capture_output=True, timeout=24 * 3600)
+    if out.returncode:
+        raise RuntimeError(out.stderr.decode().strip().splitlines()[-1] if out.stderr else 'failed')
+    return json.loads(out.stdout)
+
+
+def run(args, databases):
+    from ..testing import zap
+    workdir = tempfile.mkdtemp(prefix='gorelstorage-pack-bench-')
+    sizes = [int(n) for n in str(args.pack_objects).split(',')]
+    results = []
+    try:
+        for database, location in databases:
+            for objects in sizes:
+                row = {'database': database, 'objects': objects}
+                for contender in CONTENDERS:
+                    loc = location or os.path.join(workdir, 'db-' + contender)
+                    zap(database, loc)
+                    spec = {'contender': contender, 'database': database, 'location': loc, 'hp': True}
+                    start = time.perf_counter()
+                    _step(spec, 'build', objects)
+                    print('%s %d objects: built for %s in %.0f s' % (database, objects, contender,
+                                                                     time.perf_counter() - start), file=sys.stderr)
+                    row[contender] = _step(spec, 'pack', objects)
+                    zap(database, loc)
+                row['ratio'] = row['gorelstorage']['seconds'] / row['relstorage']['seconds']
+                results.append(row)
+                print(_line(row), file=sys.stderr)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def _line(row):
+    g, r = row['gorelstorage'], row['relstorage']
+    return ('%s, %d objects: GoRelStorage %.1f s (peak %.0f MB, +%.0f MB), RelStorage %.1f s '
+            '(peak %.0f MB, +%.0f MB), time ratio %.3f; objects left %d / %d') % (
+        row['database'], row['objects'], g['seconds'], g['peak'] / 1e6, g['growth'] / 1e6, r['seconds'],
+        r['peak'] / 1e6, r['growth'] / 1e6, row['ratio'], g['left'], r['left'])
+
+
+def markdown(results):
+    lines = ['| database | objects | GoRelStorage s | peak MB (+MB) | RelStorage s | peak MB (+MB) | time ratio |'
+             ' objects left |',
+             '|---|---:|---:|---:|---:|---:|---:|---:|']
+    for row in results:
+        g, r = row['gorelstorage'], row['relstorage']
+        lines.append('| %s | %s | %.2f | %.0f (+%.0f) | %.2f | %.0f (+%.0f) | %.3f | %d / %d |' % (
+            row['database'], '{:,}'.format(row['objects']), g['seconds'], g['peak'] / 1e6, g['growth'] / 1e6,
+            r['seconds'], r['peak'] / 1e6, r['growth'] / 1e6, row['ratio'], g['left'], r['left']))
+    return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+    _spec, _what, _objects = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    if _what == 'build':
+        build(_spec, _objects)
+        print('{}')
+    else:
+        print(json.dumps(pack(_spec)))
