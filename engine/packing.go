@@ -78,7 +78,7 @@ func (s *Storage) Pack(ctx context.Context, o PackOptions) (*PackResult, error) 
 		CheckRefs:    o.CheckRefs,
 		BatchTimeout: time.Duration(o.BatchTimeout * float64(time.Second)),
 		BlobsInDB:    s.blobs != nil && !s.opts.SharedBlobDir,
-		Removed:      s.packRemoved,
+		Removed:      s.packRemoved(),
 		Progress:     func(p pack.Progress) { s.packing.p.Store(&p) },
 		Logf:         func(format string, args ...any) { out.Log = append(out.Log, fmt.Sprintf(format, args...)) },
 	})
@@ -96,15 +96,18 @@ func (s *Storage) Pack(ctx context.Context, o PackOptions) (*PackResult, error) 
 	return out, nil
 }
 
-// packRemoved drops the blob files of what a committed batch removed.
-func (s *Storage) packRemoved(revs []pack.Rev, oids []uint64) {
+// packRemoved drops the blob files of what a committed batch removed; nil
+// without a blob directory.
+func (s *Storage) packRemoved() func(revs []pack.Rev, oids []uint64) {
 	if s.blobs == nil {
-		return
+		return nil
 	}
-	for _, r := range revs {
-		s.blobs.dir.Remove(r.OID, r.TID)
-	}
-	for _, oid := range oids {
-		s.blobs.dir.RemoveObject(oid)
+	return func(revs []pack.Rev, oids []uint64) {
+		for _, r := range revs {
+			s.blobs.dir.Remove(r.OID, r.TID)
+		}
+		for _, oid := range oids {
+			s.blobs.dir.RemoveObject(oid)
+		}
 	}
 }

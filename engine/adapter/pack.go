@@ -43,11 +43,16 @@ type SQL interface {
 }
 
 // BulkInserter is implemented by the SQL of databases that insert many
-// rows faster than multi-row INSERT statements do (PostgreSQL's COPY).
+// rows faster than multi-row INSERT statements do (PostgreSQL's COPY,
+// MySQL's LOAD DATA).
 type BulkInserter interface {
-	// InsertInt64s inserts len(values)/len(cols) rows of integers.
+	// InsertInt64s inserts len(values)/len(cols) rows of integers; it
+	// returns ErrNoBulk, having inserted nothing, when the server refuses.
 	InsertInt64s(ctx context.Context, table string, cols []string, values []int64) error
 }
+
+// ErrNoBulk: the server refuses bulk inserts (MySQL without local_infile).
+var ErrNoBulk = errors.New("bulk insert refused by the server")
 
 // Rows is a streamed result.
 type Rows interface {
@@ -65,7 +70,10 @@ type Flavor struct {
 	True     string // boolean literals of the packed/keep columns
 	False    string
 	Txn      string // the transaction table's name as a statement must spell it
-	Truncate string // a statement that empties a table: "TRUNCATE TABLE" or "DELETE FROM"
+	Truncate string // empties a table inside a transaction: "TRUNCATE" or "DELETE FROM"
+	// Empty empties a table outside any transaction, as fast as the
+	// database can (MySQL's and Oracle's TRUNCATE TABLE commits).
+	Empty string
 	// InsertAll: multi-row inserts are INSERT ALL ... SELECT 1 FROM DUAL (Oracle).
 	InsertAll bool
 	// MaxParams bounds the values bound to one statement.

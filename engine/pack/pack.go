@@ -105,9 +105,12 @@ type packer struct {
 	// scanned: every transaction up to it has been read for references.
 	scanned uint64
 	g       *graph // nil until needed
-	start   time.Time
-	phase   string    // the current phase
-	since   time.Time // when it began
+	// deferred: transactions at or before the pack time whose kept
+	// revisions were read, recorded as read once the others are removed.
+	deferred []int64
+	start    time.Time
+	phase    string    // the current phase
+	since    time.Time // when it began
 }
 
 // Run packs through s, which holds the pack lock.

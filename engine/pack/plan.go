@@ -25,13 +25,12 @@ func (p *packer) prepack(ctx context.Context) error {
 	p.res.PackTID = tid
 	p.o.Logf("pack: packing to transaction %d (gc %v)", tid, p.o.GC)
 	if p.o.KeepHistory {
-		if p.o.GC {
-			if p.scanned, err = p.analyze(ctx); err != nil {
-				return err
-			}
-		}
+		// pack_object first: analyze reads only the revisions it keeps.
 		err = p.fillPackObject(ctx, `INSERT INTO pack_object (zoid, keep, keep_tid)
 			SELECT zoid, {TRUE}, MAX(tid) FROM object_state WHERE tid > 0 AND tid <= ? GROUP BY zoid`, int64(tid))
+		if err == nil && p.o.GC {
+			p.scanned, err = p.analyze(ctx)
+		}
 	} else {
 		// Every object, so that the graph holds what the recent ones refer to.
 		err = p.fillPackObject(ctx, `INSERT INTO pack_object (zoid, keep, keep_tid)
@@ -55,10 +54,11 @@ func (p *packer) prepack(ctx context.Context) error {
 }
 
 func (p *packer) fillPackObject(ctx context.Context, insert string, args ...any) error {
+	p.progress("plan", 0, 0)
+	if err := p.w.empty(ctx, "pack_object"); err != nil {
+		return err
+	}
 	return p.inTxn(ctx, func() error {
-		if _, err := p.w.exec(ctx, `{TRUNCATE} pack_object`); err != nil {
-			return fmt.Errorf("empty pack_object: %w", err)
-		}
 		n, err := p.w.exec(ctx, insert, args...)
 		if err != nil {
 			return fmt.Errorf("fill pack_object: %w", err)
@@ -164,12 +164,10 @@ func (p *packer) planStates(ctx context.Context) error {
 			WHERE o.state IS NULL AND o.tid <= ?
 			AND NOT EXISTS (SELECT 1 FROM object_state n WHERE n.zoid = o.zoid AND n.tid > o.tid)`)
 	}
+	if err := p.w.empty(ctx, "pack_state", "pack_state_tid"); err != nil {
+		return err
+	}
 	return p.inTxn(ctx, func() error {
-		for _, q := range []string{`{TRUNCATE} pack_state`, `{TRUNCATE} pack_state_tid`} {
-			if _, err := p.w.exec(ctx, q); err != nil {
-				return fmt.Errorf("empty the pack tables: %w", err)
-			}
-		}
 		for _, q := range stmts {
 			if _, err := p.w.exec(ctx, q, tid); err != nil {
 				return fmt.Errorf("plan the revisions to remove: %w", err)

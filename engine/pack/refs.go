@@ -21,6 +21,12 @@ import (
 // have left, so a pack killed at any moment is resumed without a duplicate
 // key. A state that cannot be read is reported and not recorded as read:
 // the next pack reads it again.
+//
+// History-preserving, the revisions this pack removes because a later one
+// was current at the pack time are not read: no pack ever follows their
+// references. Their transactions are recorded as read only when those
+// revisions are gone, in the same database transaction that removes them
+// (removeRange); until then object_refs_added does not claim them.
 
 // refBatchRows is about how many states, and at most how many object_ref
 // rows, one batch holds.
@@ -55,7 +61,8 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 	}
 	var count, stream string
 	if p.o.KeepHistory {
-		pending := `FROM object_state o WHERE o.tid > 0 AND o.tid <= ?
+		pending := `FROM object_state o LEFT JOIN pack_object p ON p.zoid = o.zoid
+			WHERE o.tid > 0 AND o.tid <= ? AND (p.zoid IS NULL OR o.tid >= p.keep_tid)
 			AND NOT EXISTS (SELECT 1 FROM object_refs_added a WHERE a.tid = o.tid)`
 		count = `SELECT COUNT(*) ` + pending
 		stream = `SELECT o.tid, o.zoid, o.tid, o.state ` + pending + ` ORDER BY o.tid`
@@ -226,14 +233,18 @@ func (p *packer) writeRefs(ctx context.Context, b *refBatch) error {
 		refCols = []string{"zoid", "tid", "to_zoid"}
 		addCols = []string{"tid"}
 	}
-	done := b.done
-	if len(b.bad) > 0 {
-		width := len(addCols)
-		done = nil
-		for i, k := range b.keys {
-			if !slices.Contains(b.bad, k) {
-				done = append(done, b.done[i*width:(i+1)*width]...)
-			}
+	// Recorded as read: the keys whose every state was read, which
+	// (history-preserving) excludes transactions at or before the pack time
+	// until their superseded revisions are removed.
+	width := len(addCols)
+	var done []int64
+	for i, k := range b.keys {
+		switch {
+		case slices.Contains(b.bad, k):
+		case p.o.KeepHistory && uint64(k) <= p.res.PackTID:
+			p.deferred = append(p.deferred, k)
+		default:
+			done = append(done, b.done[i*width:(i+1)*width]...)
 		}
 	}
 	refs := make([]int64, 0, 3*len(b.refs))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 )
@@ -22,7 +23,7 @@ import (
 // batch only.
 
 const (
-	revsPerBatch    = 2000
+	revsPerBatch    = 5000
 	objectsPerBatch = 1000
 )
 
@@ -188,6 +189,13 @@ func (p *packer) removeRange(ctx context.Context, r tidRange) ([]Rev, int64, err
 			return nil, 0, err
 		}
 	}
+	// The transactions read for references in this run are whole now.
+	if i, j := rangeOf(p.deferred, lo, hi); i < j {
+		if _, err := p.w.inBatches(ctx, `INSERT INTO object_refs_added (tid) SELECT tid FROM {TXN}
+			WHERE tid IN (?)`, p.deferred[i:j]); err != nil {
+			return nil, 0, err
+		}
+	}
 	// Packed transactions left empty go, with their references.
 	var empty []int64
 	err = p.w.each(ctx, `SELECT tid FROM {TXN} WHERE tid BETWEEN ? AND ? AND tid > 0
@@ -206,6 +214,13 @@ func (p *packer) removeRange(ctx context.Context, r tidRange) ([]Rev, int64, err
 		}
 	}
 	return blobs, removed, nil
+}
+
+// rangeOf returns the indexes of sorted's values in [lo, hi].
+func rangeOf(sorted []int64, lo, hi int64) (int, int) {
+	i, _ := slices.BinarySearch(sorted, lo)
+	j, _ := slices.BinarySearch(sorted, hi+1)
+	return i, j
 }
 
 // revs reads (zoid, tid) rows inside the write transaction.
@@ -398,16 +413,8 @@ func (p *packer) keep(ctx context.Context, newly []int64) error {
 // cleanup empties the pack tables, as RelStorage leaves them after a pack.
 func (p *packer) cleanup(ctx context.Context) error {
 	p.progress("cleanup", 0, 0)
-	tables := []string{"pack_object"}
 	if p.o.KeepHistory {
-		tables = append(tables, "pack_state", "pack_state_tid")
+		return p.w.empty(ctx, "pack_object", "pack_state", "pack_state_tid")
 	}
-	return p.inTxn(ctx, func() error {
-		for _, t := range tables {
-			if _, err := p.w.exec(ctx, `{TRUNCATE} `+t); err != nil {
-				return fmt.Errorf("empty %s: %w", t, err)
-			}
-		}
-		return nil
-	})
+	return p.w.empty(ctx, "pack_object")
 }

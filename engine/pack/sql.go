@@ -2,6 +2,8 @@ package pack
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -16,10 +18,10 @@ type db struct {
 }
 
 // rewrite spells a statement written with ? and {TRUE}, {FALSE}, {TXN},
-// {TRUNCATE} for the database.
+// {TRUNCATE}, {EMPTY} for the database.
 func rewrite(f *adapter.Flavor, q string) string {
 	q = strings.NewReplacer("{TRUE}", f.True, "{FALSE}", f.False, "{TXN}", f.Txn,
-		"{TRUNCATE}", f.Truncate).Replace(q)
+		"{TRUNCATE}", f.Truncate, "{EMPTY}", f.Empty).Replace(q)
 	if f.Numbered == "" || !strings.Contains(q, "?") {
 		return q
 	}
@@ -77,7 +79,9 @@ func (d db) insert(ctx context.Context, table string, cols []string, values []in
 		return nil
 	}
 	if bulk, ok := d.sql.(adapter.BulkInserter); ok {
-		return bulk.InsertInt64s(ctx, table, cols, values)
+		if err := bulk.InsertInt64s(ctx, table, cols, values); !errors.Is(err, adapter.ErrNoBulk) {
+			return err
+		}
 	}
 	per := max(1, d.f.MaxParams/len(cols))
 	for len(values) > 0 {
@@ -122,6 +126,16 @@ func (d db) deletePlanned(ctx context.Context, table string, lo, hi int64) (int6
 			WHERE s.tid BETWEEN ? AND ?`
 	}
 	return d.exec(ctx, q, lo, hi)
+}
+
+// empty empties tables, outside any transaction.
+func (d db) empty(ctx context.Context, tables ...string) error {
+	for _, t := range tables {
+		if _, err := d.exec(ctx, `{EMPTY} `+t); err != nil {
+			return fmt.Errorf("empty %s: %w", t, err)
+		}
+	}
+	return nil
 }
 
 // maxIn bounds an IN list (Oracle refuses more than 1000 values).

@@ -12,7 +12,7 @@ import (
 	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlpack"
 )
 
-var flavor = &adapter.Flavor{True: "1", False: "0", Txn: `"transaction"`, Truncate: "DELETE FROM", MaxParams: 999}
+var flavor = &adapter.Flavor{True: "1", False: "0", Txn: `"transaction"`, Truncate: "DELETE FROM", Empty: "DELETE FROM", MaxParams: 999}
 
 // OpenPack: RelStorage's SQLite adapter has no pack lock; one pack at a time
 // is kept by an exclusive flock on pack.lock in the data-dir, which ends
@@ -33,7 +33,7 @@ func (d *Dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
 		}
 		return nil, fmt.Errorf("sqlite3: pack lock: %w", err)
 	}
-	s, err := sqlpack.Open(ctx, flavor, d.readDB, d.writeDB, nil, f.Close)
+	s, err := sqlpack.Open(ctx, flavor, d.readDB, d.writeDB, nil, f.Close, nil)
 	if err != nil {
 		f.Close()
 		return nil, err

@@ -2,11 +2,12 @@
 side by side on identical databases.
 
 For each database and size (--pack-objects, comma-separated), each contender gets the same
-history-preserving database, built afresh by the same deterministic program: the objects are
-written in transactions of 5,000, a fifth of them are rewritten, and a tenth are unlinked
-from the root's tree (the garbage). Then the contender packs to now with garbage collection, in
-a new process. Reported: the pack's time, the packing process's peak memory (and its growth
-during the pack), and the objects left, which must agree.
+history-preserving database, built afresh by the same deterministic program, shaped as a site's
+history: the objects are imported in transactions of 1,000, then edited as users do, a fifth
+of them rewritten in transactions of 10, then a tenth unlinked from the root's tree in
+transactions of 50 (the garbage). Then the contender packs to now with garbage collection, in a
+new process. Reported: the pack's time, the packing process's peak memory (and its growth during
+the pack), and the objects left, which must agree.
 """
 import json
 import os
@@ -20,7 +21,8 @@ import time
 from .contenders import CONTENDERS
 from .contenders import open_storage
 
-_PER_TXN = 5000
+# Objects per transaction: imported, rewritten, unlinked.
+_IMPORT, _EDIT, _UNLINK = 1000, 10, 50
 
 
 def _rss(field):
@@ -39,31 +41,36 @@ def build(spec, objects):
     from BTrees.OOBTree import OOBTree
     from persistent.mapping import PersistentMapping
     spec = dict(spec, contender='gorelstorage')
-    db = ZODB.DB(open_storage(spec), cache_size=_PER_TXN * 2)
+    db = ZODB.DB(open_storage(spec), cache_size=_IMPORT * 2)
     try:
         with db.transaction() as conn:
             conn.root()['items'] = OOBTree()
-        for start in range(0, objects, _PER_TXN):
+        for start in range(0, objects, _IMPORT):
             with db.transaction() as conn:
                 items = conn.root()['items']
-                for i in range(start, min(start + _PER_TXN, objects)):
+                for i in range(start, min(start + _IMPORT, objects)):
                     refs = [items[j] for j in sorted({i - 1, i // 2}) if 0 <= j < i and j % 10]
                     items[i] = PersistentMapping(n=i, refs=refs, text='object %d' % i)
             conn.cacheMinimize()
-        for start in range(0, objects, _PER_TXN):
-            with db.transaction() as conn:
-                items = conn.root()['items']
-                for i in range(start, min(start + _PER_TXN, objects), 5):
-                    items[i]['text'] = 'rewritten %d' % i
-            conn.cacheMinimize()
-        for start in range(0, objects, _PER_TXN):
-            with db.transaction() as conn:
-                items = conn.root()['items']
-                for i in range(start, min(start + _PER_TXN, objects), 10):
-                    del items[i]
-            conn.cacheMinimize()
+        _in_transactions(db, range(0, objects, 5), _EDIT, lambda items, i: items[i].__setitem__('text', 'edited %d' % i))
+        _in_transactions(db, range(0, objects, 10), _UNLINK, lambda items, i: items.__delitem__(i))
     finally:
         db.close()
+
+
+def _in_transactions(db, keys, per_txn, change):
+    keys = list(keys)
+    conn = db.open()
+    try:
+        for start in range(0, len(keys), per_txn):
+            items = conn.root()['items']
+            for i in keys[start:start + per_txn]:
+                change(items, i)
+            conn.transaction_manager.commit()
+            if start % (per_txn * 200) == 0:
+                conn.cacheMinimize()
+    finally:
+        conn.close()
 
 
 def pack(spec):

@@ -21,12 +21,17 @@ type Session struct {
 	// transaction's own lock is the commit lock (SQLite's BEGIN IMMEDIATE).
 	lockCommit func(ctx context.Context, tx *sql.Tx) error
 	release    func() error // releases the pack lock
+	bulk       Bulk         // nil: multi-row INSERT statements
 }
 
+// Bulk inserts rows of integers on q (the write connection or transaction),
+// as adapter.BulkInserter.
+type Bulk func(ctx context.Context, q Querier, table string, cols []string, values []int64) error
+
 // Open takes a read and a write connection from the pools; release is
-// called at Close, after both are closed.
+// called at Close, after both are closed. bulk may be nil.
 func Open(ctx context.Context, f *adapter.Flavor, read, write *sql.DB,
-	lockCommit func(context.Context, *sql.Tx) error, release func() error) (*Session, error) {
+	lockCommit func(context.Context, *sql.Tx) error, release func() error, bulk Bulk) (*Session, error) {
 	r, err := read.Conn(ctx)
 	if err != nil {
 		return nil, err
@@ -36,17 +41,21 @@ func Open(ctx context.Context, f *adapter.Flavor, read, write *sql.DB,
 		r.Close()
 		return nil, err
 	}
-	return &Session{flavor: f, read: r, write: w, lockCommit: lockCommit, release: release}, nil
+	return &Session{flavor: f, read: r, write: w, lockCommit: lockCommit, release: release, bulk: bulk}, nil
 }
 
 func (s *Session) Flavor() *adapter.Flavor { return s.flavor }
-func (s *Session) Read() adapter.SQL       { return runner{s.read} }
+func (s *Session) Read() adapter.SQL       { return runner{q: s.read} }
 
 func (s *Session) Write() adapter.SQL {
+	var q Querier = s.write
 	if s.tx != nil {
-		return runner{s.tx}
+		q = s.tx
 	}
-	return runner{s.write}
+	if s.bulk != nil {
+		return bulkRunner{runner{q: q}, s.bulk}
+	}
+	return runner{q: q}
 }
 
 func (s *Session) Begin(ctx context.Context) error {
@@ -97,13 +106,13 @@ func (s *Session) Close() error {
 	return err
 }
 
-// querier is what *sql.Conn and *sql.Tx share.
-type querier interface {
+// Querier is what *sql.Conn and *sql.Tx share.
+type Querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-type runner struct{ q querier }
+type runner struct{ q Querier }
 
 func (r runner) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	res, err := r.q.ExecContext(ctx, query, args...)
@@ -119,6 +128,15 @@ func (r runner) Query(ctx context.Context, query string, args ...any) (adapter.R
 		return nil, err
 	}
 	return sqlRows{rows}, nil
+}
+
+type bulkRunner struct {
+	runner
+	bulk Bulk
+}
+
+func (r bulkRunner) InsertInt64s(ctx context.Context, table string, cols []string, values []int64) error {
+	return r.bulk(ctx, r.q, table, cols, values)
 }
 
 type sqlRows struct{ *sql.Rows }
