@@ -81,3 +81,57 @@ func TestPackUnreadableReachableStateKeepsEverything(t *testing.T) {
 		require.NoError(t, err)
 	})
 }
+
+// bigRecord is record(refs...) carrying n bytes of data as well.
+func bigRecord(n int, refs ...uint64) string {
+	r := record(refs...)
+	data := make([]byte, 5+n)
+	data[0] = 'B' // BINBYTES, before the list's end
+	binary.LittleEndian.PutUint32(data[1:], uint32(n))
+	return r[:len(r)-2] + string(data) + r[len(r)-2:] // one more item of the list
+}
+
+// A transaction larger than what the analysis holds in memory at once
+// (32 MB of states) is read in parts: everything it reaches is kept, and
+// it is recorded as read only once whole (the next pack reads only what
+// is new).
+func TestPackSplitsLargeTransactions(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, o engine.Options) {
+		s := open(t, o)
+		in := instance(t, s)
+		var kids []uint64
+		for len(kids) < 45 {
+			oids, err := s.TakeOIDs(ctx)
+			require.NoError(t, err)
+			kids = append(kids, oids...)
+		}
+		kids = kids[:45]
+		garbage, err := s.NewOID(ctx)
+		require.NoError(t, err)
+		states := map[uint64]string{0: record(kids...), garbage: record()}
+		for i, oid := range kids {
+			var next []uint64
+			if i+1 < len(kids) {
+				next = append(next, kids[i+1])
+			}
+			states[oid] = bigRecord(1<<20, next...)
+		}
+		tid := commit(t, in, nil, states)
+		res, err := s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true})
+		require.NoError(t, err)
+		require.EqualValues(t, 1, res.Garbage)
+		for _, oid := range kids {
+			_, _, err := in.Load(ctx, oid)
+			require.NoError(t, err)
+		}
+		_, _, err = in.Load(ctx, garbage)
+		require.Equal(t, engine.KindPOSKey, engine.KindOf(err))
+
+		// The root now reaches the chain from its 41st link only.
+		commit(t, in, map[uint64]uint64{0: tid}, map[uint64]string{0: record(kids[40])})
+		res, err = s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true})
+		require.NoError(t, err)
+		require.EqualValues(t, 1, res.Analyzed, "only the new root revision is read")
+		require.EqualValues(t, 40, res.Garbage)
+	})
+}

@@ -108,9 +108,12 @@ type packer struct {
 	// deferred: transactions at or before the pack time whose kept
 	// revisions were read, recorded as read once the others are removed.
 	deferred []int64
-	start    time.Time
-	phase    string    // the current phase
-	since    time.Time // when it began
+	// badKeys: the transactions (history-free: objects) with a state that
+	// could not be read; never recorded as read.
+	badKeys map[int64]bool
+	start   time.Time
+	phase   string    // the current phase
+	since   time.Time // when it began
 }
 
 // Run packs through s, which holds the pack lock.
@@ -124,7 +127,8 @@ func Run(ctx context.Context, s adapter.PackSession, o Options) (*Result, error)
 	if o.BatchTimeout <= 0 {
 		o.BatchTimeout = 15 * time.Second
 	}
-	p := &packer{s: s, o: o, r: db{s.Read(), s.Flavor()}, w: db{s.Write(), s.Flavor()}, start: time.Now()}
+	p := &packer{s: s, o: o, r: db{s.Read(), s.Flavor()}, w: db{s.Write(), s.Flavor()}, start: time.Now(),
+		badKeys: map[int64]bool{}}
 	err := p.run(ctx)
 	p.endPhase()
 	p.res.DurationSec = time.Since(p.start).Seconds()

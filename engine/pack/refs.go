@@ -48,6 +48,10 @@ type refBatch struct {
 	seen int64      // states read
 	// unreadable: the states whose references could not be read.
 	unreadable []Unreadable
+	// continued: the first key's references began in the previous batch
+	// (they are kept); open: the last key's go on in the next batch (it is
+	// not yet read whole).
+	continued, open bool
 }
 
 // analyze reads the references of every state not yet in object_ref, up to
@@ -80,7 +84,7 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	chunks := make(chan []stateRow, 1)
+	chunks := make(chan stateChunk, 1)
 	batches := make(chan *refBatch, 1)
 	var readErr error
 	go func() {
@@ -101,6 +105,9 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 	for b := range batches {
 		for _, u := range b.unreadable {
 			p.unreadable(u)
+		}
+		for _, k := range b.bad {
+			p.badKeys[k] = true
 		}
 		if err == nil {
 			err = p.writeRefs(ctx, b)
@@ -133,38 +140,59 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 	return last, nil
 }
 
+// stateChunk is a run of states; continued: its first key's states began
+// in the previous chunk; open: its last key's go on in the next one.
+type stateChunk struct {
+	rows            []stateRow
+	continued, open bool
+}
+
+// chunkBytes bounds the states one chunk holds: memory stays bounded
+// whatever the size of a transaction or of a state.
+const chunkBytes = 32 << 20
+
 // streamStates sends the states of the query in chunks of about
-// refBatchRows, each ending at a change of key (a transaction is never split).
-func (p *packer) streamStates(ctx context.Context, q string, last int64, out chan<- []stateRow) error {
-	var chunk []stateRow
+// refBatchRows, each ending at a change of key, unless it holds chunkBytes
+// of states first: a large transaction is then split.
+func (p *packer) streamStates(ctx context.Context, q string, last int64, out chan<- stateChunk) error {
+	var c stateChunk
+	size := 0
+	send := func(open bool) error {
+		c.open = open
+		select {
+		case out <- c:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		c, size = stateChunk{continued: open}, 0
+		return nil
+	}
 	err := p.r.each(ctx, q, []any{last}, func(rows adapter.Rows) error {
 		var r stateRow
 		if err := rows.Scan(&r.key, &r.oid, &r.tid, &r.state); err != nil {
 			return err
 		}
-		if len(chunk) >= refBatchRows && chunk[len(chunk)-1].key != r.key {
-			select {
-			case out <- chunk:
-			case <-ctx.Done():
-				return ctx.Err()
+		if n := len(c.rows); n > 0 {
+			sameKey := c.rows[n-1].key == r.key
+			if (n >= refBatchRows && !sameKey) || size >= chunkBytes {
+				if err := send(sameKey); err != nil {
+					return err
+				}
 			}
-			chunk = nil
 		}
-		chunk = append(chunk, r)
+		c.rows = append(c.rows, r)
+		size += len(r.state)
 		return nil
 	})
-	if err == nil && len(chunk) > 0 {
-		select {
-		case out <- chunk:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err == nil && len(c.rows) > 0 {
+		err = send(false)
 	}
 	return err
 }
 
 // scan reads the references of a chunk's states, on every core.
-func (p *packer) scan(chunk []stateRow) *refBatch {
+func (p *packer) scan(c stateChunk) *refBatch {
+	chunk := c.rows
 	refs := make([][]uint64, len(chunk))
 	errs := make([]error, len(chunk))
 	workers := min(runtime.GOMAXPROCS(0), (len(chunk)+999)/1000)
@@ -181,7 +209,7 @@ func (p *packer) scan(chunk []stateRow) *refBatch {
 		}(w)
 	}
 	wg.Wait()
-	b := &refBatch{seen: int64(len(chunk))}
+	b := &refBatch{seen: int64(len(chunk)), continued: c.continued, open: c.open}
 	for i, r := range chunk {
 		if i == 0 || r.key != chunk[i-1].key {
 			b.keys = append(b.keys, r.key)
@@ -240,7 +268,9 @@ func (p *packer) writeRefs(ctx context.Context, b *refBatch) error {
 	var done []int64
 	for i, k := range b.keys {
 		switch {
-		case slices.Contains(b.bad, k):
+		case b.open && i == len(b.keys)-1:
+			// Recorded with the batch that ends it.
+		case p.badKeys[k]:
 		case p.o.KeepHistory && uint64(k) <= p.res.PackTID:
 			p.deferred = append(p.deferred, k)
 		default:
@@ -251,11 +281,15 @@ func (p *packer) writeRefs(ctx context.Context, b *refBatch) error {
 	for _, r := range b.refs {
 		refs = append(refs, r[:]...)
 	}
+	fresh := b.keys // what an interrupted run may have left of them goes first
+	if b.continued {
+		fresh = fresh[1:]
+	}
 	return p.inTxn(ctx, func() error {
-		if _, err := p.w.inBatches(ctx, `DELETE FROM object_ref WHERE `+col+` IN (?)`, b.keys); err != nil {
+		if _, err := p.w.inBatches(ctx, `DELETE FROM object_ref WHERE `+col+` IN (?)`, fresh); err != nil {
 			return err
 		}
-		if _, err := p.w.inBatches(ctx, `DELETE FROM object_refs_added WHERE `+col+` IN (?)`, b.keys); err != nil {
+		if _, err := p.w.inBatches(ctx, `DELETE FROM object_refs_added WHERE `+col+` IN (?)`, fresh); err != nil {
 			return err
 		}
 		if err := p.w.insert(ctx, "object_ref", refCols, refs); err != nil {

@@ -47,15 +47,31 @@ func Open(ctx context.Context, f *adapter.Flavor, read, write *sql.DB,
 func (s *Session) Flavor() *adapter.Flavor { return s.flavor }
 func (s *Session) Read() adapter.SQL       { return runner{q: s.read} }
 
+// Write runs on the write transaction while one is open, else on the
+// write connection (autocommit).
 func (s *Session) Write() adapter.SQL {
-	var q Querier = s.write
-	if s.tx != nil {
-		q = s.tx
-	}
 	if s.bulk != nil {
-		return bulkRunner{runner{q: q}, s.bulk}
+		return bulkRunner{runner{q: writer{s}}, s.bulk}
 	}
-	return runner{q: q}
+	return runner{q: writer{s}}
+}
+
+// writer is the session's write transaction, or its connection outside one.
+type writer struct{ s *Session }
+
+func (w writer) current() Querier {
+	if w.s.tx != nil {
+		return w.s.tx
+	}
+	return w.s.write
+}
+
+func (w writer) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return w.current().ExecContext(ctx, query, args...)
+}
+
+func (w writer) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return w.current().QueryContext(ctx, query, args...)
 }
 
 func (s *Session) Begin(ctx context.Context) error {
