@@ -22,9 +22,26 @@ type graph struct {
 
 // loadGraph reads pack_object (the nodes; with keepMarks, those whose keep
 // is true are marked, with what they reach) and the references that count
-// for the pack: those of each object's revision kept at the pack time and
-// of later ones (object_ref.tid >= keep_tid).
+// for the pack (readEdges).
 func loadGraph(ctx context.Context, r db, keepMarks bool) (*graph, error) {
+	g, keep, err := loadNodes(ctx, r)
+	if err == nil {
+		err = g.readEdges(ctx, r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	g.indexEdges()
+	if keepMarks {
+		for _, i := range keep {
+			g.markFrom(i, false)
+		}
+	}
+	return g, nil
+}
+
+// loadNodes reads pack_object's oids, and the indexes of those kept.
+func loadNodes(ctx context.Context, r db) (*graph, []uint32, error) {
 	g := &graph{}
 	var keep []uint32
 	err := r.each(ctx, `SELECT zoid, CASE WHEN keep = {TRUE} THEN 1 ELSE 0 END FROM pack_object ORDER BY zoid`, nil,
@@ -33,37 +50,44 @@ func loadGraph(ctx context.Context, r db, keepMarks bool) (*graph, error) {
 			if err := rows.Scan(&oid, &k); err != nil {
 				return err
 			}
-			if k == 1 && keepMarks {
+			if k == 1 {
 				keep = append(keep, uint32(len(g.oids)))
 			}
 			g.oids = append(g.oids, uint64(oid))
 			return nil
 		})
-	if err != nil {
-		return nil, err
-	}
 	g.marked = make([]uint64, (len(g.oids)+63)/64)
-	err = r.each(ctx, `SELECT r.zoid, r.to_zoid FROM object_ref r JOIN pack_object p ON p.zoid = r.zoid
+	return g, keep, err
+}
+
+// readEdges adds the references object_ref holds that count for the pack:
+// those of each object's revision kept at the pack time and of later ones
+// (object_ref.tid >= keep_tid). Before the analysis, these are what earlier
+// packs read; the analysis adds what it reads itself (edge).
+func (g *graph) readEdges(ctx context.Context, r db) error {
+	return r.each(ctx, `SELECT r.zoid, r.to_zoid FROM object_ref r JOIN pack_object p ON p.zoid = r.zoid
 		WHERE r.tid >= p.keep_tid`, nil, func(rows adapter.Rows) error {
 		var from, to int64
 		if err := rows.Scan(&from, &to); err != nil {
 			return err
 		}
-		i, ok := g.index(uint64(from))
-		j, ok2 := g.index(uint64(to))
-		if ok && ok2 && i != j {
-			g.edges = append(g.edges, uint64(i)<<32|uint64(j))
+		if e, ok := g.edge(uint64(from), uint64(to)); ok {
+			g.edges = append(g.edges, e)
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
+}
+
+// edge is the reference from -> to between two nodes, as an edge; ok is
+// false when either is no node (or they are one). Safe for concurrent use
+// while the nodes do not change.
+func (g *graph) edge(from, to uint64) (uint64, bool) {
+	i, ok := g.index(from)
+	j, ok2 := g.index(to)
+	if !ok || !ok2 || i == j {
+		return 0, false
 	}
-	g.indexEdges()
-	for _, i := range keep {
-		g.markFrom(i, false)
-	}
-	return g, nil
+	return uint64(i)<<32 | uint64(j), true
 }
 
 // indexEdges sorts the edges and indexes them by the node they leave.

@@ -104,7 +104,9 @@ type packer struct {
 	res Result
 	// scanned: every transaction up to it has been read for references.
 	scanned uint64
-	g       *graph // nil until needed
+	// g: the graph; during the analysis, its nodes and the edges found so
+	// far (the analysis adds those it reads). Nil until needed.
+	g *graph
 	// deferred: transactions at or before the pack time whose kept
 	// revisions were read, recorded as read once the others are removed.
 	deferred []int64

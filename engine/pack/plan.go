@@ -28,16 +28,22 @@ func (p *packer) prepack(ctx context.Context) error {
 		// pack_object first: analyze reads only the revisions it keeps.
 		err = p.fillPackObject(ctx, `INSERT INTO pack_object (zoid, keep, keep_tid)
 			SELECT zoid, {TRUE}, MAX(tid) FROM object_state WHERE tid > 0 AND tid <= ? GROUP BY zoid`, int64(tid))
-		if err == nil && p.o.GC {
-			p.scanned, err = p.analyze(ctx)
-		}
 	} else {
 		// Every object, so that the graph holds what the recent ones refer to.
 		err = p.fillPackObject(ctx, `INSERT INTO pack_object (zoid, keep, keep_tid)
 			SELECT zoid, {TRUE}, tid FROM object_state`)
-		if err == nil {
-			p.scanned, err = p.analyze(ctx)
+	}
+	if err == nil && p.o.GC {
+		// The graph's nodes and the references earlier packs read; the
+		// analysis adds those it reads, without reading them back.
+		p.progress("traverse", 0, p.res.Objects)
+		if p.g, _, err = loadNodes(ctx, p.r); err == nil {
+			err = p.g.readEdges(ctx, p.r)
 		}
+		if err != nil {
+			return fmt.Errorf("read the object graph: %w", err)
+		}
+		p.scanned, err = p.analyze(ctx)
 	}
 	if err != nil {
 		return err
@@ -71,11 +77,8 @@ func (p *packer) fillPackObject(ctx context.Context, insert string, args ...any)
 // collect finds the unreachable objects and marks them keep = false.
 func (p *packer) collect(ctx context.Context) error {
 	p.progress("traverse", 0, p.res.Objects)
-	g, err := loadGraph(ctx, p.r, false)
-	if err != nil {
-		return fmt.Errorf("read the object graph: %w", err)
-	}
-	p.g = g
+	g := p.g
+	g.indexEdges()
 	g.markRoot(0)
 	tid := int64(p.res.PackTID)
 	// Objects changed after the pack time, and what states written after it

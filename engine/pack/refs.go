@@ -48,6 +48,8 @@ type refBatch struct {
 	seen int64      // states read
 	// unreadable: the states whose references could not be read.
 	unreadable []Unreadable
+	// edges: the references between nodes of the graph (planning only).
+	edges []uint64
 	// continued: the first key's references began in the previous batch
 	// (they are kept); open: the last key's go on in the next batch (it is
 	// not yet read whole).
@@ -108,6 +110,9 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 		}
 		for _, k := range b.bad {
 			p.badKeys[k] = true
+		}
+		if p.g != nil {
+			p.g.edges = append(p.g.edges, b.edges...)
 		}
 		if err == nil {
 			err = p.writeRefs(ctx, b)
@@ -231,6 +236,17 @@ func (p *packer) scan(c stateChunk) *refBatch {
 				b.refs = append(b.refs, [3]int64{r.oid, r.tid, int64(t)})
 			} else {
 				b.refs = append(b.refs, [3]int64{r.oid, int64(t), r.tid})
+			}
+		}
+	}
+	if g := p.g; g != nil {
+		for _, r := range b.refs {
+			from, to := r[0], r[2]
+			if !p.o.KeepHistory {
+				to = r[1]
+			}
+			if e, ok := g.edge(uint64(from), uint64(to)); ok {
+				b.edges = append(b.edges, e)
 			}
 		}
 	}

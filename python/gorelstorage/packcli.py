@@ -95,7 +95,8 @@ def _pack_one(storage, name, t, args, referencesf):
             storage.pack(t, referencesf)
         print('%s: packed' % name)
         return 0
-    result = _with_progress(storage, name, lambda: storage.pack_report(t, **options))
+    units = dict(_UNITS, remove='revisions' if storage.supportsUndo() else 'objects')
+    result = _with_progress(storage, name, units, lambda: storage.pack_report(t, **options))
     if args.check_refs:
         broken = result.get('broken_refs') or []
         for from_oid, to_oid in broken:
@@ -106,7 +107,7 @@ def _pack_one(storage, name, t, args, referencesf):
     return 0
 
 
-def _with_progress(storage, name, run):
+def _with_progress(storage, name, units, run):
     """Runs the pack in a thread; on a terminal, redraws a progress line twice a second."""
     outcome = {}
 
@@ -124,7 +125,7 @@ def _with_progress(storage, name, run):
         if tty and worker.is_alive():
             progress = storage.pack_progress()
             if progress:
-                sys.stderr.write('\r\x1b[K' + _progress_line(name, progress, rate))
+                sys.stderr.write('\r\x1b[K' + _progress_line(name, progress, rate, units))
                 sys.stderr.flush()
     if tty:
         sys.stderr.write('\r\x1b[K')
@@ -148,11 +149,11 @@ class _Rate:
         return (done - self.first) / elapsed if elapsed > 0 else 0.0
 
 
-def _progress_line(name, progress, rate):
+def _progress_line(name, progress, rate, units):
     phase, done, total = progress['phase'], progress['done'], progress['total']
     line = '%s: %s' % (name, _PHASES.get(phase, phase))
     if total or done:
-        unit = _UNITS.get(phase, '')
+        unit = units.get(phase, '')
         line += ' %s%s %s' % ('{:,}'.format(done), '/{:,}'.format(total) if total else '', unit)
         per_second = rate(phase, done)
         if per_second > 0:
