@@ -8,8 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync/atomic"
-	"time"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 	"github.com/gorelstorage/gorelstorage/engine/pack"
@@ -17,12 +17,11 @@ import (
 
 // PackOptions are pack()'s arguments and the pack options.
 type PackOptions struct {
-	TID          uint64  `json:"tid"` // pack to the newest transaction at or before it
-	GC           bool    `json:"gc"`
-	PrepackOnly  bool    `json:"prepack_only"`
-	SkipPrepack  bool    `json:"skip_prepack"`
-	CheckRefs    bool    `json:"check_refs"`
-	BatchTimeout float64 `json:"batch_timeout"` // seconds
+	TID         uint64 `json:"tid"` // pack to the newest transaction at or before it
+	GC          bool   `json:"gc"`
+	PrepackOnly bool   `json:"prepack_only"`
+	SkipPrepack bool   `json:"skip_prepack"`
+	CheckRefs   bool   `json:"check_refs"`
 }
 
 // PackResult is what a pack did, with its log.
@@ -67,20 +66,22 @@ func (s *Storage) Pack(ctx context.Context, o PackOptions) (*PackResult, error) 
 	}
 	defer sess.Close()
 	out := &PackResult{}
+	// The garbage collector keeps the heap close to what the pack holds
+	// (the graph, a few batches of states) rather than twice it.
+	defer debug.SetGCPercent(debug.SetGCPercent(10))
 	s.packing.p.Store(&pack.Progress{Phase: "start"})
 	defer s.packing.p.Store(nil)
 	res, err := pack.Run(ctx, sess, pack.Options{
-		KeepHistory:  s.opts.KeepHistory,
-		TID:          o.TID,
-		GC:           o.GC,
-		PrepackOnly:  o.PrepackOnly,
-		SkipPrepack:  o.SkipPrepack,
-		CheckRefs:    o.CheckRefs,
-		BatchTimeout: time.Duration(o.BatchTimeout * float64(time.Second)),
-		BlobsInDB:    s.blobs != nil && !s.opts.SharedBlobDir,
-		Removed:      s.packRemoved(),
-		Progress:     func(p pack.Progress) { s.packing.p.Store(&p) },
-		Logf:         func(format string, args ...any) { out.Log = append(out.Log, fmt.Sprintf(format, args...)) },
+		KeepHistory: s.opts.KeepHistory,
+		TID:         o.TID,
+		GC:          o.GC,
+		PrepackOnly: o.PrepackOnly,
+		SkipPrepack: o.SkipPrepack,
+		CheckRefs:   o.CheckRefs,
+		BlobsInDB:   s.blobs != nil && !s.opts.SharedBlobDir,
+		Removed:     s.packRemoved(),
+		Progress:    func(p pack.Progress) { s.packing.p.Store(&p) },
+		Logf:        func(format string, args ...any) { out.Log = append(out.Log, fmt.Sprintf(format, args...)) },
 	})
 	if res != nil {
 		out.Result = *res

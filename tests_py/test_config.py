@@ -5,6 +5,7 @@ import pytest
 import transaction
 import ZODB.config
 import zodburi
+from persistent.mapping import PersistentMapping
 
 import gorelstorage
 
@@ -172,3 +173,30 @@ def test_blob_option_values_are_checked(tmp_path):
         s = gorelstorage.GoRelStorage(gorelstorage.SQLite3(str(tmp_path / 'd')), blob_dir=str(tmp_path / 's'),
                                       shared_blob_dir=True, blob_cache_size=1000)
     s.close()
+
+
+def test_pack_options(tmp_path):
+    """RelStorage's pack keys, with their meanings: pack-gc false keeps unreachable objects;
+    the deprecated duty-cycle keys are accepted with a warning; zodburi reads them too."""
+    with pytest.warns(FutureWarning, match='pack-commit-busy-delay'):
+        db = ZODB.config.databaseFromString(_zconfig(
+            tmp_path / 'data', 'pack-gc false\npack-batch-timeout 3.5\npack-commit-busy-delay 2'))
+    try:
+        opts = db.storage._options
+        assert (opts.pack_gc, opts.pack_prepack_only, opts.pack_batch_timeout) == (False, False, 3.5)
+        with db.transaction() as conn:
+            conn.root()['x'] = PersistentMapping()
+        with db.transaction() as conn:
+            x = conn.root()['x']._p_oid
+            del conn.root()['x']
+        db.pack()
+        assert db.storage.load(x)  # not collected
+    finally:
+        db.close()
+    factory, _ = zodburi.resolve_uri('gosqlite://?data_dir=%s&pack_gc=false&pack_prepack_only=true'
+                                     % (tmp_path / 'd2'))
+    storage = factory()
+    try:
+        assert (storage._options.pack_gc, storage._options.pack_prepack_only) == (False, True)
+    finally:
+        storage.close()

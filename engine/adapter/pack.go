@@ -70,10 +70,14 @@ type Flavor struct {
 	True     string // boolean literals of the packed/keep columns
 	False    string
 	Txn      string // the transaction table's name as a statement must spell it
-	Truncate string // empties a table inside a transaction: "TRUNCATE" or "DELETE FROM"
 	// Empty empties a table outside any transaction, as fast as the
-	// database can (MySQL's and Oracle's TRUNCATE TABLE commits).
+	// database can (MySQL's and Oracle's TRUNCATE TABLE commits, so no
+	// transaction may be open).
 	Empty string
+	// Analyze, when set, refreshes a table's statistics after a pack
+	// ("ANALYZE", "ANALYZE TABLE"), as RelStorage does: the planner's and
+	// the size estimates see the rows removed.
+	Analyze string
 	// InsertAll: multi-row inserts are INSERT ALL ... SELECT 1 FROM DUAL (Oracle).
 	InsertAll bool
 	// MaxParams bounds the values bound to one statement.

@@ -18,6 +18,21 @@ type graph struct {
 	edges  []uint64 // from<<32 | to, sorted
 	first  []uint32 // edges[first[i]:first[i+1]] leave oids[i]
 	count  int      // marked nodes
+	// blocks gather the edges while they are found, in pieces of edgeBlock:
+	// a growing slice would hold twice its length, and three times while it
+	// is copied.
+	blocks [][]uint64
+}
+
+const edgeBlock = 1 << 16
+
+// addEdge records the edge e (see edge).
+func (g *graph) addEdge(e uint64) {
+	if n := len(g.blocks); n == 0 || len(g.blocks[n-1]) == edgeBlock {
+		g.blocks = append(g.blocks, make([]uint64, 0, edgeBlock))
+	}
+	last := &g.blocks[len(g.blocks)-1]
+	*last = append(*last, e)
 }
 
 // loadGraph reads pack_object (the nodes; with keepMarks, those whose keep
@@ -72,7 +87,7 @@ func (g *graph) readEdges(ctx context.Context, r db) error {
 			return err
 		}
 		if e, ok := g.edge(uint64(from), uint64(to)); ok {
-			g.edges = append(g.edges, e)
+			g.addEdge(e)
 		}
 		return nil
 	})
@@ -90,8 +105,21 @@ func (g *graph) edge(from, to uint64) (uint64, bool) {
 	return uint64(i)<<32 | uint64(j), true
 }
 
-// indexEdges sorts the edges and indexes them by the node they leave.
+// indexEdges gathers the edges in one array of their exact size (each
+// block freed once copied), sorts them and indexes them by the node they
+// leave.
 func (g *graph) indexEdges() {
+	n := len(g.edges)
+	for _, b := range g.blocks {
+		n += len(b)
+	}
+	edges := make([]uint64, 0, n)
+	edges = append(edges, g.edges...)
+	for i, b := range g.blocks {
+		edges = append(edges, b...)
+		g.blocks[i] = nil
+	}
+	g.edges, g.blocks = edges, nil
 	slices.Sort(g.edges)
 	g.edges = slices.Compact(g.edges)
 	g.first = make([]uint32, len(g.oids)+1)

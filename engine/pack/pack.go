@@ -46,9 +46,6 @@ type Options struct {
 	// CheckRefs plans a garbage-collecting pack up to now and lists the
 	// references of kept objects to objects that do not exist; nothing is removed.
 	CheckRefs bool
-	// BatchTimeout bounds the time between commits of the remove step
-	// (pack-batch-timeout).
-	BatchTimeout time.Duration
 	// BlobsInDB: blob_chunk holds the blobs, and Removed is told of the blob
 	// revisions removed; otherwise (a shared blob directory, or none) it is
 	// told of every revision removed.
@@ -125,9 +122,6 @@ func Run(ctx context.Context, s adapter.PackSession, o Options) (*Result, error)
 	}
 	if o.Logf == nil {
 		o.Logf = func(string, ...any) {}
-	}
-	if o.BatchTimeout <= 0 {
-		o.BatchTimeout = 15 * time.Second
 	}
 	p := &packer{s: s, o: o, r: db{s.Read(), s.Flavor()}, w: db{s.Write(), s.Flavor()}, start: time.Now(),
 		badKeys: map[int64]bool{}}

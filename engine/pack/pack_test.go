@@ -14,9 +14,9 @@ func TestRewriteSpellsEachDatabase(t *testing.T) {
 	require.Equal(t, `UPDATE transaction SET packed = TRUE WHERE tid BETWEEN $1 AND $2 AND is_empty = FALSE`, rewrite(pg, q))
 	ora := &adapter.Flavor{Numbered: ":", True: "'Y'", False: "'N'", Txn: "transaction"}
 	require.Equal(t, `UPDATE transaction SET packed = 'Y' WHERE tid BETWEEN :1 AND :2 AND is_empty = 'N'`, rewrite(ora, q))
-	lite := &adapter.Flavor{True: "1", False: "0", Txn: `"transaction"`, Truncate: "DELETE FROM"}
+	lite := &adapter.Flavor{True: "1", False: "0", Txn: `"transaction"`, Empty: "DELETE FROM"}
 	require.Equal(t, `UPDATE "transaction" SET packed = 1 WHERE tid BETWEEN ? AND ? AND is_empty = 0`, rewrite(lite, q))
-	require.Equal(t, `DELETE FROM pack_object`, rewrite(lite, `{TRUNCATE} pack_object`))
+	require.Equal(t, `DELETE FROM pack_object`, rewrite(lite, `{EMPTY} pack_object`))
 }
 
 func TestInsertRows(t *testing.T) {
@@ -34,7 +34,7 @@ func newGraph(oids []uint64, refs [][2]uint64) *graph {
 		i, ok := g.index(r[0])
 		j, ok2 := g.index(r[1])
 		if ok && ok2 {
-			g.edges = append(g.edges, uint64(i)<<32|uint64(j))
+			g.addEdge(uint64(i)<<32 | uint64(j))
 		}
 	}
 	g.indexEdges()

@@ -30,7 +30,7 @@ import (
 
 // refBatchRows is about how many states, and at most how many object_ref
 // rows, one batch holds.
-const refBatchRows = 20000
+const refBatchRows = 5000
 
 // stateRow is one state to read: key is its tid (history-preserving) or
 // oid (history-free), what object_refs_added records.
@@ -112,7 +112,9 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 			p.badKeys[k] = true
 		}
 		if p.g != nil {
-			p.g.edges = append(p.g.edges, b.edges...)
+			for _, e := range b.edges {
+				p.g.addEdge(e)
+			}
 		}
 		if err == nil {
 			err = p.writeRefs(ctx, b)
@@ -154,7 +156,7 @@ type stateChunk struct {
 
 // chunkBytes bounds the states one chunk holds: memory stays bounded
 // whatever the size of a transaction or of a state.
-const chunkBytes = 32 << 20
+const chunkBytes = 8 << 20
 
 // streamStates sends the states of the query in chunks of about
 // refBatchRows, each ending at a change of key, unless it holds chunkBytes

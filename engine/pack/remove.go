@@ -413,8 +413,20 @@ func (p *packer) keep(ctx context.Context, newly []int64) error {
 // cleanup empties the pack tables, as RelStorage leaves them after a pack.
 func (p *packer) cleanup(ctx context.Context) error {
 	p.progress("cleanup", 0, 0)
+	tables, changed := []string{"pack_object"}, []string{"object_state"}
 	if p.o.KeepHistory {
-		return p.w.empty(ctx, "pack_object", "pack_state", "pack_state_tid")
+		tables = append(tables, "pack_state", "pack_state_tid")
+		changed = append(changed, "current_object")
 	}
-	return p.w.empty(ctx, "pack_object")
+	if err := p.w.empty(ctx, tables...); err != nil {
+		return err
+	}
+	if verb := p.s.Flavor().Analyze; verb != "" && p.res.Removed > 0 {
+		for _, t := range changed {
+			if _, err := p.w.exec(ctx, verb+" "+t); err != nil {
+				return fmt.Errorf("refresh the statistics of %s: %w", t, err)
+			}
+		}
+	}
+	return nil
 }

@@ -18,10 +18,10 @@ type db struct {
 }
 
 // rewrite spells a statement written with ? and {TRUE}, {FALSE}, {TXN},
-// {TRUNCATE}, {EMPTY} for the database.
+// {EMPTY} for the database.
 func rewrite(f *adapter.Flavor, q string) string {
 	q = strings.NewReplacer("{TRUE}", f.True, "{FALSE}", f.False, "{TXN}", f.Txn,
-		"{TRUNCATE}", f.Truncate, "{EMPTY}", f.Empty).Replace(q)
+		"{EMPTY}", f.Empty).Replace(q)
 	if f.Numbered == "" || !strings.Contains(q, "?") {
 		return q
 	}

@@ -623,7 +623,6 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         config = {
             'tid': _pack_tid(t), 'gc': bool(gc), 'prepack_only': prepack_only,
             'skip_prepack': skip_prepack, 'check_refs': bool(check_refs),
-            'batch_timeout': float(options.pack_batch_timeout or 0),
         }
         data = self._call_db(_native.pack, json.dumps(config).encode('utf-8'))
         result = json.loads(data) if data else {}

@@ -44,6 +44,26 @@ def zap(database, location):
         raise ValueError('no such test database kind: %r' % (database,))
 
 
+def count_objects(database, location):
+    """The objects in a history-preserving database (its current_object rows), counted:
+    ``len(storage)`` is an estimate on PostgreSQL and on large MySQL tables."""
+    query = 'SELECT COUNT(*) FROM current_object'
+    if database == 'sqlite':
+        import sqlite3
+        conn = sqlite3.connect(os.path.join(location, 'main.sqlite3'))
+    elif database == 'postgresql':
+        import psycopg2
+        conn = psycopg2.connect(location)
+    else:
+        conn = mysql_connect(location)
+    try:
+        cur = conn.cursor()
+        cur.execute(query)
+        return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
 def mysql_connect(uri, **kw):
     """A PyMySQL connection, autocommitting, to the database a ``gomysql://`` URI names."""
     import pymysql

@@ -17,7 +17,7 @@ import (
 	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlpack"
 )
 
-var flavor = &adapter.Flavor{True: "TRUE", False: "FALSE", Txn: "transaction", Truncate: "DELETE FROM", Empty: "TRUNCATE TABLE",
+var flavor = &adapter.Flavor{True: "TRUE", False: "FALSE", Txn: "transaction", Empty: "TRUNCATE TABLE", Analyze: "ANALYZE TABLE",
 	MaxParams: 60000, RowsFirst: true, JoinDelete: true}
 
 // OpenPack takes RelStorage's pack lock (GET_LOCK on "<database>.pack", not

@@ -12,7 +12,7 @@ import (
 // flavor: packed and keep are CHAR 'Y'/'N'; TRUNCATE would commit the
 // write transaction; multi-row inserts are INSERT ALL.
 var flavor = &adapter.Flavor{Numbered: ":", True: "'Y'", False: "'N'", Txn: "transaction",
-	Truncate: "DELETE FROM", Empty: "TRUNCATE TABLE", InsertAll: true, MaxParams: 999, RowsFirst: true}
+	Empty: "TRUNCATE TABLE", InsertAll: true, MaxParams: 999, RowsFirst: true}
 
 // OpenPack takes RelStorage's pack lock, the pack_lock table locked in a
 // transaction of a connection of its own, held until Close.

@@ -11,7 +11,7 @@ import (
 )
 
 var flavor = &adapter.Flavor{Numbered: "$", True: "TRUE", False: "FALSE", Txn: "transaction",
-	Truncate: "TRUNCATE", Empty: "TRUNCATE", MaxParams: 60000}
+	Empty: "TRUNCATE", Analyze: "ANALYZE", MaxParams: 60000}
 
 // RelStorage's pack lock: a session advisory lock on -2, taken without
 // waiting; the commit lock is the transaction advisory lock on -1.

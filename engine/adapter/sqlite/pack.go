@@ -12,7 +12,8 @@ import (
 	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlpack"
 )
 
-var flavor = &adapter.Flavor{True: "1", False: "0", Txn: `"transaction"`, Truncate: "DELETE FROM", Empty: "DELETE FROM", MaxParams: 999}
+// flavor: the SQLite built into go-sqlite3 binds up to 32766 values a statement.
+var flavor = &adapter.Flavor{True: "1", False: "0", Txn: `"transaction"`, Empty: "DELETE FROM", MaxParams: 32766}
 
 // OpenPack: RelStorage's SQLite adapter has no pack lock; one pack at a time
 // is kept by an exclusive flock on pack.lock in the data-dir, which ends

@@ -85,11 +85,8 @@ def pack(spec):
         peak = _rss('VmHWM')
     finally:
         storage.close()
-    storage = open_storage(dict(spec, contender='gorelstorage'))
-    try:
-        left = len(storage)
-    finally:
-        storage.close()
+    from ..testing import count_objects
+    left = count_objects(spec['database'], spec['location'])
     return {'seconds': seconds, 'peak': peak, 'growth': max(0, peak - base), 'left': left}
 
 
