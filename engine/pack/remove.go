@@ -119,8 +119,11 @@ func (p *packer) batch(ctx context.Context, remove func() error) error {
 				return err
 			}
 			var err error
-			if newly, newest, err = p.recheck(ctx); err != nil || len(newly) > 0 {
-				return errors.Join(err, errReachable)
+			if newly, newest, err = p.recheck(ctx); err != nil {
+				return err
+			}
+			if len(newly) > 0 {
+				return errReachable
 			}
 			p.scanned = newest
 			return nil

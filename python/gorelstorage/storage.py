@@ -630,7 +630,8 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             logger.info('%s', line)
         for u in result.get('unreadable') or ():
             logger.warning('pack: the references of oid %d in transaction %d cannot be read (%s); '
-                           'the objects it may refer to were kept', u['oid'], u['tid'], u['error'])
+                           'they are not recorded, and the next pack reads the state again',
+                           u['oid'], u['tid'], u['error'])
         _log_warnings(result.get('warnings') or ())
         return result
 
