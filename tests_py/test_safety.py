@@ -195,12 +195,17 @@ def test_new_oid_after_close_is_refused(database):
         storage.new_oid()
 
 
-def test_pack_takes_relstorages_keywords_and_says_it_is_missing(database):
+def test_pack_takes_relstorages_keywords(database):
+    """zodbpack's keywords are accepted; anything else, or both halves of a split pack at
+    once, is refused before anything is packed."""
     storage = database.make(True)
     try:
-        for kw in ({}, {'prepack_only': True}, {'skip_prepack': True}, {'gc': False}):
-            with pytest.raises(Unsupported):
-                storage.pack(0, referencesf, **kw)
+        for kw in ({}, {'prepack_only': True}, {'skip_prepack': True}, {'gc': False}, {'check_refs': True}):
+            storage.pack(0, referencesf, **kw)
+        with pytest.raises(TypeError, match='prepack'):
+            storage.pack(0, referencesf, prepack=True)
+        with pytest.raises(ValueError):
+            storage.pack(0, referencesf, prepack_only=True, skip_prepack=True)
     finally:
         storage.close()
 

@@ -43,16 +43,11 @@ type SQL interface {
 }
 
 // BulkInserter is implemented by the SQL of databases that insert many
-// rows faster than multi-row INSERT statements do (PostgreSQL's COPY,
-// MySQL's LOAD DATA).
+// rows faster than multi-row INSERT statements do (PostgreSQL's COPY).
 type BulkInserter interface {
-	// InsertInt64s inserts len(values)/len(cols) rows of integers; it
-	// returns ErrNoBulk, having inserted nothing, when the server refuses.
+	// InsertInt64s inserts len(values)/len(cols) rows of integers.
 	InsertInt64s(ctx context.Context, table string, cols []string, values []int64) error
 }
-
-// ErrNoBulk: the server refuses bulk inserts (MySQL without local_infile).
-var ErrNoBulk = errors.New("bulk insert refused by the server")
 
 // Rows is a streamed result.
 type Rows interface {

@@ -2,7 +2,6 @@ package pack
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -79,9 +78,7 @@ func (d db) insert(ctx context.Context, table string, cols []string, values []in
 		return nil
 	}
 	if bulk, ok := d.sql.(adapter.BulkInserter); ok {
-		if err := bulk.InsertInt64s(ctx, table, cols, values); !errors.Is(err, adapter.ErrNoBulk) {
-			return err
-		}
+		return bulk.InsertInt64s(ctx, table, cols, values)
 	}
 	per := max(1, d.f.MaxParams/len(cols))
 	for len(values) > 0 {

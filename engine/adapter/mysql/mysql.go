@@ -87,8 +87,6 @@ type dialect struct {
 	maxQuery int
 	// oidsSinceCollect counts new_oid values this process took, for garbage collection.
 	oidsSinceCollect atomic.Int64
-	// noLoadData: the server refused LOAD DATA LOCAL INFILE once.
-	noLoadData atomic.Bool
 }
 
 // Open connects to the database, checks (or creates) the schema and returns the dialect.

@@ -33,7 +33,7 @@ func (d *dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
 		_, err := tx.ExecContext(ctx, d.q.packCommitLock())
 		return d.wrap(err)
 	}
-	s, err := sqlpack.Open(ctx, flavor, d.load, d.store, lockCommit, release, nil)
+	s, err := sqlpack.Open(ctx, flavor, d.load, d.store, lockCommit, release)
 	if err != nil {
 		release()
 		return nil, d.wrap(err)

@@ -34,7 +34,7 @@ func (d *Dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
 		}
 		return nil, fmt.Errorf("sqlite3: pack lock: %w", err)
 	}
-	s, err := sqlpack.Open(ctx, flavor, d.readDB, d.writeDB, nil, f.Close, nil)
+	s, err := sqlpack.Open(ctx, flavor, d.readDB, d.writeDB, nil, f.Close)
 	if err != nil {
 		f.Close()
 		return nil, err

@@ -21,17 +21,12 @@ type Session struct {
 	// transaction's own lock is the commit lock (SQLite's BEGIN IMMEDIATE).
 	lockCommit func(ctx context.Context, tx *sql.Tx) error
 	release    func() error // releases the pack lock
-	bulk       Bulk         // nil: multi-row INSERT statements
 }
 
-// Bulk inserts rows of integers on q (the write connection or transaction),
-// as adapter.BulkInserter.
-type Bulk func(ctx context.Context, q Querier, table string, cols []string, values []int64) error
-
 // Open takes a read and a write connection from the pools; release is
-// called at Close, after both are closed. bulk may be nil.
+// called at Close, after both are closed.
 func Open(ctx context.Context, f *adapter.Flavor, read, write *sql.DB,
-	lockCommit func(context.Context, *sql.Tx) error, release func() error, bulk Bulk) (*Session, error) {
+	lockCommit func(context.Context, *sql.Tx) error, release func() error) (*Session, error) {
 	r, err := read.Conn(ctx)
 	if err != nil {
 		return nil, err
@@ -41,7 +36,7 @@ func Open(ctx context.Context, f *adapter.Flavor, read, write *sql.DB,
 		r.Close()
 		return nil, err
 	}
-	return &Session{flavor: f, read: r, write: w, lockCommit: lockCommit, release: release, bulk: bulk}, nil
+	return &Session{flavor: f, read: r, write: w, lockCommit: lockCommit, release: release}, nil
 }
 
 func (s *Session) Flavor() *adapter.Flavor { return s.flavor }
@@ -49,17 +44,12 @@ func (s *Session) Read() adapter.SQL       { return runner{q: s.read} }
 
 // Write runs on the write transaction while one is open, else on the
 // write connection (autocommit).
-func (s *Session) Write() adapter.SQL {
-	if s.bulk != nil {
-		return bulkRunner{runner{q: writer{s}}, s.bulk}
-	}
-	return runner{q: writer{s}}
-}
+func (s *Session) Write() adapter.SQL { return runner{q: writer{s}} }
 
 // writer is the session's write transaction, or its connection outside one.
 type writer struct{ s *Session }
 
-func (w writer) current() Querier {
+func (w writer) current() querier {
 	if w.s.tx != nil {
 		return w.s.tx
 	}
@@ -122,13 +112,13 @@ func (s *Session) Close() error {
 	return err
 }
 
-// Querier is what *sql.Conn and *sql.Tx share.
-type Querier interface {
+// querier is what *sql.Conn and *sql.Tx share.
+type querier interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-type runner struct{ q Querier }
+type runner struct{ q querier }
 
 func (r runner) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	res, err := r.q.ExecContext(ctx, query, args...)
@@ -144,15 +134,6 @@ func (r runner) Query(ctx context.Context, query string, args ...any) (adapter.R
 		return nil, err
 	}
 	return sqlRows{rows}, nil
-}
-
-type bulkRunner struct {
-	runner
-	bulk Bulk
-}
-
-func (r bulkRunner) InsertInt64s(ctx context.Context, table string, cols []string, values []int64) error {
-	return r.bulk(ctx, r.q, table, cols, values)
 }
 
 type sqlRows struct{ *sql.Rows }
