@@ -86,7 +86,7 @@ func (s *Storage) Pack(ctx context.Context, o PackOptions) (*PackResult, error) 
 	if res != nil {
 		out.Result = *res
 	}
-	if out.Removed > 0 || out.Kept > 0 {
+	if out.Removed > 0 {
 		// Removed revisions must not be served from the cache (loadSerial
 		// of a packed revision fails, as with every storage).
 		s.sh.cache.Clear()

@@ -17,7 +17,6 @@ type graph struct {
 	marked []uint64 // bitset over oids' indexes
 	edges  []uint64 // from<<32 | to, sorted
 	first  []uint32 // edges[first[i]:first[i+1]] leave oids[i]
-	count  int      // marked nodes
 	// blocks gather the edges while they are found, in pieces of edgeBlock:
 	// a growing slice would hold twice its length, and three times while it
 	// is copied.
@@ -166,7 +165,6 @@ func (g *graph) markFrom(start uint32, collect bool) []uint64 {
 		if collect {
 			newly = append(newly, g.oids[i])
 		}
-		g.count++
 		for _, e := range g.edges[g.first[i]:g.first[i+1]] {
 			j := uint32(e)
 			if !g.isMarked(j) {
@@ -183,7 +181,6 @@ func (g *graph) markAll() {
 	for i := range g.marked {
 		g.marked[i] = ^uint64(0)
 	}
-	g.count = len(g.oids)
 }
 
 // unmarked returns the oids not marked, ascending.

@@ -200,14 +200,8 @@ func (p *packer) removeRange(ctx context.Context, r tidRange) ([]Rev, int64, err
 		}
 	}
 	// Packed transactions left empty go, with their references.
-	var empty []int64
-	err = p.w.each(ctx, `SELECT tid FROM {TXN} WHERE tid BETWEEN ? AND ? AND tid > 0
-		AND packed = {TRUE} AND is_empty = {TRUE}`, []any{lo, hi}, func(rows adapter.Rows) error {
-		var tid int64
-		err := rows.Scan(&tid)
-		empty = append(empty, tid)
-		return err
-	})
+	empty, err := p.w.int64s(ctx, `SELECT tid FROM {TXN} WHERE tid BETWEEN ? AND ? AND tid > 0
+		AND packed = {TRUE} AND is_empty = {TRUE}`, lo, hi)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -245,13 +239,8 @@ func (p *packer) removeObjects(ctx context.Context) error {
 	if p.g != nil {
 		garbage = p.g.unmarked()
 	} else {
-		err := p.r.each(ctx, `SELECT zoid FROM pack_object WHERE keep = {FALSE} ORDER BY zoid`, nil,
-			func(rows adapter.Rows) error {
-				var oid int64
-				err := rows.Scan(&oid)
-				garbage = append(garbage, oid)
-				return err
-			})
+		var err error
+		garbage, err = p.r.int64s(ctx, `SELECT zoid FROM pack_object WHERE keep = {FALSE} ORDER BY zoid`)
 		if err != nil {
 			return fmt.Errorf("read the plan: %w", err)
 		}

@@ -71,6 +71,18 @@ func (d db) int64(ctx context.Context, q string, args ...any) (int64, error) {
 	return *v, nil
 }
 
+// int64s reads a column of numbers.
+func (d db) int64s(ctx context.Context, q string, args ...any) ([]int64, error) {
+	var out []int64
+	err := d.each(ctx, q, args, func(r adapter.Rows) error {
+		var v int64
+		err := r.Scan(&v)
+		out = append(out, v)
+		return err
+	})
+	return out, err
+}
+
 // insert writes rows of integers into table, len(cols) values a row, in
 // the database's fastest way: COPY, or as many rows per statement as it binds.
 func (d db) insert(ctx context.Context, table string, cols []string, values []int64) error {
