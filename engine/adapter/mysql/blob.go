@@ -60,10 +60,11 @@ func (c *loadConn) ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (
 	return found, err
 }
 
-// StageBlobs implements adapter.BlobStager. Small files go several per
-// query, up to blob-chunk-size bytes of them; a large one chunk by chunk through a statement prepared once per
-// transaction: in the binary protocol a chunk travels as it is, neither
-// escaped by the client nor parsed by the server.
+// StageBlobs implements adapter.BlobStager, through statements prepared
+// once per transaction: in the binary protocol a chunk travels as it is,
+// neither escaped by the client nor parsed by the server (the driver sends
+// a value too large for one packet on its own). Small files go several per
+// statement, up to blob-chunk-size bytes of them; a large one chunk by chunk.
 func (c *storeConn) StageBlobs(ctx context.Context, blobs []adapter.StagedBlob) error {
 	if !c.pending && !c.inTxn {
 		return fmt.Errorf("mysql: blob staged outside a write transaction")
@@ -72,18 +73,17 @@ func (c *storeConn) StageBlobs(ctx context.Context, blobs []adapter.StagedBlob) 
 		return c.d.wrap(fmt.Errorf("store blobs: %w", err))
 	}
 	size := c.d.chunkSize()
-	// A batch's escaped literals fit in one query, with room for its rows' text.
-	batchBytes := max(0, (c.d.maxQuery-rowOverhead*maxStagedRows)/2)
-	err := blobio.Group(blobs, size, min(size, batchBytes), func(batch []blobio.Small) error {
-		rows := make([]string, len(batch))
+	err := blobio.Group(blobs, size, size, func(batch []blobio.Small) error {
+		st, err := c.stagingStatement(ctx, len(batch))
+		if err != nil {
+			return err
+		}
 		args := make([]any, 0, 2*len(batch))
-		for i, b := range batch {
-			rows[i] = "(?, 0, ?)"
+		for _, b := range batch {
 			args = append(args, int64(b.OID), b.Data)
 		}
-		s := &script{}
-		s.add(sqlInsertTempChunks+strings.Join(rows, ", "), args...)
-		return c.query(ctx, s, nil)
+		_, err = st.ExecContext(ctx, args...)
+		return err
 	}, func(b adapter.StagedBlob) error {
 		return blobio.EachChunk(b.Path, size, func(num int, chunk []byte) error {
 			_, err := c.insertChunk.ExecContext(ctx, int64(b.OID), num, chunk)
@@ -99,9 +99,26 @@ func (c *storeConn) StageBlobs(ctx context.Context, blobs []adapter.StagedBlob) 
 	return nil
 }
 
-// maxStagedRows bounds the rows of one multi-row INSERT of small blobs
-// (blobio's batches are no longer).
-const maxStagedRows = 500
+// stagingStatement is the INSERT of n small blobs, prepared once per
+// transaction for each n.
+func (c *storeConn) stagingStatement(ctx context.Context, n int) (*sql.Stmt, error) {
+	if st := c.insertBlobs[n]; st != nil {
+		return st, nil
+	}
+	rows := make([]string, n)
+	for i := range rows {
+		rows[i] = "(?, 0, ?)"
+	}
+	st, err := c.conn.PrepareContext(ctx, sqlInsertTempChunks+strings.Join(rows, ", "))
+	if err != nil {
+		return nil, err
+	}
+	if c.insertBlobs == nil {
+		c.insertBlobs = map[int]*sql.Stmt{}
+	}
+	c.insertBlobs[n] = st
+	return st, nil
+}
 
 // prepareStaging readies the temporary table and the chunk statement. The
 // table is transactional: what a rolled-back transaction staged is gone, and
@@ -142,6 +159,10 @@ func (c *storeConn) endStaging() {
 		c.insertChunk.Close()
 		c.insertChunk = nil
 	}
+	for _, st := range c.insertBlobs {
+		st.Close()
+	}
+	c.insertBlobs = nil
 	c.staged = nil
 }
 

@@ -35,8 +35,9 @@ type storeConn struct {
 	connID      int64     // the server's id of this connection, read with the commit lock
 	tid         uint64    // what Move wrote
 	writes      []adapter.Write
-	staged      map[uint64]bool // oids whose blobs wait in temp_blob_chunk; nil before the first
-	insertChunk *sql.Stmt       // prepared for staging, for the transaction
+	staged      map[uint64]bool   // oids whose blobs wait in temp_blob_chunk; nil before the first
+	insertChunk *sql.Stmt         // prepared for staging, for the transaction
+	insertBlobs map[int]*sql.Stmt // prepared for staging n small blobs, for the transaction
 }
 
 func (c *storeConn) BeginCommit(ctx context.Context) error {

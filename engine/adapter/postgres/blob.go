@@ -19,7 +19,8 @@ import (
 // blob-chunk-size pieces, so neither side holds a blob whole.
 
 const (
-	sqlBlobObjects = `SELECT chunk FROM blob_chunk WHERE zoid = $1 AND tid = $2 ORDER BY chunk_num`
+	sqlBlobFirst = `SELECT chunk_num, chunk, CASE WHEN chunk_num = 0 THEN lo_get(chunk, 0, $3) END
+		FROM blob_chunk WHERE zoid = $1 AND tid = $2 ORDER BY chunk_num`
 	sqlLOGet       = `SELECT lo_get($1, $2, $3)`
 	sqlLOCreate    = `SELECT lo_from_bytea(0, $1)`
 	sqlLOPut       = `SELECT lo_put($1, $2, $3)`
@@ -34,25 +35,41 @@ const (
 
 func (d *dialect) chunkSize() int { return blobio.ChunkSize(d.settings.BlobChunkSize) }
 
-// ReadBlob implements adapter.BlobReader, in the snapshot.
+// ReadBlob implements adapter.BlobReader, in the snapshot. The first query
+// lists the blob's large objects and brings the first blob-chunk-size bytes
+// of the first one, so a small blob costs one round trip; the rest follows
+// a piece at a time.
 func (c *loadConn) ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (bool, error) {
+	size := c.d.chunkSize()
 	var objects []uint32
-	err := c.query(ctx, sqlBlobObjects, []any{int64(oid), int64(tid)}, func(r pgx.Rows) error {
+	var first []byte
+	haveFirst := false
+	err := c.query(ctx, sqlBlobFirst, []any{int64(oid), int64(tid), size}, func(r pgx.Rows) error {
 		var lo uint32
-		err := r.Scan(&lo)
+		var num int64
+		var piece []byte
+		if err := r.Scan(&num, &lo, &piece); err != nil {
+			return err
+		}
+		if len(objects) == 0 && num == 0 {
+			first, haveFirst = piece, true
+		}
 		objects = append(objects, lo)
-		return err
+		return nil
 	})
 	if err != nil || len(objects) == 0 {
 		return false, err
 	}
-	size := c.d.chunkSize()
-	for _, lo := range objects {
-		for offset := int64(0); ; {
-			var piece []byte
-			err := c.query(ctx, sqlLOGet, []any{lo, offset, size}, func(r pgx.Rows) error { return r.Scan(&piece) })
-			if err != nil {
-				return false, fmt.Errorf("read large object %d of oid %d: %w", lo, oid, err)
+	for i, lo := range objects {
+		offset := int64(0)
+		piece := first
+		for {
+			if i > 0 || offset > 0 || !haveFirst {
+				piece = nil
+				err := c.query(ctx, sqlLOGet, []any{lo, offset, size}, func(r pgx.Rows) error { return r.Scan(&piece) })
+				if err != nil {
+					return false, fmt.Errorf("read large object %d of oid %d: %w", lo, oid, err)
+				}
 			}
 			if _, err := w.Write(piece); err != nil {
 				return false, err
