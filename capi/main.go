@@ -29,7 +29,7 @@ import (
 func main() {}
 
 // abiVersion changes whenever an export's signature or the result layout does.
-const abiVersion = 5
+const abiVersion = 6
 
 // call runs fn, recovering panics, and records its error in r.
 func call(r *C.grs_result, fn func() error) (kind C.int32_t) {

@@ -65,6 +65,13 @@ func grs_cache_clear(h C.uint64_t, r *C.grs_result) C.int32_t {
 	})
 }
 
+// grs_zap_all empties the database and this process's copies of it.
+//
+//export grs_zap_all
+func grs_zap_all(h C.uint64_t, r *C.grs_result) C.int32_t {
+	return withStorage(h, r, func(s *engine.Storage) error { return s.ZapAll(bg) })
+}
+
 //export grs_new_instance
 func grs_new_instance(h C.uint64_t, r *C.grs_result) C.int32_t {
 	return withStorage(h, r, func(s *engine.Storage) error {

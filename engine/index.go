@@ -379,3 +379,12 @@ func (x *index) seed(snap uint64, current map[uint64]uint64) {
 		}
 	}
 }
+
+// restart makes the index as new, its snapshots unable to use it: the
+// database was emptied, and its tids start again below the head.
+func (x *index) restart() {
+	x.invalidate()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.started, x.base, x.head, x.log, x.count, x.marks = false, 0, 0, nil, 0, nil
+}

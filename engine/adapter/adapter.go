@@ -141,6 +141,14 @@ type Dialect interface {
 	Close() error
 }
 
+// Zapper is implemented by dialects that can empty their database, as
+// RelStorage's zap_all does: every row of its object, transaction, blob and
+// pack tables (PostgreSQL's large objects with them), the OID counter
+// started again; the schema and its lock tables stay.
+type Zapper interface {
+	Zap(ctx context.Context) error
+}
+
 // StateChecker is implemented by dialects that cannot store every state
 // (MySQL's max_allowed_packet bounds a row). The engine calls CheckState when
 // a state is stored, so the transaction fails before anything is written.

@@ -462,3 +462,22 @@ func (d *Dir) RemoveObject(oid uint64) {
 		d.removeEmptyDirs(filepath.Dir(dir))
 	}
 }
+
+// RemoveAll removes every blob file, keeping the directory itself, its
+// layout marker, lock files and tmp (files of transactions not yet
+// committed).
+func (d *Dir) RemoveAll() error {
+	entries, err := os.ReadDir(d.Root)
+	if err != nil {
+		return fmt.Errorf("blob-dir %s: %w", d.Root, err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || filepath.Join(d.Root, e.Name()) == d.Temp {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(d.Root, e.Name())); err != nil {
+			return fmt.Errorf("blob-dir %s: %w", d.Root, err)
+		}
+	}
+	return nil
+}

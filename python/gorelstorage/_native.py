@@ -29,7 +29,7 @@ try:
 except ImportError:  # built without a C compiler's Python headers
     _calls = None
 
-ABI_VERSION = 5
+ABI_VERSION = 6
 LIBRARY_ENV = 'GORELSTORAGE_LIBRARY'
 CTYPES_ENV = 'GORELSTORAGE_CTYPES'
 
@@ -156,6 +156,7 @@ _SIGNATURES = {
     'grs_references': (_buf, _i64),
     'grs_pack': (_u64, _buf, _i64),
     'grs_pack_progress': (_u64,),
+    'grs_zap_all': (_u64,),
 }
 
 # Exports that never wait (no database, no lock held by another call): called
@@ -442,6 +443,10 @@ def cache_stats(handle):
 
 def cache_clear(handle):
     call('grs_cache_clear', handle)
+
+
+def zap_all(handle):
+    call('grs_zap_all', handle)
 
 
 def bench_floor(handle, oids):

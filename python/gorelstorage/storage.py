@@ -102,6 +102,14 @@ class _Database:
                 self._oids = [p64(o) for o in reversed(_native.new_oids(self.handle))]
             return self._oids.pop()
 
+    def zap_all(self):
+        """Empty the database; the OIDs handed over in advance are forgotten (they start again)."""
+        with self._oid_lock:
+            if self.closed:
+                raise _native.StorageClosedError('the storage is closed')
+            self._oids = []
+            _native.zap_all(self.handle)
+
     def close(self):
         if not self.closed:
             self.closed = True
@@ -298,6 +306,20 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         """Empty the process-wide pickle cache: the loads that follow reach the database (for a
         truly cold measurement). ZODB's own per-connection object caches are not touched."""
         self._call_db(_native.cache_clear)
+
+    def zap_all(self, reset_oid=True, slow=False):
+        """Empty the database, as RelStorage's ``zap_all`` (``zodbconvert --clear`` calls it):
+        every object, transaction, blob and pack row, the OID counter started again, and with
+        them the caches (pickles, the blob cache's files) and, with ``shared-blob-dir``, the
+        blob files. The schema stays. Refused while a transaction is in progress on this
+        storage or a pack runs on the database. ``slow`` is accepted for RelStorage's callers
+        and changes nothing."""
+        if not reset_oid:
+            raise ValueError('zap_all(reset_oid=False) is not supported: emptying the database '
+                             'always starts the OIDs again')
+        if self._options.read_only:
+            raise POSException.ReadOnlyError()
+        self._db.zap_all()
 
     def _driver_floor(self, oids):
         """(single, batched): nanoseconds per object to read these objects' current states

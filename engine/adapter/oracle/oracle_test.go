@@ -79,6 +79,32 @@ func TestLockTimeoutBecomesWholeSecondsOrNowait(t *testing.T) {
 	require.Equal(t, "FOR UPDATE NOWAIT", newQueries(true, 0).wait)
 }
 
+func TestZapEmptiesEveryTableUnderBothLocksInOneTransaction(t *testing.T) {
+	for _, hp := range []bool{true, false} {
+		stmts := newQueries(hp, 30).zapStatements(hp)
+		require.Equal(t, sqlPackLock, stmts[0], "the pack lock first: a running pack refuses the zap")
+		require.Equal(t, "SELECT tid FROM commit_row_lock FOR UPDATE WAIT 30", stmts[1])
+		deleted := map[string]bool{}
+		for _, s := range stmts[2:] {
+			require.False(t, strings.HasPrefix(s, "TRUNCATE"), "TRUNCATE would commit and release the locks")
+			if table, ok := strings.CutPrefix(s, "DELETE FROM "); ok {
+				deleted[table] = true
+			}
+		}
+		want := []string{"object_state", "blob_chunk", "object_ref", "object_refs_added", "pack_object"}
+		if hp {
+			want = append(want, "transaction", "current_object", "pack_state", "pack_state_tid")
+			require.Contains(t, stmts[len(stmts)-1], "'special transaction for object creation'")
+		}
+		require.Len(t, deleted, len(want))
+		for _, table := range want {
+			require.True(t, deleted[table], table)
+		}
+		require.False(t, deleted["commit_row_lock"] || deleted["pack_lock"], "the lock tables stay")
+	}
+	require.Equal(t, []string{"DROP SEQUENCE zoid_seq", "CREATE SEQUENCE zoid_seq"}, zapSequence)
+}
+
 // oraError is an error carrying an ORA- number, as godror's *OraErr does.
 type oraError int
 

@@ -23,6 +23,21 @@ func (d *Dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
 	if d.writeDB == nil {
 		return nil, errors.New("sqlite3: the storage is read-only")
 	}
+	f, err := d.packLock()
+	if err != nil {
+		return nil, err
+	}
+	s, err := sqlpack.Open(ctx, flavor, d.readDB, d.writeDB, nil, f.Close)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// packLock takes the pack lock without waiting (ErrPackLocked); closing the
+// file releases it.
+func (d *Dialect) packLock() (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(d.dir, "pack.lock"), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite3: pack lock: %w", err)
@@ -34,10 +49,5 @@ func (d *Dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
 		}
 		return nil, fmt.Errorf("sqlite3: pack lock: %w", err)
 	}
-	s, err := sqlpack.Open(ctx, flavor, d.readDB, d.writeDB, nil, f.Close)
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return s, nil
+	return f, nil
 }
