@@ -102,6 +102,11 @@ def main(argv=None):
                        description=packcli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     packcli.add_arguments(p)
     p.set_defaults(func=packcli.main)
+    from . import convert
+    p = sub.add_parser('convert', help='copy the transactions of one storage into another, as zodbconvert does',
+                       description=convert.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    convert.add_arguments(p)
+    p.set_defaults(func=convert.main)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -42,11 +42,11 @@ def add_arguments(p):
     p.add_argument('config_file', help='a ZConfig file with one or more storage sections')
 
 
-def _schema():
-    # RelStorage's <relstorage> section, when it is installed.
+def _relstorage_import():
+    """The schema's import of RelStorage's <relstorage> section, when it is installed."""
     if importlib.util.find_spec('relstorage') is not None:
-        return SCHEMA % '<import package="relstorage"/>'
-    return SCHEMA % ''
+        return '<import package="relstorage"/>'
+    return ''
 
 
 def main(args):
@@ -58,7 +58,7 @@ def main(args):
     if args.prepack and args.reuse_prepack:
         return _fail('--prepack and --use-prepack-state exclude each other')
     try:
-        schema = ZConfig.loadSchemaFile(StringIO(_schema()))
+        schema = ZConfig.loadSchemaFile(StringIO(SCHEMA % _relstorage_import()))
         config, _ = ZConfig.loadConfig(schema, args.config_file)
     except (ZConfig.ConfigurationError, OSError) as e:
         return _fail('%s: %s' % (args.config_file, _one_line(e)))

@@ -4,8 +4,6 @@ import fcntl
 import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 import time
 import uuid
@@ -17,7 +15,6 @@ from zope.interface import implementer
 from ZODB import POSException
 from ZODB.BaseStorage import DataRecord
 from ZODB.BaseStorage import TransactionRecord
-from ZODB.BaseStorage import copy as copy_transactions
 from ZODB.blob import BlobFile
 from ZODB.blob import is_blob_record
 from ZODB.blob import rename_or_copy_blob
@@ -40,6 +37,7 @@ from ZODB.utils import u64
 from zodbpickle.pickle import loads
 
 from . import _native
+from .copying import Copier
 from .options import Options
 
 _MAX_TID = 0x7FFFFFFFFFFFFFFF
@@ -580,35 +578,11 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     # --- copying, packing -----------------------------------------------
 
     def copyTransactionsFrom(self, other):
-        """Copy every transaction of ``other``, with its blobs when both storages keep them."""
-        if not (self._options.blob_dir and IBlobStorage.providedBy(other)):
-            return copy_transactions(other, self)
+        """Copy every transaction of ``other`` with its tid, blobs with them (refused when
+        ``other`` has blob files and this storage has no blob-dir to take them)."""
+        copier = Copier(other, self)
         for trans in other.iterator():
-            self.tpc_begin(trans, trans.tid, trans.status)
-            try:
-                for r in trans:
-                    source = None
-                    if r.data and is_blob_record(r.data):
-                        try:
-                            source = other.loadBlob(r.oid, r.tid)
-                        except POSException.POSKeyError:
-                            source = None  # a blob record whose file is gone: copied as a record
-                    if source is None:
-                        self.restore(r.oid, r.tid, r.data, '', r.data_txn, trans)
-                        continue
-                    fd, copy = tempfile.mkstemp(prefix='copy-', dir=self.temporaryDirectory())
-                    os.close(fd)
-                    try:
-                        shutil.copyfile(source, copy)
-                        self.restoreBlob(r.oid, r.tid, r.data, copy, r.data_txn, trans)
-                    finally:
-                        if os.path.exists(copy):  # restoreBlob takes it over when it succeeds
-                            os.remove(copy)
-                self.tpc_vote(trans)
-                self.tpc_finish(trans)
-            except BaseException:
-                self.tpc_abort(trans)
-                raise
+            copier.copy(trans)
 
     def pack(self, t, referencesf, gc=None, prepack_only=False, skip_prepack=False, check_refs=False,
              **kwargs):

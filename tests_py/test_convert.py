@@ -1,0 +1,161 @@
+"""gorelstorage convert: zodbconvert's command, run as a user runs it."""
+import subprocess
+import sys
+
+import pytest
+import ZODB
+from persistent.mapping import PersistentMapping
+from ZODB.blob import Blob
+from ZODB.FileStorage import FileStorage
+from ZODB.POSException import POSKeyError
+
+from test_blobs import _filestorage_section
+from test_blobs import _go_section
+
+
+def _convert(tmp_path, source, destination, *flags):
+    config = tmp_path / ('convert-%d.conf' % len(list(tmp_path.glob('convert-*.conf'))))
+    config.write_text('%s\n%s\n' % (source % 'source', destination % 'destination'))
+    return subprocess.run([sys.executable, '-m', 'gorelstorage.cli', 'convert', *flags, str(config)],
+                          capture_output=True, text=True, timeout=300)
+
+
+def _fs(tmp_path, name):
+    return _filestorage_section(tmp_path / (name + '.fs'), tmp_path / (name + '-blobs'))
+
+
+def _write_source(tmp_path, start, count):
+    """count transactions into src.fs: blobs replaced, plain objects added, one deleted blob's
+    record kept in history."""
+    fs = FileStorage(str(tmp_path / 'src.fs'), blob_dir=str(tmp_path / 'src-blobs'))
+    db = ZODB.DB(fs)
+    try:
+        for i in range(start, start + count):
+            with db.transaction('change %d' % i) as conn:
+                root = conn.root()
+                key = 'b%d' % (i % 3)
+                data = (b'%d:' % i) * (700 * i + 1)
+                if key in root:
+                    with root[key].open('w') as f:
+                        f.write(data)
+                else:
+                    root[key] = Blob(data)
+                root['plain%d' % i] = PersistentMapping(i=i)
+    finally:
+        db.close()
+
+
+def _contents(path, blob_dir):
+    """Every transaction's tid, user, description, and its records with their blob bytes."""
+    fs = FileStorage(str(path), blob_dir=str(blob_dir), read_only=True)
+    try:
+        out = []
+        for txn in fs.iterator():
+            records = []
+            for rec in txn:
+                blob = None
+                try:
+                    with open(fs.loadBlob(rec.oid, rec.tid), 'rb') as f:
+                        blob = f.read()
+                except POSKeyError:
+                    pass
+                records.append((rec.oid, rec.data, blob))
+            out.append((txn.tid, txn.user, txn.description, sorted(records)))
+        return out
+    finally:
+        fs.close()
+
+
+def test_filestorage_to_gorelstorage_and_back_keeps_everything(database, tmp_path):
+    """FileStorage with blobs -> GoRelStorage -> FileStorage: the same transactions, records,
+    histories and blob bytes; then --incremental copies only what the source gained."""
+    _write_source(tmp_path, 0, 5)
+    go = _go_section(database, True, tmp_path / 'go-blobs')
+    out = _convert(tmp_path, _fs(tmp_path, 'src'), go)
+    assert out.returncode == 0, out.stderr
+    assert 'copied 6 transactions' in out.stdout and '5 blobs' in out.stdout, out.stdout
+
+    _write_source(tmp_path, 5, 3)
+    out = _convert(tmp_path, _fs(tmp_path, 'src'), go, '--incremental')
+    assert out.returncode == 0, out.stderr
+    assert 'resuming after' in out.stdout and 'copied 3 transactions' in out.stdout, out.stdout
+
+    out = _convert(tmp_path, go, _fs(tmp_path, 'out'))
+    assert out.returncode == 0, out.stderr
+    before = _contents(tmp_path / 'src.fs', tmp_path / 'src-blobs')
+    after = _contents(tmp_path / 'out.fs', tmp_path / 'out-blobs')
+    assert len(before) == 9 and after == before
+    assert sum(1 for t in after for r in t[3] if r[2] is not None) == 8
+
+
+def test_a_destination_with_data_is_refused_unless_cleared(database, tmp_path):
+    _write_source(tmp_path, 0, 2)
+    go = _go_section(database, True, tmp_path / 'go-blobs')
+    storage = database.make(True, blob_dir=str(tmp_path / 'go-blobs'))
+    db = ZODB.DB(storage)
+    with db.transaction() as conn:
+        conn.root()['old'] = Blob(b'to be cleared')
+    db.close()
+
+    out = _convert(tmp_path, _fs(tmp_path, 'src'), go)
+    assert out.returncode == 1
+    assert out.stderr.startswith('gorelstorage convert: error: the destination') and '--clear' in out.stderr
+    assert 'Traceback' not in out.stderr
+
+    out = _convert(tmp_path, _fs(tmp_path, 'src'), go, '--clear', '--dry-run')
+    assert out.returncode == 1 and 'cannot --clear' in out.stderr
+
+    out = _convert(tmp_path, _fs(tmp_path, 'src'), go, '--clear')
+    assert out.returncode == 0, out.stderr
+    assert 'destination emptied' in out.stdout and 'copied 3 transactions' in out.stdout
+    storage = database.make(True, blob_dir=str(tmp_path / 'go-blobs'))
+    db = ZODB.DB(storage)
+    try:
+        with db.transaction() as conn:
+            assert sorted(conn.root().keys()) == ['b0', 'b1', 'plain0', 'plain1']
+    finally:
+        db.close()
+
+
+def test_dry_run_writes_nothing(database, tmp_path):
+    _write_source(tmp_path, 0, 4)
+    go = _go_section(database, True, tmp_path / 'go-blobs')
+    out = _convert(tmp_path, _fs(tmp_path, 'src'), go, '--dry-run')
+    assert out.returncode == 0, out.stderr
+    assert 'dry run: would copy 5 transactions' in out.stdout, out.stdout
+    storage = database.make(True)
+    try:
+        assert list(storage.iterator()) == []
+    finally:
+        storage.close()
+
+
+def test_errors_are_one_line_naming_the_cause(tmp_path):
+    missing = _convert(tmp_path, _fs(tmp_path, 'nowhere') .replace('<filestorage', '<nosuchstorage'),
+                       _fs(tmp_path, 'out'))
+    assert missing.returncode == 1 and 'nosuchstorage' in missing.stderr
+    assert missing.stderr.count('\n') == 1 and 'Traceback' not in missing.stderr
+
+    _write_source(tmp_path, 0, 1)
+    FileStorage(str(tmp_path / 'full.fs')).close()
+    full = ZODB.DB(FileStorage(str(tmp_path / 'full.fs')))  # a destination that cannot be zapped
+    full.close()
+    out = _convert(tmp_path, _fs(tmp_path, 'src'), _fs(tmp_path, 'full'), '--clear')
+    assert out.returncode == 1 and 'cannot be emptied' in out.stderr, out.stderr
+
+    no_blobs = '<filestorage %%s>\npath %s\n</filestorage>' % (tmp_path / 'plain.fs')
+    out = _convert(tmp_path, _fs(tmp_path, 'src'), no_blobs)
+    assert out.returncode == 1 and 'keeps no blobs' in out.stderr, out.stderr
+
+    out = subprocess.run([sys.executable, '-m', 'gorelstorage.cli', 'convert', str(tmp_path / 'absent.conf')],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and 'absent.conf' in out.stderr and 'Traceback' not in out.stderr
+
+    out = subprocess.run([sys.executable, '-m', 'gorelstorage.cli', 'convert', '--debug', str(tmp_path / 'absent.conf')],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and 'Traceback' in out.stderr
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
