@@ -34,19 +34,24 @@ def demo(args):
         print('storage: %s (%s)' % (storage.getName(), 'history-free' if args.history_free else 'history-preserving'))
 
         start = time.perf_counter()
-        per_txn = max(1, args.objects // args.transactions)
-        written = 0
-        with db.transaction() as conn:
+        with db.transaction('demo: make the tree') as conn:
             conn.root()['demo'] = OOBTree()
-        while written < args.objects:
+        # The objects spread over the transactions as evenly as they go.
+        made = min(args.transactions, args.objects)
+        written = 0
+        for t in range(made):
+            upto = args.objects * (t + 1) // made
             with db.transaction('demo: add objects') as conn:
                 tree = conn.root()['demo']
-                for i in range(written, min(written + per_txn, args.objects)):
+                for i in range(written, upto):
                     tree[i] = PersistentMapping({'n': i, 'text': 'object %d' % i})
-                written = min(written + per_txn, args.objects)
+            written = upto
         elapsed_write = time.perf_counter() - start
-        print('wrote %d objects in %d transactions: %.3f s (%.1f us/object)'
-              % (written, args.transactions, elapsed_write, elapsed_write / written * 1e6))
+        print('wrote %d objects in %d transactions, after one that made the tree: %.3f s (%.1f us/object)'
+              % (written, made, elapsed_write, elapsed_write / written * 1e6))
+        if made < args.transactions:
+            print('(%d transactions asked for, but there are only %d objects to spread over them)'
+                  % (args.transactions, args.objects))
 
         db.close()
         storage = GoRelStorage(adapter(), keep_history=not args.history_free)
@@ -66,8 +71,11 @@ def demo(args):
             conn.root()['demo'][0]['text'] = 'changed'
         with db.transaction() as conn:
             print('updated object 0: %r' % conn.root()['demo'][0]['text'])
-        print('database: %d objects, %d bytes, last transaction %s'
-              % (len(storage), storage.getSize(), storage.lastTransaction().hex()))
+        objects = len(storage)
+        print('database: %d objects (the %d written, the root, and %d others: the tree\'s nodes and what '
+              'was there before), '
+              '%d bytes, last transaction %s' % (objects, written, max(0, objects - written - 1),
+                                                  storage.getSize(), storage.lastTransaction().hex()))
         if not args.history_free:
             print('undo log (newest first): %s'
                   % ', '.join(repr(e['description']) for e in db.undoLog(0, 3)))
@@ -78,29 +86,46 @@ def demo(args):
     return 0
 
 
+def _at_least_one(text):
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError('%r is not a whole number' % text)
+    if n < 1:
+        raise argparse.ArgumentTypeError('must be at least 1, not %d' % n)
+    return n
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='gorelstorage', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
-    p = sub.add_parser('demo', help=demo.__doc__)
+    p = sub.add_parser('demo', help=demo.__doc__, description=demo.__doc__)
     p.add_argument('--data-dir', help='SQLite data directory (default: a temporary one, removed afterwards)')
     p.add_argument('--postgresql', metavar='DSN',
                    help='use this PostgreSQL database instead of SQLite (libpq DSN or postgresql:// URL)')
     p.add_argument('--mysql', metavar='URI',
                    help='use this MySQL/MariaDB database instead of SQLite (gomysql://user:password@host:port/db)')
-    p.add_argument('--objects', type=int, default=5000)
-    p.add_argument('--transactions', type=int, default=10)
-    p.add_argument('--history-free', action='store_true')
+    p.add_argument('--objects', type=_at_least_one, default=5000,
+                   help='how many objects to write (default: %(default)s)')
+    p.add_argument('--transactions', type=_at_least_one, default=10,
+                   help='how many transactions to spread them over (default: %(default)s; '
+                        'at most one per object)')
+    p.add_argument('--history-free', action='store_true',
+                   help='keep no history (the default keeps it, and undo works)')
     p.add_argument('--keep', action='store_true', help='keep the temporary data directory')
+    p.add_argument('--debug', action='store_true', help='show the traceback of an error')
     p.set_defaults(func=demo)
     from . import bench
     p = sub.add_parser('bench', help='zodbshootout\'s workloads, GoRelStorage and RelStorage side by side',
                        description=bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_arguments(p)
+    p.add_argument('--debug', action='store_true', help='show the traceback of an error')
     p.set_defaults(func=bench.main)
     from . import packcli
     p = sub.add_parser('pack', help='pack the storages of a ZConfig file, as zodbpack does',
                        description=packcli.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     packcli.add_arguments(p)
+    p.add_argument('--debug', action='store_true', help='show the traceback of an error')
     p.set_defaults(func=packcli.main)
     from . import convert
     p = sub.add_parser('convert', help='copy the transactions of one storage into another, as zodbconvert does',
@@ -108,7 +133,22 @@ def main(argv=None):
     convert.add_arguments(p)
     p.set_defaults(func=convert.main)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        sys.stderr.write('gorelstorage %s: interrupted\n' % args.command)
+        return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        sys.stderr.write('gorelstorage %s: error: %s (--debug shows the traceback)\n' % (args.command, _one_line(e)))
+        return 1
+
+
+def _one_line(e):
+    text = ' '.join((str(e).strip() or e.__class__.__name__).split())
+    return text if isinstance(e, (OSError, ValueError)) or text.startswith(e.__class__.__name__) else (
+        '%s: %s' % (e.__class__.__name__, text))
 
 
 if __name__ == '__main__':

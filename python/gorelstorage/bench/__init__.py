@@ -182,7 +182,8 @@ def add_arguments(p):
     p.add_argument('--clients', type=int, nargs='+', default=None, help='concurrent clients (1 2)')
     p.add_argument('--kinds', nargs='+', choices=('threads', 'processes'), default=None,
                    help='clients as threads, processes or both (both)')
-    p.add_argument('--modes', nargs='+', choices=('hf', 'hp'), default=['hf', 'hp'])
+    p.add_argument('--modes', nargs='+', choices=('hf', 'hp'), default=['hf', 'hp'],
+                   help='history-free (hf), history-preserving (hp) or both (both)')
     p.add_argument('--rounds', type=int, default=None, help='rounds, contenders rotated between them (3)')
     p.add_argument('--reps', type=int, default=None, help='samples per workload per client per round (5; quick 10)')
     p.add_argument('--profile', metavar='DIR',
@@ -198,8 +199,9 @@ def add_arguments(p):
                    help='instead, the pack benchmark: pack with garbage collection of a history-preserving '
                         'database with a tenth of garbage (time and peak memory)')
     p.add_argument('--pack-objects', default='100000',
-                   help='database sizes for --pack, comma-separated (100000; the issue also asks 1000000)')
-    p.add_argument('--json', default='bench-results.json', help='where to save the results')
+                   help='database sizes for --pack, objects, comma-separated (100000)')
+    p.add_argument('--json', default='bench-results.json',
+                   help='where to save the results (bench-results.json; bench-blobs.json, bench-pack.json)')
     p.add_argument('--chart', default='bench-results.png', help='where to draw the chart ("" for none)')
 
 
