@@ -69,6 +69,8 @@ func grs_undo(h, tid C.uint64_t, r *C.grs_result) C.int32_t {
 func grs_vote(h C.uint64_t, r *C.grs_result) C.int32_t {
 	return withInstance(h, r, func(in *engine.Instance) error {
 		conflicts, err := in.Vote(bg)
+		objects, _ := in.LockWaits()
+		r.v[1] = C.uint64_t(objects.Nanoseconds())
 		if err != nil {
 			return err
 		}
@@ -93,7 +95,8 @@ func grs_resolve(h C.uint64_t, buf *C.uint8_t, n C.int64_t, r *C.grs_result) C.i
 func grs_finish_lock(h C.uint64_t, r *C.grs_result) C.int32_t {
 	return withInstance(h, r, func(in *engine.Instance) error {
 		tid, err := in.FinishLock(bg)
-		r.v[0] = C.uint64_t(tid)
+		_, commit := in.LockWaits()
+		r.v[0], r.v[1] = C.uint64_t(tid), C.uint64_t(commit.Nanoseconds())
 		return err
 	})
 }

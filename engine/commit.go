@@ -241,7 +241,9 @@ func (in *Instance) Vote(ctx context.Context) ([]Conflict, error) {
 		}
 	}
 	sort.Slice(readCur, func(i, j int) bool { return readCur[i] < readCur[j] })
+	started := time.Now()
 	current, err := st.LockObjects(ctx, readCur, modified)
+	in.lockWaits[0] = time.Since(started)
 	if err != nil {
 		return nil, in.voteErr(classify(err, "tpc_vote: lock objects"))
 	}
@@ -357,7 +359,9 @@ func (in *Instance) FinishLock(ctx context.Context) (uint64, error) {
 	if t.tid != 0 {
 		return 0, Errorf(KindTransaction, "tpc_finish: already finishing")
 	}
+	started := time.Now()
 	last, now, err := t.store.LockCommit(ctx)
+	in.lockWaits[1] = time.Since(started)
 	if err != nil {
 		return 0, classify(err, "tpc_finish: commit lock")
 	}
@@ -468,4 +472,13 @@ func (in *Instance) abortLocked() {
 		in.txn.dropBlobFiles(b.dir)
 	}
 	in.txn = nil
+}
+
+// LockWaits tells how long the last vote waited for its objects' locks, and
+// the last finish for the commit lock (the statement that takes them,
+// round trip included).
+func (in *Instance) LockWaits() (objects, commit time.Duration) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return in.lockWaits[0], in.lockWaits[1]
 }

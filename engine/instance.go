@@ -45,6 +45,7 @@ type Instance struct {
 	recent      map[[2]uint64][]byte
 	recentBytes int
 	released    bool
+	lockWaits   [2]time.Duration // the last vote's object locks, the last finish's commit lock
 
 	txn *commit
 }

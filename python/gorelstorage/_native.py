@@ -546,12 +546,12 @@ def undo(instance, tid):
 
 
 def vote(instance):
-    """The conflicts to resolve (then call resolve), or []."""
-    data, count, _, _ = call('grs_vote', instance)
+    """(the conflicts to resolve (then call resolve), or []; seconds the object locks took)."""
+    data, count, lock_ns, _ = call('grs_vote', instance)
     if not count:
-        return []
+        return [], lock_ns / 1e9
     r = _Reader(data)
-    return r.each(lambda: Conflict(r.u64(), r.u64(), r.u64(), r.bytes(), r.bytes(), bool(r.u64())))
+    return r.each(lambda: Conflict(r.u64(), r.u64(), r.u64(), r.bytes(), r.bytes(), bool(r.u64()))), lock_ns / 1e9
 
 
 def resolve(instance, resolutions):
@@ -561,7 +561,9 @@ def resolve(instance, resolutions):
 
 
 def finish_lock(instance):
-    return call('grs_finish_lock', instance)[1]
+    """(the transaction's tid, seconds the commit lock took)."""
+    _, tid, lock_ns, _ = call('grs_finish_lock', instance)
+    return tid, lock_ns / 1e9
 
 
 def finish_commit(instance):

@@ -70,7 +70,7 @@ class Copier:
         except POSException.POSKeyError:
             return None  # a blob record whose file is gone: copied as a record, as ZODB does
         if not self.destination_blobs:
-            raise POSException.StorageError(
+            raise POSException.Unsupported(
                 'transaction %s: object %s has a blob, and the destination keeps no blobs '
                 '(give it a blob-dir)' % (readable_tid_repr(trans.tid), oid_repr(r.oid)))
         return path

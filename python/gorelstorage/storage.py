@@ -37,6 +37,7 @@ from ZODB.utils import u64
 from zodbpickle.pickle import loads
 
 from . import _native
+from . import metrics
 from .copying import Copier
 from .options import Options
 
@@ -178,6 +179,8 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             alsoProvides(self, IStorageUndoable)
         if self._options.blob_dir:
             alsoProvides(self, IBlobStorage, IBlobStorageRestoreable)
+        self._voted_at = None  # when tpc_vote returned: the time to tpc_finish is reported
+        self._metrics = metrics.for_storage(self, self._db.adapter.engine_name, self._options.keep_history)
 
     # --- identity -------------------------------------------------------
 
@@ -252,6 +255,8 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             logger.warning('polling after the end of a transaction failed; the next transaction '
                            'polls again: %s', e)
             return None
+        if self._metrics is not None:
+            self._metrics.cache(self._db, self._call_db(_native.cache_stats))
         return None if oids is None else [p64(o) for o in oids]
 
     def sync(self, force=True):
@@ -415,6 +420,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             raise
 
     def _end_transaction(self):
+        self._voted_at = None
         with self._tpc_cond:
             self._transaction = None
             self._tpc_cond.notify()
@@ -463,19 +469,34 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
 
     def tpc_vote(self, transaction):
         self._check_txn(transaction)
-        conflicts = self._call(_native.vote)
+        try:
+            conflicts, lock_wait = self._call(_native.vote)
+        except (_native.UnableToLockError, POSException.ReadConflictError) as e:
+            if self._metrics is not None:
+                if isinstance(e, _native.UnableToLockError):
+                    self._metrics.lock_failed()
+                else:
+                    self._metrics.read_conflict()
+            raise
+        metrics.log_slow('tpc_vote: locking the objects', lock_wait, self)
+        resolved = []
+        try:
+            for c in conflicts:
+                try:
+                    state = self.tryToResolveConflict(p64(c.oid), p64(c.committed_tid), p64(c.old_tid),
+                                                      c.new_state or b'', c.committed_state or b'')
+                except POSException.ConflictError:
+                    if c.undo:
+                        raise POSException.UndoError('some data were modified by a later transaction',
+                                                     p64(c.oid))
+                    raise
+                resolved.append((c.oid, c.committed_tid, state))
+        finally:
+            if self._metrics is not None:
+                self._metrics.vote(lock_wait, len(conflicts), len(resolved))
+        self._voted_at = time.perf_counter()
         if not conflicts:
             return None
-        resolved = []
-        for c in conflicts:
-            try:
-                state = self.tryToResolveConflict(p64(c.oid), p64(c.committed_tid), p64(c.old_tid),
-                                                  c.new_state or b'', c.committed_state or b'')
-            except POSException.ConflictError:
-                if c.undo:
-                    raise POSException.UndoError('some data were modified by a later transaction', p64(c.oid))
-                raise
-            resolved.append((c.oid, c.committed_tid, state))
         self._call(_native.resolve, resolved)
         return [p64(c.oid) for c in conflicts]
 
@@ -483,7 +504,8 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         self._check_txn(transaction)
         try:
             with self._lock:  # loads from other threads wait until the commit is visible
-                tid = p64(self._call(_native.finish_lock))
+                tid, lock_wait = self._call(_native.finish_lock)
+                tid = p64(tid)
                 try:
                     if f is not None:
                         f(tid)
@@ -492,6 +514,13 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         except BaseException:
             self._abort_quietly()
             raise
+        metrics.log_slow('tpc_finish: waiting for the commit lock', lock_wait, self)
+        if self._voted_at is not None:
+            held = time.perf_counter() - self._voted_at
+            metrics.log_slow('the objects\' locks, from tpc_vote to the end of tpc_finish,', held, self)
+            if self._metrics is not None:
+                self._metrics.commit_lock(lock_wait)
+                self._metrics.between_vote_and_finish(held)
         self._end_transaction()
         return tid
 
