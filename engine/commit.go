@@ -443,6 +443,7 @@ func (in *Instance) FinishCommit(ctx context.Context) error {
 		if w.state != nil && w.kind != writeDelete {
 			in.remember(oid, t.tid, w.state)
 			sh.cache.Put(oid, t.tid, w.state)
+			sh.trace.record(traceStore, oid, t.tid, len(w.state))
 		}
 	}
 	sh.index.committed(t.tid, t.order, t.inOrder, t.newest)

@@ -77,12 +77,14 @@ func (in *Instance) cached(oid uint64, countMiss bool) ([]byte, uint64, bool) {
 	if in.indexed {
 		if tid, ok := sh.index.lookup(in.snapEpoch, in.snapTID, oid); ok {
 			if state, hit := sh.cache.TryGet(oid, tid); hit {
+				sh.trace.record(traceHit, oid, tid, len(state))
 				return state, tid, true
 			}
 		}
 	}
 	if countMiss {
 		sh.cache.NoteMiss()
+		sh.trace.record(traceMiss, oid, 0, 0)
 	}
 	return nil, 0, false
 }
@@ -92,6 +94,7 @@ func (in *Instance) cached(oid uint64, countMiss bool) ([]byte, uint64, bool) {
 func (in *Instance) keep(r adapter.Revision) {
 	sh := in.s.sh
 	sh.cache.Put(r.OID, r.TID, r.State)
+	sh.trace.record(traceStore, r.OID, r.TID, len(r.State))
 	if in.indexed {
 		sh.index.learn(in.snapEpoch, in.snapTID, r.OID, r.TID)
 	}

@@ -22,6 +22,9 @@ type Options struct {
 	CacheLocalObjectMax   int     `json:"cache_local_object_max"`
 	CacheLocalCompression string  `json:"cache_local_compression"` // "none" or "zlib"
 	CacheLocalDir         string  `json:"cache_local_dir"`         // "" keeps no cache file
+	// CacheTrace is ZEO_CACHE_TRACE as the Python side read it: not "" (and
+	// a cache-local-dir) writes a ZEO cache trace file there.
+	CacheTrace string `json:"cache_trace"`
 	// Blobs: blob-dir ("" for none), shared-blob-dir, blob-cache-size (bytes,
 	// 0 for no limit), blob-cache-size-check (percent), its -external form
 	// (which runs BlobPruneCommand, given by the Python side) and

@@ -24,6 +24,7 @@ type shared struct {
 	cache *cache.Cache
 	index *index
 	file  string // the cache file, "" without cache-local-dir
+	trace *tracer // nil unless ZEO_CACHE_TRACE asks for a trace file
 	limit int64  // bytes the cache file may hold
 
 	committed atomic.Uint64 // the newest tid committed through this process
@@ -91,8 +92,17 @@ func acquireShared(ctx context.Context, d adapter.Dialect, o Options) (*shared, 
 		cache: cache.New(cache.Options{Bytes: int64(o.CacheLocalMB * 1e6), ObjectMax: o.CacheLocalObjectMax,
 			Compression: o.CacheLocalCompression})}
 	var warnings []string
+	sum := sha256.Sum256([]byte(key))
+	if o.CacheLocalDir != "" && o.CacheTrace != "" {
+		var err error
+		if err = os.MkdirAll(o.CacheLocalDir, 0o700); err == nil {
+			sh.trace, err = openTracer(o.CacheLocalDir, hex.EncodeToString(sum[:8]), o.CacheTrace)
+		}
+		if err != nil {
+			warnings = append(warnings, fmt.Sprintf("ZEO_CACHE_TRACE is set, but no trace is written: %v", err))
+		}
+	}
 	if o.CacheLocalDir != "" && sh.cache.Enabled() {
-		sum := sha256.Sum256([]byte(key))
 		sh.file = filepath.Join(o.CacheLocalDir, "gorelstorage-"+hex.EncodeToString(sum[:8])+".cache")
 		sh.limit = int64(o.CacheLocalMB * 1e6)
 		if err := os.MkdirAll(o.CacheLocalDir, 0o700); err != nil {
@@ -106,7 +116,8 @@ func acquireShared(ctx context.Context, d adapter.Dialect, o Options) (*shared, 
 	return sh, warnings
 }
 
-// release drops one storage's reference; the last one saves the cache file.
+// release drops one storage's reference; the last one saves the cache file
+// and closes the trace.
 func (sh *shared) release() error {
 	registry.Lock()
 	defer registry.Unlock()
@@ -115,11 +126,14 @@ func (sh *shared) release() error {
 		return nil
 	}
 	delete(registry.m, sh.key)
-	if sh.file == "" {
-		return nil
+	traceErr := sh.trace.close()
+	if sh.file != "" {
+		if _, err := cache.WriteFile(sh.file, sh.currentRecords(), sh.limit); err != nil {
+			return Wrap(KindStorage, err, "save the cache file %s", sh.file)
+		}
 	}
-	if _, err := cache.WriteFile(sh.file, sh.currentRecords(), sh.limit); err != nil {
-		return Wrap(KindStorage, err, "save the cache file %s", sh.file)
+	if traceErr != nil {
+		return Wrap(KindStorage, traceErr, "close")
 	}
 	return nil
 }

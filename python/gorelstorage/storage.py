@@ -77,6 +77,8 @@ class _Database:
         config = options.engine_dict()
         config['adapter'] = adapter.engine_name
         config['adapter_options'] = adapter.engine_dict()
+        # RelStorage's switch for a ZEO cache trace file in cache-local-dir.
+        config['cache_trace'] = os.environ.get('ZEO_CACHE_TRACE', '')
         handle, opened = _native.open_storage(json.dumps(config).encode('utf-8'))
         self.handle = handle
         self.name = opened.name
