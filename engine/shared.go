@@ -23,9 +23,9 @@ type shared struct {
 	refs  int
 	cache *cache.Cache
 	index *index
-	file  string // the cache file, "" without cache-local-dir
+	file  string  // the cache file, "" without cache-local-dir
 	trace *tracer // nil unless ZEO_CACHE_TRACE asks for a trace file
-	limit int64  // bytes the cache file may hold
+	limit int64   // bytes the cache file may hold
 
 	committed atomic.Uint64 // the newest tid committed through this process
 

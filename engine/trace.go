@@ -66,7 +66,7 @@ func (t *tracer) record(code byte, oid, tid uint64, dlen int) {
 	}
 	binary.BigEndian.PutUint64(r[10:], tid)
 	binary.BigEndian.PutUint64(r[18:], 0) // end tid: current revisions only
-	t.w.Write(r[:n]) // an error shows at close
+	t.w.Write(r[:n])                      // an error shows at close
 }
 
 func (t *tracer) close() error {
