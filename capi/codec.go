@@ -153,6 +153,28 @@ func decodeTxnMeta(b []byte) (engine.TxnMeta, error) {
 	return m, d.err
 }
 
+// decodeRestoreTxns reads transactions for RestoreBatch: each its tid,
+// packed flag, user, description, extension, record count, then each
+// record's oid and state (None: no state).
+func decodeRestoreTxns(b []byte) ([]engine.RestoreTxn, error) {
+	d := decoder{b: b}
+	var txns []engine.RestoreTxn
+	for len(d.b) > 0 && d.err == nil {
+		t := engine.RestoreTxn{TID: d.u64(), Packed: d.u64() != 0}
+		t.Meta = engine.TxnMeta{User: d.bytes(), Description: d.bytes(), Extension: d.bytes()}
+		n := d.u64()
+		if n > uint64(len(d.b))/16 {
+			return nil, errShort
+		}
+		t.Records = make([]engine.RestoreRecord, n)
+		for i := range t.Records {
+			t.Records[i] = engine.RestoreRecord{OID: d.u64(), State: d.bytes()}
+		}
+		txns = append(txns, t)
+	}
+	return txns, d.err
+}
+
 func decodeResolutions(b []byte) ([]engine.Resolution, error) {
 	d := decoder{b: b}
 	var res []engine.Resolution

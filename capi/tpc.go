@@ -65,6 +65,20 @@ func grs_undo(h, tid C.uint64_t, r *C.grs_result) C.int32_t {
 	})
 }
 
+// grs_restore_batch commits whole transactions under their tids (see
+// engine.Instance.RestoreBatch); buf is decodeRestoreTxns's.
+//
+//export grs_restore_batch
+func grs_restore_batch(h C.uint64_t, buf *C.uint8_t, n C.int64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		txns, err := decodeRestoreTxns(goBytes(buf, n))
+		if err != nil {
+			return engine.Errorf(engine.KindInvalidArgument, "restore batch: %v", err)
+		}
+		return in.RestoreBatch(bg, txns)
+	})
+}
+
 //export grs_vote
 func grs_vote(h C.uint64_t, r *C.grs_result) C.int32_t {
 	return withInstance(h, r, func(in *engine.Instance) error {

@@ -141,6 +141,28 @@ type Dialect interface {
 	Close() error
 }
 
+// MultiMover is implemented by store connections whose write transaction
+// can take several Moves, one per transaction with ascending tids, all
+// committed together (the engine's RestoreBatch); a lost COMMIT is judged
+// by the last of them.
+type MultiMover interface {
+	MovesMany()
+}
+
+// ManyMover is implemented by store connections that write several whole
+// transactions with a few statements for all (RestoreBatch): in the write
+// transaction, committed together; tids ascend; no blobs.
+type ManyMover interface {
+	MoveMany(ctx context.Context, txns []MovedTxn) error
+}
+
+// MovedTxn is one transaction for MoveMany: Writes' PrevTIDs follow the
+// batch's earlier transactions.
+type MovedTxn struct {
+	Meta   TxnInfo
+	Writes []Write
+}
+
 // Zapper is implemented by dialects that can empty their database, as
 // RelStorage's zap_all does: every row of its object, transaction, blob and
 // pack tables (PostgreSQL's large objects with them), the OID counter

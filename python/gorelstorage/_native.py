@@ -157,6 +157,7 @@ _SIGNATURES = {
     'grs_pack': (_u64, _buf, _i64),
     'grs_pack_progress': (_u64,),
     'grs_zap_all': (_u64,),
+    'grs_restore_batch': (_u64, _buf, _i64),
 }
 
 # Exports that never wait (no database, no lock held by another call): called
@@ -558,6 +559,17 @@ def resolve(instance, resolutions):
     """resolutions: (oid, committed tid, state) for every conflict vote returned."""
     buf = b''.join(_encode(oid, committed, state) for oid, committed, state in resolutions)
     call('grs_resolve', instance, buf, len(buf))
+
+
+def restore_batch(instance, txns):
+    """Commit whole transactions under their tids: txns are (tid, packed, user, description,
+    extension, [(oid, data or None)]), tids ascending."""
+    parts = []
+    for tid, packed, user, description, extension, records in txns:
+        parts.append(_encode(tid, 1 if packed else 0, user, description, extension, len(records)))
+        parts.extend(_encode(oid, data) for oid, data in records)
+    buf = b''.join(parts)
+    call('grs_restore_batch', instance, buf, len(buf))
 
 
 def finish_lock(instance):

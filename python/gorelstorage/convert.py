@@ -138,8 +138,7 @@ def _run(args, source, destination):
 def _copy_all(copier, source, start):
     it = source.iterator(start)
     try:
-        for trans in it:
-            copier.copy(trans)
+        copier.copy_all(it)
     finally:
         if hasattr(it, 'close'):
             it.close()

@@ -1,5 +1,6 @@
 """Copying transactions between storages, blobs with them (``copyTransactionsFrom``,
 ``gorelstorage convert``)."""
+import itertools
 import os
 import shutil
 import tempfile
@@ -18,23 +19,81 @@ def takes_blobs(storage):
     return IBlobStorageRestoreable.providedBy(storage)
 
 
+# A batch of the bulk path holds at most this much (it is sent when either is reached; a
+# transaction bigger than the batch goes on its own, through tpc_begin ... tpc_finish).
+BATCH_BYTES = 8 << 20
+BATCH_RECORDS = 10000
+
+
 class Copier:
-    """Restores transactions of ``source`` into ``destination`` with their tids, one
-    destination transaction each; counts what it copied."""
+    """Restores transactions of ``source`` into ``destination`` with their tids; counts what
+    it copied. Into GoRelStorage, transactions without blobs go in batches, many per database
+    transaction (``_restore_batch``); others, and every transaction into another storage, one
+    destination transaction each."""
 
     def __init__(self, source, destination):
         self.source, self.destination = source, destination
         self.source_blobs = IBlobStorage.providedBy(source)
         self.destination_blobs = takes_blobs(destination)
         self.transactions = self.records = self.bytes = self.blobs = self.blob_bytes = 0
+        self._bulk = getattr(destination, '_restore_batch', None)
+        self._batch, self._batch_bytes, self._batch_records = [], 0, 0
 
-    def copy(self, trans):
+    def copy_all(self, transactions):
+        """Copies every transaction of the iterable, in order. When one fails, those before
+        it are copied (the batch gathered is sent first)."""
+        try:
+            self._copy_all(transactions)
+        except BaseException:
+            self.flush()
+            raise
+        self.flush()
+
+    def _copy_all(self, transactions):
+        for trans in transactions:
+            if self._bulk is None:
+                self.copy(trans)
+                continue
+            records, seen, size = iter(trans), [], 0
+            whole = False
+            for r in records:
+                seen.append(r)
+                if self._blob_file(r, trans) is not None or size > BATCH_BYTES:
+                    whole = True  # a blob, or too big for a batch: the whole way
+                    break
+                size += len(r.data or b'')
+            if whole:
+                self.flush()
+                self.copy(trans, itertools.chain(seen, records))  # the rest is read as it goes
+                continue
+            records = [(r.oid, r.data) for r in seen]
+            if self._batch and (self._batch_bytes + size > BATCH_BYTES
+                                or self._batch_records + len(records) > BATCH_RECORDS):
+                self.flush()
+            self._batch.append((trans, records, size))
+            self._batch_bytes += size
+            self._batch_records += len(records)
+
+    def flush(self):
+        """Sends the batch gathered so far."""
+        if not self._batch:
+            return
+        batch, self._batch, self._batch_bytes, self._batch_records = self._batch, [], 0, 0
+        self._bulk([(t, records) for t, records, _ in batch])
+        for _, records, size in batch:
+            self.transactions += 1
+            self.records += len(records)
+            self.bytes += size
+
+    def copy(self, trans, records=None):
+        """Copies one transaction through tpc_begin ... tpc_finish (its records: those given,
+        else the transaction's own)."""
         d = self.destination
         d.tpc_begin(trans, trans.tid, trans.status)
         try:
-            records = data = blobs = blob_bytes = 0
-            for r in trans:
-                records += 1
+            count = data = blobs = blob_bytes = 0
+            for r in trans if records is None else records:
+                count += 1
                 data += len(r.data or b'')
                 source = self._blob_file(r, trans)
                 if source is None:
@@ -56,7 +115,7 @@ class Copier:
             d.tpc_abort(trans)
             raise
         self.transactions += 1
-        self.records += records
+        self.records += count
         self.bytes += data
         self.blobs += blobs
         self.blob_bytes += blob_bytes
@@ -74,3 +133,4 @@ class Copier:
                 'transaction %s: object %s has a blob, and the destination keeps no blobs '
                 '(give it a blob-dir)' % (readable_tid_repr(trans.tid), oid_repr(r.oid)))
         return path
+

@@ -119,6 +119,19 @@ class _Database:
             _log_warnings(_native.close_storage(self.handle))
 
 
+# The transaction _restore_batch holds the instance with.
+_RESTORING = object()
+
+
+def _txn_meta(transaction):
+    """(user, description, extension) of a transaction (or a transaction record) as bytes."""
+    ext = getattr(transaction, 'extension_bytes', None)
+    if ext is None:
+        from ZODB.Connection import TransactionMetaData
+        ext = TransactionMetaData(extension=getattr(transaction, 'extension', None)).extension_bytes
+    return _as_bytes(transaction.user), _as_bytes(transaction.description), ext
+
+
 def _release_quietly(release, handle):
     """A finalizer's call: release an engine handle whose Python object was collected
     without being closed. It may run on any thread, or in a forked child; it never raises."""
@@ -408,18 +421,35 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
                 self._tpc_cond.wait()
             self._transaction = transaction
         try:
-            user = transaction.user
-            desc = transaction.description
-            ext = getattr(transaction, 'extension_bytes', None)
-            if ext is None:
-                from ZODB.Connection import TransactionMetaData
-                ext = TransactionMetaData(extension=getattr(transaction, 'extension', None)).extension_bytes
             self._undone_oids = []
-            self._call(_native.tpc_begin, _as_bytes(user), _as_bytes(desc), ext,
-                       _oid_int(tid, 'tid') if tid else 0, status == 'p')
+            self._call(_native.tpc_begin, *_txn_meta(transaction), _oid_int(tid, 'tid') if tid else 0,
+                       status == 'p')
         except BaseException:
             self._end_transaction()
             raise
+
+    def _restore_batch(self, transactions):
+        """Commit whole transactions of another storage under their tids, many in one
+        database transaction (copyTransactionsFrom's and ``gorelstorage convert``'s bulk
+        path): ``transactions`` are (transaction record, [(oid, data)]), tids ascending.
+        All of them commit, or none does (Oracle: each on its own)."""
+        if self._options.read_only:
+            raise POSException.ReadOnlyError()
+        txns = []
+        for trans, records in transactions:
+            if not self._options.blob_dir:
+                for oid, data in records:
+                    _refuse_blob(oid, data)
+            txns.append((_oid_int(trans.tid, 'tid'), trans.status == 'p', *_txn_meta(trans),
+                         [(_oid_int(oid), data) for oid, data in records]))
+        with self._tpc_cond:
+            while self._transaction is not None:
+                self._tpc_cond.wait()
+            self._transaction = _RESTORING
+        try:
+            self._call(_native.restore_batch, txns)
+        finally:
+            self._end_transaction()
 
     def _end_transaction(self):
         self._voted_at = None
@@ -611,9 +641,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     def copyTransactionsFrom(self, other):
         """Copy every transaction of ``other`` with its tid, blobs with them (refused when
         ``other`` has blob files and this storage has no blob-dir to take them)."""
-        copier = Copier(other, self)
-        for trans in other.iterator():
-            copier.copy(trans)
+        Copier(other, self).copy_all(other.iterator())
 
     def pack(self, t, referencesf, gc=None, prepack_only=False, skip_prepack=False, check_refs=False,
              **kwargs):

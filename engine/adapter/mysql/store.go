@@ -185,10 +185,14 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 		}
 	}
 	c.moveBlobs(b, tid, writes)
-	c.moved = b.done()
+	c.moved = append(c.moved, b.done()...) // after an earlier Move's (RestoreBatch)
 	c.tid, c.writes = tid, writes
 	return nil
 }
+
+// MovesMany implements adapter.MultiMover: Moves add scripts that Commit
+// sends; a lost COMMIT is judged by the last Move's tid and writes.
+func (c *storeConn) MovesMany() {}
 
 func (c *storeConn) Commit(ctx context.Context) error {
 	if !c.inTxn {

@@ -155,7 +155,10 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 	if !c.inTxn {
 		return errors.New("postgresql: move outside a write transaction")
 	}
-	b := &pgx.Batch{}
+	b := c.moved // an earlier Move of the same write transaction (RestoreBatch)
+	if b == nil {
+		b = &pgx.Batch{}
+	}
 	if c.d.settings.KeepHistory {
 		b.Queue(sqlInsertTxn, int64(tid), meta.Packed, len(writes) == 0,
 			sqlrow.NonNil(meta.User), sqlrow.NonNil(meta.Description), sqlrow.NonNil(meta.Extension))
@@ -198,6 +201,10 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 	c.moved = b
 	return nil
 }
+
+// MovesMany implements adapter.MultiMover: Moves add to the batch that
+// Commit sends.
+func (c *storeConn) MovesMany() {}
 
 func (c *storeConn) Commit(ctx context.Context) error {
 	if !c.inTxn {
@@ -291,5 +298,86 @@ func (c *storeConn) UndoPlan(ctx context.Context, tid uint64) ([]adapter.UndoIte
 func (c *storeConn) Close() error {
 	c.moved = nil
 	c.release()
+	return nil
+}
+
+const (
+	sqlInsertTxns = `INSERT INTO transaction (tid, packed, is_empty, username, description, extension)
+		SELECT * FROM unnest($1::bigint[], $2::bool[], $3::bool[], $4::bytea[], $5::bytea[], $6::bytea[])`
+	sqlInsertManyStatesHP = `INSERT INTO object_state (zoid, tid, prev_tid, md5, state_size, state)
+		SELECT zoid, tid, prev_tid, md5, COALESCE(octet_length(state), 0), state
+		FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::bytea[]) AS w(zoid, tid, prev_tid, md5, state)`
+	sqlUpsertManyCurrent = `INSERT INTO current_object (zoid, tid) SELECT * FROM unnest($1::bigint[], $2::bigint[])
+		ON CONFLICT (zoid) DO UPDATE SET tid = excluded.tid`
+	sqlUpsertManyStatesHF = `INSERT INTO object_state (zoid, tid, state_size, state)
+		SELECT zoid, tid, octet_length(state), state FROM unnest($1::bigint[], $2::bigint[], $3::bytea[]) AS w(zoid, tid, state)
+		ON CONFLICT (zoid) DO UPDATE SET tid = excluded.tid, state_size = excluded.state_size, state = excluded.state`
+)
+
+// MoveMany implements adapter.ManyMover: arrays bound to one statement per
+// table for the whole batch, queued for Commit. History-free, only each
+// object's last write matters.
+func (c *storeConn) MoveMany(ctx context.Context, txns []adapter.MovedTxn) error {
+	if !c.inTxn {
+		return errors.New("postgresql: move outside a write transaction")
+	}
+	b := c.moved
+	if b == nil {
+		b = &pgx.Batch{}
+	}
+	last := map[uint64]int{} // oid -> index in the flattened writes of its last write
+	var flat []adapter.Write
+	var tids []int64
+	for _, t := range txns {
+		for _, w := range t.Writes {
+			last[w.OID] = len(flat)
+			flat = append(flat, w)
+			tids = append(tids, int64(t.Meta.TID))
+		}
+	}
+	if c.d.settings.KeepHistory {
+		n := len(txns)
+		txnTIDs, packed, empty := make([]int64, n), make([]bool, n), make([]bool, n)
+		users, descs, exts := make([][]byte, n), make([][]byte, n), make([][]byte, n)
+		for i, t := range txns {
+			txnTIDs[i], packed[i], empty[i] = int64(t.Meta.TID), t.Meta.Packed, len(t.Writes) == 0
+			users[i], descs[i], exts[i] = sqlrow.NonNil(t.Meta.User), sqlrow.NonNil(t.Meta.Description), sqlrow.NonNil(t.Meta.Extension)
+		}
+		b.Queue(sqlInsertTxns, txnTIDs, packed, empty, users, descs, exts)
+		if len(flat) > 0 {
+			oids, prev := make([]int64, len(flat)), make([]int64, len(flat))
+			sums, states := make([]*string, len(flat)), make([][]byte, len(flat))
+			for i, w := range flat {
+				oids[i], prev[i], states[i] = int64(w.OID), int64(w.PrevTID), w.State
+				if w.MD5 != nil {
+					s := string(w.MD5)
+					sums[i] = &s
+				}
+			}
+			b.Queue(sqlInsertManyStatesHP, oids, tids, prev, sums, states)
+			curOIDs, curTIDs := make([]int64, 0, len(last)), make([]int64, 0, len(last))
+			for oid, i := range last {
+				curOIDs, curTIDs = append(curOIDs, int64(oid)), append(curTIDs, tids[i])
+			}
+			b.Queue(sqlUpsertManyCurrent, curOIDs, curTIDs)
+		}
+	} else {
+		var upOIDs, upTIDs, delOIDs []int64
+		var states [][]byte
+		for oid, i := range last {
+			if flat[i].State == nil {
+				delOIDs = append(delOIDs, int64(oid))
+			} else {
+				upOIDs, upTIDs, states = append(upOIDs, int64(oid)), append(upTIDs, tids[i]), append(states, flat[i].State)
+			}
+		}
+		if len(upOIDs) > 0 {
+			b.Queue(sqlUpsertManyStatesHF, upOIDs, upTIDs, states)
+		}
+		if len(delOIDs) > 0 {
+			b.Queue(sqlDeleteHF, delOIDs)
+		}
+	}
+	c.moved = b
 	return nil
 }

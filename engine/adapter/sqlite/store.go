@@ -220,6 +220,10 @@ func (c *storeConn) Commit(ctx context.Context) error {
 	return nil
 }
 
+// MovesMany implements adapter.MultiMover: Move writes at once, in the
+// write transaction.
+func (c *storeConn) MovesMany() {}
+
 func (c *storeConn) Rollback() {
 	c.blobs = nil
 	if c.inTxn {

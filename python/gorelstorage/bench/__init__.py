@@ -81,6 +81,15 @@ def run_blobs(args):
     return 0
 
 
+def run_convert(args):
+    from . import convert
+    results = convert.run(args)
+    print(convert.markdown(results))
+    with open(args.json, 'w') as f:
+        json.dump({'machine': machine(), 'convert': results}, f, indent=1)
+    return 0
+
+
 def run(args):
     databases = _databases(args)
     workdir = tempfile.mkdtemp(prefix='gorelstorage-bench-')
@@ -200,8 +209,14 @@ def add_arguments(p):
                         'database with a tenth of garbage (time and peak memory)')
     p.add_argument('--pack-objects', default='100000',
                    help='database sizes for --pack, objects, comma-separated (100000)')
+    p.add_argument('--convert', nargs=2, metavar=('SOURCE_DSN', 'DESTINATION_DSN'),
+                   help='instead, the conversion benchmark: a history-preserving PostgreSQL database copied '
+                        'by zodbconvert and by gorelstorage convert (both databases are emptied)')
+    p.add_argument('--convert-changes', type=int, default=46500,
+                   help='object changes in the source database for --convert (46500)')
     p.add_argument('--json', default='bench-results.json',
-                   help='where to save the results (bench-results.json; bench-blobs.json, bench-pack.json)')
+                   help='where to save the results (bench-results.json; bench-blobs.json, bench-pack.json, '
+                        'bench-convert.json)')
     p.add_argument('--chart', default='bench-results.png', help='where to draw the chart ("" for none)')
 
 
@@ -218,6 +233,10 @@ def main(args):
         if args.json == 'bench-results.json':
             args.json = 'bench-pack.json'
         return run_pack(args)
+    if args.convert:
+        if args.json == 'bench-results.json':
+            args.json = 'bench-convert.json'
+        return run_convert(args)
     if args.blobs:
         if args.json == 'bench-results.json':
             args.json = 'bench-blobs.json'
