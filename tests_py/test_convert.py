@@ -159,3 +159,40 @@ def test_errors_are_one_line_naming_the_cause(tmp_path):
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
+
+
+def test_a_restore_batch_commits_whole_or_not_at_all(database):
+    """The bulk path's batch is one database transaction: when its second transaction cannot be
+    written (its tid is taken), the first is not committed either, and the error says why."""
+    from ZODB.utils import p64
+    from ZODB.utils import u64
+    storage = database.make(True)
+    try:
+        db = ZODB.DB(storage)
+        with db.transaction() as conn:
+            conn.root()['x'] = PersistentMapping(a=1)
+        db.close()
+        storage = database.make(True)
+        taken = u64(storage.lastTransaction())
+        before = [t.tid for t in storage.iterator()]
+
+        class Txn:
+            def __init__(self, tid):
+                self.tid, self.status, self.user, self.description = p64(tid), ' ', b'u', b'd'
+                self.extension_bytes = b''
+        records = [(p64(1000), b'(c__builtin__\nobject\nq\x01N}q\x02tq\x03.')]
+        with pytest.raises(Exception) as info:
+            storage._restore_batch([(Txn(taken - 1), records), (Txn(taken), records)])
+        assert str(taken) in str(info.value) or 'duplicate' in str(info.value).lower() \
+            or 'unique' in str(info.value).lower(), info.value
+        assert [t.tid for t in storage.iterator()] == before, 'nothing of the batch was committed'
+        with pytest.raises(POSKeyError):
+            storage.load(p64(1000))
+
+        storage._restore_batch([(Txn(taken + 1), records), (Txn(taken + 2), records)])
+        assert [u64(t.tid) for t in storage.iterator()][-2:] == [taken + 1, taken + 2]
+        assert [u64(h['tid']) for h in storage.history(p64(1000), size=5)] == [taken + 2, taken + 1]
+        with pytest.raises(Exception, match='ascend'):
+            storage._restore_batch([(Txn(taken + 4), records), (Txn(taken + 3), records)])
+    finally:
+        storage.close()
