@@ -8,6 +8,7 @@ from persistent.mapping import PersistentMapping
 from ZODB.blob import Blob
 from ZODB.FileStorage import FileStorage
 from ZODB.POSException import POSKeyError
+from ZODB.utils import p64
 
 from test_blobs import _filestorage_section
 from test_blobs import _go_section
@@ -196,3 +197,36 @@ def test_a_restore_batch_commits_whole_or_not_at_all(database):
             storage._restore_batch([(Txn(taken + 4), records), (Txn(taken + 3), records)])
     finally:
         storage.close()
+
+
+def test_into_history_free_only_the_current_records_are_copied(database, tmp_path):
+    """RelStorage's fast path: a history-free destination gets each object's current record
+    with its own tid, blobs with them, and nothing older."""
+    _write_source(tmp_path, 0, 7)
+    go = _go_section(database, False, tmp_path / 'go-blobs')
+    out = _convert(tmp_path, _fs(tmp_path, 'src'), go)
+    assert out.returncode == 0, out.stderr
+    assert 'current records only' in out.stdout
+    assert 'copied' in out.stdout and '3 blobs' in out.stdout, out.stdout
+
+    src = FileStorage(str(tmp_path / 'src.fs'), blob_dir=str(tmp_path / 'src-blobs'), read_only=True)
+    dst = database.make(False, blob_dir=str(tmp_path / 'go-blobs'))
+    try:
+        oid, count = None, 0
+        while True:
+            current, tid, data, oid = src.record_iternext(oid)
+            assert dst.load(current) == (data, tid)
+            if current in (p64(i) for i in range(1, 4)) or b'ZODB.blob' in data:
+                try:
+                    want = open(src.loadBlob(current, tid), 'rb').read()
+                except POSKeyError:
+                    want = None
+                if want is not None:
+                    assert open(dst.loadBlob(current, tid), 'rb').read() == want
+            count += 1
+            if oid is None:
+                break
+        assert len(dst) == count == 11  # the root, three blobs, seven mappings
+    finally:
+        src.close()
+        dst.close()

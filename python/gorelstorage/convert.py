@@ -129,7 +129,12 @@ def _run(args, source, destination):
         return _dry_run(source, start)
     copier = Copier(source, destination)
     started = time.monotonic()
-    _with_progress(copier, source, lambda: _copy_all(copier, source, start))
+    if start is None and copier.can_copy_current():
+        # A history-free destination keeps current states only: RelStorage's fast path.
+        print('the destination is history-free: copying the source\'s current records only')
+        _with_progress(copier, source, copier.copy_current)
+    else:
+        _with_progress(copier, source, lambda: _copy_all(copier, source, start))
     elapsed = time.monotonic() - started
     print(_summary('copied', copier, elapsed))
     return 0

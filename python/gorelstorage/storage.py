@@ -1,5 +1,6 @@
 """GoRelStorage: the ZODB storage class. ZODB glue only: the work is in Go."""
 import base64
+import collections
 import fcntl
 import json
 import logging
@@ -42,6 +43,7 @@ from .copying import Copier
 from .options import Options
 
 _MAX_TID = 0x7FFFFFFFFFFFFFFF
+_ITERNEXT_PAGE = 1000
 logger = logging.getLogger(__name__)
 
 
@@ -195,6 +197,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         if self._options.blob_dir:
             alsoProvides(self, IBlobStorage, IBlobStorageRestoreable)
         self._voted_at = None  # when tpc_vote returned: the time to tpc_finish is reported
+        self._iternext = None  # record_iternext's page
         self._metrics = metrics.for_storage(self, self._db.adapter.engine_name, self._options.keep_history)
 
     # --- identity -------------------------------------------------------
@@ -377,12 +380,19 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         return _TransactionIterator(self, start, stop)
 
     def record_iternext(self, next=None):
+        """The current record at ``next`` (or after it; the first when None), and the oid of
+        the following one (None at the end). Records are read a page ahead."""
         start = u64(next) if next else 0
-        revs = self._call(_native.current_from, start, 2)
+        revs = self._iternext
+        if not revs or revs[0].oid != start:
+            revs = self._iternext = collections.deque(self._call(_native.current_from, start, _ITERNEXT_PAGE))
+            if not revs:
+                raise ValueError('no current record at or after oid %r' % (next,))
+        rev = revs.popleft()
         if not revs:
-            raise ValueError('no current record at or after oid %r' % (next,))
-        following = p64(revs[1].oid) if len(revs) > 1 else None
-        return p64(revs[0].oid), p64(revs[0].tid), revs[0].state, following
+            revs.extend(self._call(_native.current_from, rev.oid + 1, _ITERNEXT_PAGE))
+        following = p64(revs[0].oid) if revs else None
+        return p64(rev.oid), p64(rev.tid), rev.state, following
 
     def undoLog(self, first=0, last=-20, filter=None):
         if last < 0:
@@ -641,7 +651,11 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     def copyTransactionsFrom(self, other):
         """Copy every transaction of ``other`` with its tid, blobs with them (refused when
         ``other`` has blob files and this storage has no blob-dir to take them)."""
-        Copier(other, self).copy_all(other.iterator())
+        copier = Copier(other, self)
+        if copier.can_copy_current():
+            copier.copy_current()  # history-free: the current records only, as RelStorage does
+        else:
+            copier.copy_all(other.iterator())
 
     def pack(self, t, referencesf, gc=None, prepack_only=False, skip_prepack=False, check_refs=False,
              **kwargs):
