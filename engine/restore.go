@@ -166,5 +166,6 @@ func (in *Instance) restoreTxns(ctx context.Context, st adapter.StoreConn, txns 
 		newest = max(newest, t.TID)
 	}
 	sh.sawCommit(final)
+	sh.compact() // a copy may never poll: the index keeps only what polled instances need
 	return nil
 }
