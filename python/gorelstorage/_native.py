@@ -12,6 +12,7 @@ import ctypes
 import json
 import os
 import struct
+import sys
 import threading
 
 from transaction.interfaces import TransientError
@@ -173,6 +174,7 @@ _pid = None
 _funcs = {}     # name: the ctypes function
 _direct = {}    # name: (address, shape, hold_gil) for _calls.call
 _load_pair = None  # (grs_load_cached, grs_load) addresses for _calls.load
+_cooperative = None  # under gevent: f(function, args) running it in gevent's thread pool
 
 
 def library_path():
@@ -219,8 +221,38 @@ def _load():
                 shape = _calls.SHAPES.index(''.join(_KIND_LETTERS[a] for a in args))
                 _direct[name] = (ctypes.cast(_funcs[name], ctypes.c_void_p).value, shape, name in _HOLD_GIL)
             _load_pair = (_direct['grs_load_cached'][0], _direct['grs_load'][0])
+        global _cooperative
+        _cooperative = _gevent_dispatcher()
         _pid = os.getpid()
         _lib = held
+
+
+def _gevent_dispatcher():
+    """When gevent has patched the standard library (before the first storage opens), a
+    function that runs engine calls in threads of a gevent ThreadPool (up to
+    $GORELSTORAGE_GEVENT_THREADS, 256 by default: a call waiting for a lock that another
+    greenlet's next call releases must not wait for a thread); else None."""
+    monkey = sys.modules.get('gevent.monkey')
+    if monkey is None or not monkey.is_module_patched('socket'):
+        return None
+    import gevent
+    from gevent.threadpool import ThreadPool
+    try:
+        from gevent._hub_local import get_hub_if_exists
+    except ImportError:  # older gevent
+        from gevent.hub import _get_hub as get_hub_if_exists
+    size = int(os.environ.get('GORELSTORAGE_GEVENT_THREADS', '256'))
+    pools = {}
+
+    def dispatch(function, args):
+        hub = get_hub_if_exists()
+        if hub is None or gevent.getcurrent() is hub:
+            return function(*args)  # a thread without a hub (a pool's own), or the hub itself
+        pool = pools.get(hub)
+        if pool is None:
+            pool = pools[hub] = ThreadPool(size, hub=hub)
+        return pool.apply(function, args)
+    return dispatch
 
 
 def uses_ctypes():
@@ -281,7 +313,14 @@ def _exception(kind, oid, serial0, serial1, message):
 
 
 def call(name, *args):
-    """Call export ``name``; return (data bytes or None, v0, v1, v2)."""
+    """Call export ``name``; return (data bytes or None, v0, v1, v2). Under gevent, a call
+    that may wait runs in a thread of gevent's pool: the event loop goes on meanwhile."""
+    if _cooperative is not None and name not in _HOLD_GIL:
+        return _cooperative(_call, (name,) + args)
+    return _call(name, *args)
+
+
+def _call(name, *args):
     if _direct:
         return _calls.call(*_direct[name], *args)  # refuses a forked child itself
     if _lib is None:
@@ -307,7 +346,7 @@ def load(instance, oid, hold=False):
     shared cache is answered without releasing the GIL or reaching the database; a
     miss releases the GIL while it reads from the database, unless ``hold`` (honoured
     by the C module; the ctypes fallback always releases it)."""
-    if _load_pair is not None:
+    if _load_pair is not None and _cooperative is None:
         return _calls.load(*_load_pair, instance, oid, hold)
     o = struct.unpack('>Q', oid)[0] if isinstance(oid, bytes) and len(oid) == 8 else None
     if o is None:
