@@ -221,8 +221,10 @@ def _load():
                 shape = _calls.SHAPES.index(''.join(_KIND_LETTERS[a] for a in args))
                 _direct[name] = (ctypes.cast(_funcs[name], ctypes.c_void_p).value, shape, name in _HOLD_GIL)
             _load_pair = (_direct['grs_load_cached'][0], _direct['grs_load'][0])
-        global _cooperative
+        global _cooperative, call
         _cooperative = _gevent_dispatcher()
+        if _cooperative is not None:
+            call = _cooperative_call
         _pid = os.getpid()
         _lib = held
 
@@ -312,15 +314,16 @@ def _exception(kind, oid, serial0, serial1, message):
     return raises(message, oid, serials)
 
 
-def call(name, *args):
-    """Call export ``name``; return (data bytes or None, v0, v1, v2). Under gevent, a call
-    that may wait runs in a thread of gevent's pool: the event loop goes on meanwhile."""
-    if _cooperative is not None and name not in _HOLD_GIL:
-        return _cooperative(_call, (name,) + args)
-    return _call(name, *args)
+def _cooperative_call(name, *args):
+    """call under gevent: a call that may wait runs in a thread of gevent's pool, and the
+    event loop goes on meanwhile."""
+    if name in _HOLD_GIL:
+        return _call(name, *args)
+    return _cooperative(_call, (name,) + args)
 
 
 def _call(name, *args):
+    """Call export ``name``; return (data bytes or None, v0, v1, v2)."""
     if _direct:
         return _calls.call(*_direct[name], *args)  # refuses a forked child itself
     if _lib is None:
@@ -339,6 +342,10 @@ def _call(name, *args):
     finally:
         if r.message or r.data:
             _lib.grs_free_result(ctypes.byref(r))
+
+
+# What every export goes through; under gevent, _load makes it _cooperative_call.
+call = _call
 
 
 def load(instance, oid, hold=False):
