@@ -25,6 +25,10 @@ type Options struct {
 	// CacheTrace is ZEO_CACHE_TRACE as the Python side read it: not "" (and
 	// a cache-local-dir) writes a ZEO cache trace file there.
 	CacheTrace string `json:"cache_trace"`
+	// Replicas (PostgreSQL): see adapter.Settings.
+	ReplicaConf    string  `json:"replica_conf"`
+	ROReplicaConf  string  `json:"ro_replica_conf"`
+	ReplicaTimeout float64 `json:"replica_timeout"` // seconds
 	// Blobs: blob-dir ("" for none), shared-blob-dir, blob-cache-size (bytes,
 	// 0 for no limit), blob-cache-size-check (percent), its -external form
 	// (which runs BlobPruneCommand, given by the Python side) and

@@ -44,6 +44,9 @@ func Open(ctx context.Context, opts Options) (*Storage, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	if (opts.ReplicaConf != "" || opts.ROReplicaConf != "") && opts.Adapter != "postgresql" {
+		return nil, Errorf(KindConfig, "configuration: replica-conf and ro-replica-conf are implemented for PostgreSQL only in this build (adapter %s)", opts.Adapter)
+	}
 	open, ok := adapter.Lookup(opts.Adapter)
 	if !ok {
 		return nil, Errorf(KindConfig, "configuration: unknown database adapter %q (this build has %v)", opts.Adapter, adapter.Names())
@@ -55,6 +58,8 @@ func Open(ctx context.Context, opts Options) (*Storage, error) {
 		LockTimeout:   opts.LockTimeout(),
 		BlobChunkSize: opts.BlobChunkSize,
 		Options:       opts.AdapterOptions,
+		ReplicaConf:   opts.ReplicaConf, ROReplicaConf: opts.ROReplicaConf,
+		ReplicaTimeout: time.Duration(opts.ReplicaTimeout * float64(time.Second)),
 	})
 	if errors.Is(err, adapter.ErrBadConfig) {
 		return nil, &Error{Kind: KindConfig, Msg: "open " + opts.Adapter, Err: err}

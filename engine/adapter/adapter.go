@@ -27,6 +27,13 @@ type Settings struct {
 	// that splits blobs writes, and the buffer it streams them through.
 	BlobChunkSize int
 	Options       json.RawMessage // the adapter's own section, e.g. data_dir and pragmas
+	// ReplicaConf and ROReplicaConf are RelStorage's replica-conf and
+	// ro-replica-conf: files of host[:port] lines ("" for none), the first
+	// entry preferred, the next tried when a connection to one fails;
+	// ReplicaTimeout (replica-timeout) sends new connections back to the
+	// first entry that long after they left it.
+	ReplicaConf, ROReplicaConf string
+	ReplicaTimeout             time.Duration
 }
 
 // Opener opens a dialect for one database.

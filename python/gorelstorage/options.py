@@ -33,6 +33,10 @@ IMPLEMENTED = {
     'pack_prepack_only': False,
     'pack_skip_prepack': False,
     'pack_batch_timeout': 15.0,
+    # PostgreSQL only in this build (the engine refuses them for other databases).
+    'replica_conf': None,
+    'ro_replica_conf': None,
+    'replica_timeout': 600.0,
 }
 
 # Options pack() reads itself (the engine gets them with each pack).
@@ -59,9 +63,6 @@ IGNORED = {
 # RelStorage options not implemented by this build yet, with their defaults
 # (the defaults are what the build does).
 NOT_YET = {
-    'replica_conf': None,
-    'ro_replica_conf': None,
-    'replica_timeout': 600.0,
     'revert_when_stale': False,
     'cache_prefix': None,
     'cache_servers': None,
@@ -158,7 +159,7 @@ class Options:
                                          % (_spelled(name), values[name]))
         for name, kind in (('commit_lock_timeout', float), ('cache_delta_size_limit', int),
                            ('cache_local_mb', float), ('cache_local_object_max', int),
-                           ('pack_batch_timeout', float)):
+                           ('pack_batch_timeout', float), ('replica_timeout', float)):
             try:
                 values[name] = kind(values[name])
             except (TypeError, ValueError):
@@ -174,6 +175,13 @@ class Options:
         directory = values['cache_local_dir']
         if directory is not None and not isinstance(directory, str):
             raise ConfigurationError('option cache-local-dir must be a directory name, not %r' % (directory,))
+        for name in ('replica_conf', 'ro_replica_conf'):
+            path = values[name]
+            if path in (None, ''):
+                values[name] = None
+            elif not isinstance(path, str) or not os.path.isfile(path):
+                raise ConfigurationError('option %s must name a file of host[:port] lines; %r is not a file'
+                                         % (_spelled(name), path))
         if values['name'] is not None and not isinstance(values['name'], str):
             raise ConfigurationError('option name must be a string, not %r' % (values['name'],))
         self.__dict__.update(values)
@@ -187,6 +195,8 @@ class Options:
         d = {k: getattr(self, k) for k in IMPLEMENTED if k not in _PACK}
         d['name'] = d['name'] or ''
         d['cache_local_dir'] = d['cache_local_dir'] or ''
+        d['replica_conf'] = os.path.abspath(d['replica_conf']) if d['replica_conf'] else ''
+        d['ro_replica_conf'] = os.path.abspath(d['ro_replica_conf']) if d['ro_replica_conf'] else ''
         d['blob_dir'] = os.path.abspath(d['blob_dir']) if d['blob_dir'] else ''
         d['blob_cache_size'] = d['blob_cache_size'] or 0
         # blob-cache-size-check-external prunes in a new Python process.

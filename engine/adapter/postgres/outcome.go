@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 )
 
@@ -23,14 +25,14 @@ const inProgressGrace = 2 * time.Second
 // server process pid, committed: nil if it did, an error wrapping
 // ErrDisconnected (lost) if it did not, one wrapping ErrCommitUnknown if no answer
 // came within adapter.OutcomeWait. lost is the error that broke the commit.
-func (d *dialect) commitOutcome(ctx context.Context, xid int64, pid uint32, lost error) error {
+func (d *dialect) commitOutcome(ctx context.Context, server *pgx.ConnConfig, xid int64, pid uint32, lost error) error {
 	ctx, cancel := context.WithTimeout(ctx, adapter.OutcomeWait)
 	defer cancel()
 	start := time.Now()
 	terminated := false
 	last := lost
 	for {
-		status, err := d.xactStatus(ctx, xid, pid, !terminated && time.Since(start) > inProgressGrace)
+		status, err := d.xactStatus(ctx, server, xid, pid, !terminated && time.Since(start) > inProgressGrace)
 		switch {
 		case err != nil:
 			last = err
@@ -56,8 +58,8 @@ func (d *dialect) commitOutcome(ctx context.Context, xid int64, pid uint32, lost
 // in progress, or "" when the id is too old to know. With terminate, a
 // transaction still in progress has its server process ended first, and the
 // status returned is "terminated".
-func (d *dialect) xactStatus(ctx context.Context, xid int64, pid uint32, terminate bool) (string, error) {
-	conn, err := d.connect(ctx, d.store.config)
+func (d *dialect) xactStatus(ctx context.Context, server *pgx.ConnConfig, xid int64, pid uint32, terminate bool) (string, error) {
+	conn, err := d.connect(ctx, server)
 	if err != nil {
 		return "", err
 	}

@@ -31,7 +31,7 @@ type packSession struct {
 }
 
 func (d *dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
-	w, err := d.connect(ctx, d.store.config)
+	w, err := d.store.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -44,7 +44,7 @@ func (d *dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
 		w.Close(context.Background())
 		return nil, fmt.Errorf("%s: %w", d.describe, adapter.ErrPackLocked)
 	}
-	r, err := d.connect(ctx, d.store.config)
+	r, err := d.store.dial(ctx)
 	if err != nil {
 		w.Close(context.Background())
 		return nil, err

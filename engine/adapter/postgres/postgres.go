@@ -12,6 +12,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -104,6 +105,19 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 		timeout = 30 * time.Second
 	}
 	d.store.config.RuntimeParams["lock_timeout"] = fmt.Sprint(timeout.Milliseconds())
+	// replica-conf for both pools, ro-replica-conf instead for the load pool; each
+	// pool follows its own list (a load connection may use a standby, a store one not).
+	if s.ReplicaConf != "" {
+		if d.store.replicas, err = newReplicas(s.ReplicaConf, s.ReplicaTimeout, base.Port); err != nil {
+			return nil, err
+		}
+		d.store.writes = true
+	}
+	if loadConf := cmp.Or(s.ROReplicaConf, s.ReplicaConf); loadConf != "" {
+		if d.load.replicas, err = newReplicas(loadConf, s.ReplicaTimeout, base.Port); err != nil {
+			return nil, err
+		}
+	}
 	d.describe = fmt.Sprintf("postgresql:host=%s port=%d dbname=%s user=%s", base.Host, base.Port, base.Database, base.User)
 
 	conn, err := d.store.get(ctx)

@@ -12,23 +12,70 @@ import (
 type pool struct {
 	d      *dialect
 	config *pgx.ConnConfig
+	// replicas, when set, chooses the server of each new connection;
+	// writes makes it pass over servers that refuse writes.
+	replicas *replicas
+	writes   bool
 
 	mu     sync.Mutex
 	idle   []*pgx.Conn
+	gens   map[*pgx.Conn]uint64 // with replicas: the generation each connection was opened in
 	closed bool
 }
 
-// get returns an idle connection or opens one.
+// get returns an idle connection or opens one. With replicas, an idle
+// connection of an older generation (before a return to the first entry)
+// is closed rather than used.
 func (p *pool) get(ctx context.Context) (*pgx.Conn, error) {
+	var gen uint64
+	if p.replicas != nil {
+		gen = p.replicas.generation()
+	}
 	p.mu.Lock()
-	if n := len(p.idle); n > 0 {
+	for n := len(p.idle); n > 0; n = len(p.idle) {
 		c := p.idle[n-1]
 		p.idle = p.idle[:n-1]
+		if p.replicas != nil && p.gens[c] != gen {
+			delete(p.gens, c)
+			p.mu.Unlock()
+			c.Close(context.Background())
+			p.mu.Lock()
+			continue
+		}
 		p.mu.Unlock()
 		return c, nil
 	}
 	p.mu.Unlock()
-	return p.d.connect(ctx, p.config)
+	return p.open(ctx)
+}
+
+// dial opens a connection outside the pool (the pack's): to the configured
+// server, or the replica list's choice.
+func (p *pool) dial(ctx context.Context) (*pgx.Conn, error) {
+	if p.replicas == nil {
+		return p.d.connect(ctx, p.config)
+	}
+	c, _, err := p.connectReplica(ctx)
+	return c, err
+}
+
+// open opens a new connection: to the configured server, or the replica
+// list's choice.
+func (p *pool) open(ctx context.Context) (*pgx.Conn, error) {
+	if p.replicas == nil {
+		return p.d.connect(ctx, p.config)
+	}
+	c, gen, err := p.connectReplica(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	if p.gens == nil {
+		p.gens = map[*pgx.Conn]uint64{}
+	}
+	p.gens[c] = gen
+	p.mu.Unlock()
+	return c, nil
 }
 
 // put keeps c for reuse, or closes it when the pool is full or closed or c
@@ -38,6 +85,7 @@ func (p *pool) put(c *pgx.Conn) {
 		return
 	}
 	if c.IsClosed() || c.PgConn().TxStatus() != 'I' {
+		p.forget(c)
 		c.Close(context.Background())
 		return
 	}
@@ -47,8 +95,18 @@ func (p *pool) put(c *pgx.Conn) {
 		p.mu.Unlock()
 		return
 	}
+	delete(p.gens, c)
 	p.mu.Unlock()
 	c.Close(context.Background())
+}
+
+// forget drops what the pool knows of a connection it will not see again.
+func (p *pool) forget(c *pgx.Conn) {
+	if p.replicas != nil {
+		p.mu.Lock()
+		delete(p.gens, c)
+		p.mu.Unlock()
+	}
 }
 
 // close closes the idle connections; connections put back later are closed too.
@@ -56,7 +114,7 @@ func (p *pool) close() {
 	p.mu.Lock()
 	p.closed = true
 	conns := p.idle
-	p.idle = nil
+	p.idle, p.gens = nil, nil
 	p.mu.Unlock()
 	for _, c := range conns {
 		c.Close(context.Background())
@@ -118,9 +176,10 @@ func (s *session) send(ctx context.Context, queue func(*pgx.Batch), read func(pg
 			return nil
 		}
 		if begin && attempt == 0 && isDisconnect(s.conn, err) {
+			s.pool.forget(s.conn)
 			s.conn.Close(context.Background())
 			s.inTxn = false
-			conn, cerr := s.pool.d.connect(ctx, s.pool.config)
+			conn, cerr := s.pool.open(ctx)
 			if cerr != nil {
 				return cerr
 			}

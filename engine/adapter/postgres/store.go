@@ -231,9 +231,10 @@ func (c *storeConn) Commit(ctx context.Context) error {
 	}
 	if err != nil {
 		lost := isDisconnect(c.conn, err)
+		server := serverConfig(c.pool.config, c.conn) // the outcome is the server's that ran it
 		c.Rollback()
 		if lost && c.xid != 0 {
-			return c.d.commitOutcome(ctx, c.xid, c.pid, c.classify(err))
+			return c.d.commitOutcome(ctx, server, c.xid, c.pid, c.classify(err))
 		}
 		return c.classify(err)
 	}
