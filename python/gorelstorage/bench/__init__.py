@@ -81,6 +81,15 @@ def run_blobs(args):
     return 0
 
 
+def run_replicas(args):
+    from . import replicas
+    results = replicas.run(args)
+    print(replicas.markdown(results))
+    with open(args.json, 'w') as f:
+        json.dump({'machine': machine(), 'replicas': results}, f, indent=1)
+    return 0
+
+
 def run_convert(args):
     from . import convert
     results = convert.run(args)
@@ -214,6 +223,13 @@ def add_arguments(p):
                         'by zodbconvert and by gorelstorage convert (both databases are emptied)')
     p.add_argument('--convert-changes', type=int, default=46500,
                    help='object changes in the source database for --convert (46500)')
+    p.add_argument('--replicas', nargs=2, metavar=('PRIMARY_DSN', 'STANDBY_PORT'),
+                   help='instead, writers against a PostgreSQL primary and readers against its hot standby '
+                        '(on 127.0.0.1:STANDBY_PORT), 1 to 8 processes (the database is emptied)')
+    p.add_argument('--replica-objects', type=int, default=20000,
+                   help='objects in the database for --replicas (20000; at least 8000)')
+    p.add_argument('--replica-seconds', type=float, default=5.0,
+                   help='how long each process of --replicas runs (5)')
     p.add_argument('--json', default='bench-results.json',
                    help='where to save the results (bench-results.json; bench-blobs.json, bench-pack.json, '
                         'bench-convert.json)')
@@ -233,6 +249,10 @@ def main(args):
         if args.json == 'bench-results.json':
             args.json = 'bench-pack.json'
         return run_pack(args)
+    if args.replicas:
+        if args.json == 'bench-results.json':
+            args.json = 'bench-replicas.json'
+        return run_replicas(args)
     if args.convert:
         if args.json == 'bench-results.json':
             args.json = 'bench-convert.json'

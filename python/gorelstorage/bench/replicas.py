@@ -1,0 +1,158 @@
+"""``gorelstorage bench --replicas PRIMARY_DSN STANDBY_PORT``: writers against a PostgreSQL
+primary and readers against its hot standby, GoRelStorage and RelStorage side by side.
+
+The primary's database is filled with --replica-objects small objects (history-free) and the
+standby given time to replay them. Then, for 1, 2, 4 and 8 processes at a time, each process
+runs --replica-seconds:
+
+  writers   commit one changed object per transaction (each process its own objects), on the
+            primary: commits/s, all processes together
+  readers   with ro-replica-conf naming the standby, load random objects from it (no shared
+            cache: cache-local-mb 0, ZODB's cache emptied per transaction of 100 loads): loads/s
+
+The database is emptied; give a throwaway one.
+"""
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+_WAYS = ('gorelstorage', 'relstorage')
+
+
+def _open(contender, dsn, ro_conf=None):
+    if contender == 'gorelstorage':
+        from .. import GoRelStorage
+        from .. import PostgreSQL
+        return GoRelStorage(PostgreSQL(dsn), keep_history=False, cache_local_mb=0, ro_replica_conf=ro_conf)
+    from relstorage.adapters.postgresql import PostgreSQLAdapter
+    from relstorage.options import Options
+    from relstorage.storage import RelStorage
+    opts = Options(keep_history=False, cache_local_mb=0, ro_replica_conf=ro_conf)
+    return RelStorage(PostgreSQLAdapter(dsn=dsn, options=opts), options=opts)
+
+
+def worker(contender, role, dsn, ro_conf, index, objects, seconds):
+    """One process's count of commits (writers) or loads (readers) in ``seconds``."""
+    import transaction
+    import ZODB
+    db = ZODB.DB(_open(contender, dsn, ro_conf or None))
+    tm = transaction.TransactionManager()
+    conn = db.open(tm)
+    done, rnd = 0, random.Random(index)
+    try:
+        tree = conn.root()['objects']
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if role == 'writers':
+                tm.begin()
+                tree[index * 1000 + rnd.randrange(1000)]['n'] = done
+                tm.commit()
+                done += 1
+            else:
+                tm.begin()
+                conn.cacheMinimize()
+                for _ in range(100):
+                    tree[rnd.randrange(objects)]['n']
+                tm.abort()
+                done += 100
+    finally:
+        conn.close()
+        db.close()
+    return done
+
+
+def _fill(dsn, objects):
+    import ZODB
+    from BTrees.IOBTree import IOBTree
+    from persistent.mapping import PersistentMapping
+
+    from ..testing import zap
+    zap('postgresql', dsn)
+    db = ZODB.DB(_open('gorelstorage', dsn))
+    try:
+        with db.transaction() as conn:
+            conn.root()['objects'] = IOBTree()
+        for start in range(0, objects, 1000):
+            with db.transaction() as conn:
+                tree = conn.root()['objects']
+                for i in range(start, min(objects, start + 1000)):
+                    tree[i] = PersistentMapping(n=0)
+    finally:
+        db.close()
+
+
+def _caught_up(primary, standby):
+    import psycopg2
+
+    def one(dsn, query):
+        conn = psycopg2.connect(dsn)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query)
+                return cur.fetchone()[0]
+        finally:
+            conn.close()
+    lsn = one(primary, 'SELECT pg_current_wal_insert_lsn()::text')
+    deadline = time.monotonic() + 60
+    while not one(standby, "SELECT pg_last_wal_replay_lsn() >= '%s'::pg_lsn" % lsn):
+        if time.monotonic() > deadline:
+            raise RuntimeError('the standby did not catch up within 60 s')
+        time.sleep(0.1)
+
+
+def run(args):
+    import re
+    primary, port = args.replicas[0], int(args.replicas[1])
+    standby = re.sub(r'port=\d+', 'port=%d' % port, primary) if 'port=' in primary else primary + ' port=%d' % port
+    objects = max(args.replica_objects, 8000)
+    print('filling the primary with %d objects ...' % objects, file=sys.stderr)
+    _fill(primary, objects)
+    _caught_up(primary, standby)
+    workdir = tempfile.mkdtemp(prefix='gorelstorage-replica-bench-')
+    ro_conf = os.path.join(workdir, 'readers.conf')
+    with open(ro_conf, 'w') as f:
+        f.write('127.0.0.1:%d\n' % port)
+    results = []
+    for role in ('writers', 'readers'):
+        for n in (1, 2, 4, 8):
+            row = {'role': role, 'processes': n}
+            for contender in _WAYS:
+                procs = [subprocess.Popen(
+                    [sys.executable, '-m', 'gorelstorage.bench.replicas', contender, role, primary,
+                     ro_conf if role == 'readers' else '', str(i), str(objects), str(args.replica_seconds)],
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(n)]
+                total = 0
+                for p in procs:
+                    out, err = p.communicate(timeout=args.replica_seconds + 300)
+                    if p.returncode:
+                        raise RuntimeError('%s %s failed: %s' % (contender, role, err.strip().splitlines()[-1:]))
+                    total += json.loads(out)['done']
+                row[contender] = total / args.replica_seconds
+            row['ratio'] = row['gorelstorage'] / row['relstorage'] if row['relstorage'] else None
+            print('%s x%d: GoRelStorage %.0f/s, RelStorage %.0f/s' % (role, n, row['gorelstorage'],
+                                                                     row['relstorage']), file=sys.stderr)
+            results.append(row)
+    return results
+
+
+def markdown(results):
+    lines = ['| processes | role | GoRelStorage /s | RelStorage /s | GoRelStorage / RelStorage |',
+             '|---:|---|---:|---:|---:|']
+    for r in results:
+        unit = 'commits' if r['role'] == 'writers' else 'loads'
+        lines.append('| %d | %s (%s) | %.0f | %.0f | %.2f |' % (r['processes'], r['role'], unit, r['gorelstorage'],
+                                                               r['relstorage'], r['ratio'] or 0))
+    return '\n'.join(lines)
+
+
+def main():
+    contender, role, dsn, ro_conf, index, objects, seconds = sys.argv[1:8]
+    print(json.dumps({'done': worker(contender, role, dsn, ro_conf, int(index), int(objects), float(seconds))}))
+
+
+if __name__ == '__main__':
+    main()
