@@ -29,6 +29,9 @@ type Options struct {
 	ReplicaConf    string  `json:"replica_conf"`
 	ROReplicaConf  string  `json:"ro_replica_conf"`
 	ReplicaTimeout float64 `json:"replica_timeout"` // seconds
+	// RevertWhenStale: a snapshot older than what an instance saw (a replica
+	// behind) invalidates everything instead of raising ReadConflictError.
+	RevertWhenStale bool `json:"revert_when_stale"`
 	// Blobs: blob-dir ("" for none), shared-blob-dir, blob-cache-size (bytes,
 	// 0 for no limit), blob-cache-size-check (percent), its -external form
 	// (which runs BlobPruneCommand, given by the Python side) and

@@ -160,8 +160,13 @@ func (in *Instance) Poll(ctx context.Context) (oids []uint64, all bool, err erro
 	}
 	from := in.polledTID
 	if in.snapLast < from && in.s.opts.KeepHistory {
-		return nil, false, Errorf(KindReadConflict,
-			"the database went back in time: last seen tid %d, now %d (restored from a backup?)", from, in.snapLast)
+		if !in.s.opts.RevertWhenStale {
+			return nil, false, Errorf(KindReadConflict,
+				"the database went back in time: last seen tid %d, now %d (a replica behind, or restored from a backup?)",
+				from, in.snapLast)
+		}
+		in.revert()
+		return nil, true, nil
 	}
 	// History-free: deleting the object that held the newest tid lowers
 	// MAX(tid), but the snapshot still sees everything polled before.
@@ -199,4 +204,19 @@ func (in *Instance) LastTransaction(ctx context.Context) (uint64, error) {
 		return 0, err
 	}
 	return max(in.snapTID, in.lastCommit), nil
+}
+
+// revert is revert-when-stale: the snapshot (a replica's) is older than what
+// the instance saw. The instance goes on from it, everything invalidated; the
+// shared index, which follows the newer state, starts again, and so does the
+// mark of this process's newest commit, which snapshots would otherwise
+// claim to see; the replica's catching up then comes as changes of later
+// polls.
+func (in *Instance) revert() {
+	sh := in.s.sh
+	sh.index.restart()
+	sh.committed.Store(in.snapLast)
+	in.indexed, in.snapTID = false, in.snapLast
+	in.polledTID, in.ownTIDs, in.prefetched = in.snapLast, nil, nil
+	sh.pin(in, in.snapLast)
 }

@@ -30,10 +30,10 @@ func TestNextTIDNeverGoesBack(t *testing.T) {
 }
 
 func TestParseOptionsRejectsUnknownKeys(t *testing.T) {
-	_, err := ParseOptions([]byte(`{"adapter": "sqlite3", "revert_when_stale": true}`))
+	_, err := ParseOptions([]byte(`{"adapter": "sqlite3", "replica_conf_file": "/tmp/r"}`))
 	require.Error(t, err)
 	require.Equal(t, KindConfig, KindOf(err))
-	require.Contains(t, err.Error(), "revert_when_stale")
+	require.Contains(t, err.Error(), "replica_conf_file")
 
 	o, err := ParseOptions([]byte(`{"adapter": "sqlite3", "keep_history": false}`))
 	require.NoError(t, err)

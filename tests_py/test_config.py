@@ -53,8 +53,6 @@ def test_zconfig_pragmas_reach_the_engine(tmp_path):
 
 
 def test_zconfig_rejects_an_option_this_build_lacks(tmp_path):
-    with pytest.raises(gorelstorage.ConfigurationError, match='revert-when-stale'):
-        ZODB.config.databaseFromString(_zconfig(tmp_path / 'data', 'revert_when_stale true'))
     with pytest.raises(gorelstorage.ConfigurationError, match='replica-conf must name a file'):
         ZODB.config.databaseFromString(_zconfig(tmp_path / 'data', 'replica-conf %s' % (tmp_path / 'replicas')))
     (tmp_path / 'replicas').write_text('127.0.0.1:5432\n')

@@ -13,6 +13,7 @@ import ZODB
 from BTrees.Length import Length
 from persistent.mapping import PersistentMapping
 from ZODB.POSException import ConflictError
+from ZODB.POSException import ReadConflictError
 from transaction.interfaces import TransientError
 
 import gorelstorage
@@ -209,3 +210,50 @@ def test_failover_to_the_promoted_standby_loses_no_commit(servers, tmp_path):
     # went away with its COMMIT unanswered, as of unknown outcome (the old primary cannot be
     # asked); either way it is counted.
     assert counts['retried'] + counts['unknown'] >= 1, 'the failover cut at least one transaction'
+
+
+@pytest.mark.parametrize('revert', [False, True], ids=['raise', 'revert'])
+def test_a_replica_behind_raises_or_with_revert_when_stale_goes_on(servers, tmp_path, revert):
+    """Loads from a standby whose replay is paused, commits on the primary: the snapshot after
+    the connection's own commit is older than what it saw. Without revert-when-stale that is a
+    ReadConflictError; with it, the connection goes on from the older state, and sees the new
+    one once the standby catches up."""
+    primary, standby, port, _ = servers
+    db = ZODB.DB(gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(primary)))
+    with db.transaction() as conn:
+        conn.root()['x'] = PersistentMapping(v=1)
+    db.close()
+    _caught_up(primary, standby)
+
+    storage = gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(primary),
+                                        ro_replica_conf=_conf(tmp_path, 'ro', port), revert_when_stale=revert)
+    db = ZODB.DB(storage)
+    try:
+        with db.transaction() as conn:
+            assert conn.root()['x']['v'] == 1
+        _sql(standby, 'SELECT pg_wal_replay_pause()')
+        with db.transaction() as conn:
+            conn.root()['x']['v'] = 2  # on the primary; the standby does not replay it
+        tm = transaction.TransactionManager()
+        if not revert:
+            with pytest.raises(ReadConflictError, match='went back in time'):
+                for _ in range(2):  # the poll after the commit's own still sees it
+                    conn = db.open(tm)
+                    tm.begin()
+                    conn.root()['x']['v']
+                    tm.abort()
+                    conn.close()
+            conn.close()
+        else:
+            for _ in range(2):
+                conn = db.open(tm)
+                tm.begin()
+                assert conn.root()['x']['v'] == 1, 'the standby\'s state, older than the commit'
+                tm.abort()
+                conn.close()
+        _sql(standby, 'SELECT pg_wal_replay_resume()')
+        _caught_up(primary, standby)
+        with db.transaction() as conn:
+            assert conn.root()['x']['v'] == 2
+    finally:
+        db.close()

@@ -37,6 +37,7 @@ IMPLEMENTED = {
     'replica_conf': None,
     'ro_replica_conf': None,
     'replica_timeout': 600.0,
+    'revert_when_stale': False,
 }
 
 # Options pack() reads itself (the engine gets them with each pack).
@@ -63,7 +64,6 @@ IGNORED = {
 # RelStorage options not implemented by this build yet, with their defaults
 # (the defaults are what the build does).
 NOT_YET = {
-    'revert_when_stale': False,
     'cache_prefix': None,
     'cache_servers': None,
     'cache_module_name': 'relstorage.pylibmc_wrapper',
@@ -71,7 +71,7 @@ NOT_YET = {
 }
 
 _BOOL = ('read_only', 'keep_history', 'create_schema', 'shared_blob_dir', 'blob_cache_size_check_external',
-         'pack_gc', 'pack_prepack_only', 'pack_skip_prepack')
+         'pack_gc', 'pack_prepack_only', 'pack_skip_prepack', 'revert_when_stale')
 # Options in bytes: an int, or a ZConfig byte-size such as '500MB' (zodburi passes text).
 _BYTES = ('blob_cache_size', 'blob_chunk_size')
 
