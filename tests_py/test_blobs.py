@@ -264,6 +264,28 @@ def _go_section(database, keep_history, blob_dir):
             % ('true' if keep_history else 'false', blob_dir, adapter))
 
 
+def filestorage_contents(path, blob_dir):
+    """Every transaction's tid, user, description, and its records (oid, data, blob bytes or
+    None) in oid order."""
+    fs = FileStorage(str(path), blob_dir=str(blob_dir), read_only=True)
+    try:
+        out = []
+        for txn in fs.iterator():
+            records = []
+            for rec in txn:
+                blob = None
+                try:
+                    with open(fs.loadBlob(rec.oid, rec.tid), 'rb') as f:
+                        blob = f.read()
+                except POSKeyError:
+                    pass
+                records.append((rec.oid, rec.data, blob))
+            out.append((txn.tid, txn.user, txn.description, sorted(records)))
+        return out
+    finally:
+        fs.close()
+
+
 def test_zodbconvert_filestorage_to_gorelstorage_and_back(database, tmp_path):
     """RelStorage's zodbconvert copies a FileStorage with blobs into GoRelStorage (history
     preserved) and back out into a new FileStorage: same transactions, same blob bytes."""
@@ -286,27 +308,10 @@ def test_zodbconvert_filestorage_to_gorelstorage_and_back(database, tmp_path):
     _zodbconvert(tmp_path, _filestorage_section(tmp_path / 'src.fs', tmp_path / 'src-blobs'), go)
     _zodbconvert(tmp_path, go, _filestorage_section(tmp_path / 'out.fs', tmp_path / 'out-blobs'))
 
-    def history(path, blob_dir):
-        fs = FileStorage(str(path), blob_dir=str(blob_dir), read_only=True)
-        try:
-            out = []
-            for txn in fs.iterator():
-                for rec in txn:
-                    blob = None
-                    try:
-                        with open(fs.loadBlob(rec.oid, rec.tid), 'rb') as f:
-                            blob = f.read()
-                    except POSKeyError:
-                        pass
-                    out.append((txn.tid, rec.oid, rec.data, blob))
-            return sorted(out)  # records in one transaction may come in another order
-        finally:
-            fs.close()
-
-    before = history(tmp_path / 'src.fs', tmp_path / 'src-blobs')
-    after = history(tmp_path / 'out.fs', tmp_path / 'out-blobs')
+    before = filestorage_contents(tmp_path / 'src.fs', tmp_path / 'src-blobs')
+    after = filestorage_contents(tmp_path / 'out.fs', tmp_path / 'out-blobs')
     assert after == before
-    assert sum(1 for *_, blob in after if blob is not None) == 4
+    assert sum(1 for *_, records in after for *_, blob in records if blob is not None) == 4
 
 
 # --- the cache ----------------------------------------------------------------------------------

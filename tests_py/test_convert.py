@@ -11,6 +11,7 @@ from ZODB.POSException import POSKeyError
 from ZODB.utils import p64
 
 from test_blobs import _filestorage_section
+from test_blobs import filestorage_contents
 from test_blobs import _go_section
 
 
@@ -46,27 +47,6 @@ def _write_source(tmp_path, start, count):
         db.close()
 
 
-def _contents(path, blob_dir):
-    """Every transaction's tid, user, description, and its records with their blob bytes."""
-    fs = FileStorage(str(path), blob_dir=str(blob_dir), read_only=True)
-    try:
-        out = []
-        for txn in fs.iterator():
-            records = []
-            for rec in txn:
-                blob = None
-                try:
-                    with open(fs.loadBlob(rec.oid, rec.tid), 'rb') as f:
-                        blob = f.read()
-                except POSKeyError:
-                    pass
-                records.append((rec.oid, rec.data, blob))
-            out.append((txn.tid, txn.user, txn.description, sorted(records)))
-        return out
-    finally:
-        fs.close()
-
-
 def test_filestorage_to_gorelstorage_and_back_keeps_everything(database, tmp_path):
     """FileStorage with blobs -> GoRelStorage -> FileStorage: the same transactions, records,
     histories and blob bytes; then --incremental copies only what the source gained."""
@@ -83,8 +63,8 @@ def test_filestorage_to_gorelstorage_and_back_keeps_everything(database, tmp_pat
 
     out = _convert(tmp_path, go, _fs(tmp_path, 'out'))
     assert out.returncode == 0, out.stderr
-    before = _contents(tmp_path / 'src.fs', tmp_path / 'src-blobs')
-    after = _contents(tmp_path / 'out.fs', tmp_path / 'out-blobs')
+    before = filestorage_contents(tmp_path / 'src.fs', tmp_path / 'src-blobs')
+    after = filestorage_contents(tmp_path / 'out.fs', tmp_path / 'out-blobs')
     assert len(before) == 9 and after == before
     assert sum(1 for t in after for r in t[3] if r[2] is not None) == 8
 

@@ -17,6 +17,7 @@ from ZODB.POSException import ReadConflictError
 from transaction.interfaces import TransientError
 
 import gorelstorage
+from gorelstorage.testing import wait_for_replay
 from databases import PostgreSQLDatabase
 
 PRIMARY_PORT = 15432
@@ -60,15 +61,13 @@ def _sql(dsn, *statements):
         conn.close()
 
 
-def _caught_up(primary, standby):
-    # The insert position: with synchronous_commit off, a commit's record may not be written yet.
-    lsn = _sql(primary, 'SELECT pg_current_wal_insert_lsn()::text')[0][0]
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if _sql(standby, "SELECT pg_last_wal_replay_lsn() >= '%s'::pg_lsn" % lsn)[0][0]:
-            return
-        time.sleep(0.05)
-    raise AssertionError('the standby did not replay %s within 30 s' % lsn)
+def _seed(primary, standby, **root):
+    """Commits root's items on the primary and waits for the standby to replay them."""
+    db = ZODB.DB(gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(primary)))
+    with db.transaction() as conn:
+        conn.root().update(root)
+    db.close()
+    wait_for_replay(primary, standby, 30)
 
 
 def _conf(tmp_path, name, *ports):
@@ -86,11 +85,7 @@ def _ours(dsn):
 
 def test_ro_replica_conf_sends_loads_to_the_standby(servers, tmp_path):
     primary, standby, port, _ = servers
-    db = ZODB.DB(gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(primary)))
-    with db.transaction() as conn:
-        conn.root()['x'] = PersistentMapping(v=1)
-    db.close()
-    _caught_up(primary, standby)
+    _seed(primary, standby, x=PersistentMapping(v=1))
 
     storage = gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(primary),
                                         ro_replica_conf=_conf(tmp_path, 'ro', port))
@@ -100,7 +95,7 @@ def test_ro_replica_conf_sends_loads_to_the_standby(servers, tmp_path):
             assert conn.root()['x']['v'] == 1
             assert _ours(standby) >= 1, 'the load connection is on the standby'
             conn.root()['x']['v'] = 2  # commits go to the primary (no replica-conf)
-        _caught_up(primary, standby)
+        wait_for_replay(primary, standby, 30)
         with db.transaction() as conn:
             assert conn.root()['x']['v'] == 2
     finally:
@@ -112,11 +107,7 @@ def test_a_failed_first_entry_sends_connections_to_the_next_and_back_after_repli
     """ro-replica-conf primary, standby: with the primary down, loads go to the standby; once
     it is back and replica-timeout has passed, new connections go to the primary again."""
     primary, standby, port, paused = servers
-    db = ZODB.DB(gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(primary)))
-    with db.transaction() as conn:
-        conn.root()['x'] = PersistentMapping(v=1)
-    db.close()
-    _caught_up(primary, standby)
+    _seed(primary, standby, x=PersistentMapping(v=1))
     ctl = os.environ['GORELSTORAGE_PG_CTL']
 
     conf = _conf(tmp_path, 'ro', PRIMARY_PORT, port)
@@ -154,11 +145,7 @@ def test_failover_to_the_promoted_standby_loses_no_commit(servers, tmp_path):
     primary, standby, port, paused = servers
     _sql(primary, "ALTER SYSTEM SET synchronous_standby_names = '*'",
          "ALTER SYSTEM SET synchronous_commit = 'remote_apply'", 'SELECT pg_reload_conf()')
-    db = ZODB.DB(gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(primary)))
-    with db.transaction() as conn:
-        conn.root()['n'] = Length(0)
-    db.close()
-    _caught_up(primary, standby)
+    _seed(primary, standby, n=Length(0))
 
     conf = _conf(tmp_path, 'rw', PRIMARY_PORT, port)
     storage = gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(primary + ' connect_timeout=2'),
@@ -219,11 +206,7 @@ def test_a_replica_behind_raises_or_with_revert_when_stale_goes_on(servers, tmp_
     ReadConflictError; with it, the connection goes on from the older state, and sees the new
     one once the standby catches up."""
     primary, standby, port, _ = servers
-    db = ZODB.DB(gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(primary)))
-    with db.transaction() as conn:
-        conn.root()['x'] = PersistentMapping(v=1)
-    db.close()
-    _caught_up(primary, standby)
+    _seed(primary, standby, x=PersistentMapping(v=1))
 
     storage = gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(primary),
                                         ro_replica_conf=_conf(tmp_path, 'ro', port), revert_when_stale=revert)
@@ -252,7 +235,7 @@ def test_a_replica_behind_raises_or_with_revert_when_stale_goes_on(servers, tmp_
                 tm.abort()
                 conn.close()
         _sql(standby, 'SELECT pg_wal_replay_resume()')
-        _caught_up(primary, standby)
+        wait_for_replay(primary, standby, 30)
         with db.transaction() as conn:
             assert conn.root()['x']['v'] == 2
     finally:

@@ -70,3 +70,27 @@ def mysql_connect(uri, **kw):
     p = mysql_params(uri)
     return pymysql.connect(host=p['host'], port=p['port'], user=p['user'], password=p['passwd'],
                            database=p['db'], autocommit=True, **kw)
+
+
+def wait_for_replay(primary, standby, timeout):
+    """Wait until the PostgreSQL hot standby (a DSN) has replayed everything the primary had
+    written when called; RuntimeError after timeout seconds."""
+    import time
+
+    import psycopg2
+
+    def value(dsn, query):
+        conn = psycopg2.connect(dsn)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query)
+                return cur.fetchone()[0]
+        finally:
+            conn.close()
+    # The insert position: with synchronous_commit off, a commit's record may not be written yet.
+    lsn = value(primary, 'SELECT pg_current_wal_insert_lsn()::text')
+    deadline = time.monotonic() + timeout
+    while not value(standby, "SELECT pg_last_wal_replay_lsn() >= '%s'::pg_lsn" % lsn):
+        if time.monotonic() > deadline:
+            raise RuntimeError('the standby did not replay %s within %s s' % (lsn, timeout))
+        time.sleep(0.05)

@@ -155,10 +155,7 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 	if !c.inTxn {
 		return errors.New("postgresql: move outside a write transaction")
 	}
-	b := c.moved // an earlier Move of the same write transaction (RestoreBatch)
-	if b == nil {
-		b = &pgx.Batch{}
-	}
+	b := &pgx.Batch{}
 	if c.d.settings.KeepHistory {
 		b.Queue(sqlInsertTxn, int64(tid), meta.Packed, len(writes) == 0,
 			sqlrow.NonNil(meta.User), sqlrow.NonNil(meta.Description), sqlrow.NonNil(meta.Extension))
@@ -201,10 +198,6 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 	c.moved = b
 	return nil
 }
-
-// MovesMany implements adapter.MultiMover: Moves add to the batch that
-// Commit sends.
-func (c *storeConn) MovesMany() {}
 
 func (c *storeConn) Commit(ctx context.Context) error {
 	if !c.inTxn {
@@ -322,10 +315,7 @@ func (c *storeConn) MoveMany(ctx context.Context, txns []adapter.MovedTxn) error
 	if !c.inTxn {
 		return errors.New("postgresql: move outside a write transaction")
 	}
-	b := c.moved
-	if b == nil {
-		b = &pgx.Batch{}
-	}
+	b := &pgx.Batch{}
 	last := map[uint64]int{} // oid -> index in the flattened writes of its last write
 	var flat []adapter.Write
 	var tids []int64

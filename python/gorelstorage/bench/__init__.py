@@ -63,39 +63,20 @@ def _databases(args):
     return databases
 
 
-def run_pack(args):
-    from . import pack
-    results = pack.run(args, _databases(args))
-    print(pack.markdown(results))
+def run_other(args, name):
+    """One of the other benchmarks (--pack, --blobs, --replicas, --convert): its module's run,
+    its table printed, its results saved (to bench-<name>.json unless --json says where)."""
+    import importlib
+    module = importlib.import_module('.' + name, __name__)
+    if name in ('pack', 'blobs'):
+        results = module.run(args, _databases(args))
+    else:
+        results = module.run(args)
+    print(module.markdown(results, args) if name == 'blobs' else module.markdown(results))
+    if args.json == 'bench-results.json':
+        args.json = 'bench-%s.json' % name
     with open(args.json, 'w') as f:
-        json.dump({'machine': machine(), 'pack': results}, f, indent=1)
-    return 0
-
-
-def run_blobs(args):
-    from . import blobs
-    results = blobs.run(args, _databases(args))
-    print(blobs.markdown(results, args))
-    with open(args.json, 'w') as f:
-        json.dump({'machine': machine(), 'blobs': results}, f, indent=1)
-    return 0
-
-
-def run_replicas(args):
-    from . import replicas
-    results = replicas.run(args)
-    print(replicas.markdown(results))
-    with open(args.json, 'w') as f:
-        json.dump({'machine': machine(), 'replicas': results}, f, indent=1)
-    return 0
-
-
-def run_convert(args):
-    from . import convert
-    results = convert.run(args)
-    print(convert.markdown(results))
-    with open(args.json, 'w') as f:
-        json.dump({'machine': machine(), 'convert': results}, f, indent=1)
+        json.dump({'machine': machine(), name: results}, f, indent=1)
     return 0
 
 
@@ -245,20 +226,7 @@ def main(args):
     args.kinds = args.kinds or (['threads'] if quick else ['threads', 'processes'])
     args.rounds = args.rounds or 3
     args.reps = args.reps or (10 if quick else 5)
-    if args.pack:
-        if args.json == 'bench-results.json':
-            args.json = 'bench-pack.json'
-        return run_pack(args)
-    if args.replicas:
-        if args.json == 'bench-results.json':
-            args.json = 'bench-replicas.json'
-        return run_replicas(args)
-    if args.convert:
-        if args.json == 'bench-results.json':
-            args.json = 'bench-convert.json'
-        return run_convert(args)
-    if args.blobs:
-        if args.json == 'bench-results.json':
-            args.json = 'bench-blobs.json'
-        return run_blobs(args)
+    for name in ('pack', 'replicas', 'convert', 'blobs'):
+        if getattr(args, name):
+            return run_other(args, name)
     return run(args)

@@ -85,33 +85,16 @@ def _fill(dsn, objects):
         db.close()
 
 
-def _caught_up(primary, standby):
-    import psycopg2
-
-    def one(dsn, query):
-        conn = psycopg2.connect(dsn)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(query)
-                return cur.fetchone()[0]
-        finally:
-            conn.close()
-    lsn = one(primary, 'SELECT pg_current_wal_insert_lsn()::text')
-    deadline = time.monotonic() + 60
-    while not one(standby, "SELECT pg_last_wal_replay_lsn() >= '%s'::pg_lsn" % lsn):
-        if time.monotonic() > deadline:
-            raise RuntimeError('the standby did not catch up within 60 s')
-        time.sleep(0.1)
-
-
 def run(args):
     import re
+
+    from ..testing import wait_for_replay
     primary, port = args.replicas[0], int(args.replicas[1])
     standby = re.sub(r'port=\d+', 'port=%d' % port, primary) if 'port=' in primary else primary + ' port=%d' % port
     objects = max(args.replica_objects, 8000)
     print('filling the primary with %d objects ...' % objects, file=sys.stderr)
     _fill(primary, objects)
-    _caught_up(primary, standby)
+    wait_for_replay(primary, standby, 60)
     workdir = tempfile.mkdtemp(prefix='gorelstorage-replica-bench-')
     ro_conf = os.path.join(workdir, 'readers.conf')
     with open(ro_conf, 'w') as f:
