@@ -33,7 +33,7 @@ IMPLEMENTED = {
     'pack_prepack_only': False,
     'pack_skip_prepack': False,
     'pack_batch_timeout': 15.0,
-    # PostgreSQL only in this build (the engine refuses them for other databases).
+    # PostgreSQL and MySQL only in this build (the engine refuses them for other databases).
     'replica_conf': None,
     'ro_replica_conf': None,
     'replica_timeout': 600.0,

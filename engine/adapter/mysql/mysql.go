@@ -15,6 +15,7 @@
 package mysql
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -82,6 +83,10 @@ type dialect struct {
 
 	load  *sql.DB // REPEATABLE READ, snapshots started READ ONLY
 	store *sql.DB // READ COMMITTED, innodb_lock_wait_timeout = commit-lock-timeout
+	// storeInit is the store connections' session settings.
+	storeInit string
+	// replicas is the store pool's connector with replica-conf, nil without.
+	replicas *replicaConnector
 
 	// maxQuery is the longest query text the server accepts (max_allowed_packet less a margin).
 	maxQuery int
@@ -204,15 +209,23 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 	loadInit := common + `; SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ`
 	storeInit := common + fmt.Sprintf(`, innodb_lock_wait_timeout = %d;
 		SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED`, waitSeconds)
-	d.load, err = d.newPool(cfg, loadInit)
-	if err != nil {
+	d.storeInit = storeInit
+	// replica-conf for both pools, ro-replica-conf instead for the load pool;
+	// each pool follows its own list (a load connection may use a replica, a
+	// store one only a server that takes writes). The configured host and
+	// socket are not used then.
+	var load, store driver.Connector
+	if load, err = d.connector(cfg, loadInit, cmp.Or(s.ROReplicaConf, s.ReplicaConf), false); err != nil {
 		return nil, err
 	}
-	d.store, err = d.newPool(cfg, storeInit)
-	if err != nil {
-		d.load.Close()
+	if store, err = d.connector(cfg, storeInit, s.ReplicaConf, true); err != nil {
 		return nil, err
 	}
+	if rc, ok := store.(*replicaConnector); ok {
+		d.replicas = rc
+		d.describe = fmt.Sprintf("mysql:replica-conf=%s db=%s user=%s", rc.list.Path(), cfg.DBName, cfg.User)
+	}
+	d.load, d.store = newPool(load), newPool(store)
 	if err := d.setUp(ctx); err != nil {
 		d.Close()
 		return nil, err
@@ -220,15 +233,28 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 	return d, nil
 }
 
-// newPool makes a pool whose connections run init once, in one round trip.
-func (d *dialect) newPool(cfg *mysql.Config, init string) (*sql.DB, error) {
+// connector makes the connector of a pool whose connections run init once,
+// in one round trip: to the configured server, or with a replica list (path)
+// to its choice.
+func (d *dialect) connector(cfg *mysql.Config, init, path string, writes bool) (driver.Connector, error) {
+	if path != "" {
+		port := 3306
+		if _, p, err := net.SplitHostPort(cfg.Addr); err == nil && cfg.Net == "tcp" {
+			port, _ = strconv.Atoi(p)
+		}
+		return newReplicaConnector(path, d.settings.ReplicaTimeout, port, cfg, init, writes)
+	}
 	base, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, adapter.ConfigError("mysql: %v", err)
 	}
-	db := sql.OpenDB(&connector{base: base, init: init})
+	return &connector{base: base, init: init}, nil
+}
+
+func newPool(c driver.Connector) *sql.DB {
+	db := sql.OpenDB(c)
 	db.SetMaxIdleConns(maxIdle)
-	return db, nil
+	return db
 }
 
 // connector runs the session settings on each new connection.

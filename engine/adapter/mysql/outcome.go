@@ -24,21 +24,34 @@ import (
 const errUnknownThread = 1094 // ER_NO_SUCH_THREAD: the session is gone already
 
 // commitOutcome finds out whether the commit of tid made on server
-// connection connID landed: nil if it did, lost (wrapping ErrDisconnected) if
+// connection connID of server (host:port with replica-conf, "" otherwise) landed: nil if it did, lost (wrapping ErrDisconnected) if
 // it did not, an error wrapping ErrCommitUnknown if that cannot be known
 // within adapter.OutcomeWait.
-func (d *dialect) commitOutcome(ctx context.Context, connID int64, tid uint64, writes []adapter.Write, lost error) error {
+func (d *dialect) commitOutcome(ctx context.Context, server string, connID int64, tid uint64, writes []adapter.Write,
+	lost error) error {
 	return schema.Settle(ctx, d.settings.KeepHistory, tid, writes, lost, func(ctx context.Context) (schema.CommitEvidence, error) {
-		ev, err := d.commitEvidence(ctx, connID, tid, writes)
+		ev, err := d.commitEvidence(ctx, server, connID, tid, writes)
 		return ev, d.wrap(err)
 	})
 }
 
 // commitEvidence reads, on a new connection holding the commit lock, what
-// the database holds about the commit of tid made on connection connID.
-func (d *dialect) commitEvidence(ctx context.Context, connID int64, tid uint64, writes []adapter.Write) (schema.CommitEvidence, error) {
+// the database holds about the commit of tid made on connection connID of
+// server. Only that server can answer (after a failover another holds
+// neither that connection nor, perhaps, that commit): with replica-conf the
+// connection goes to it, not to the list's choice.
+func (d *dialect) commitEvidence(ctx context.Context, server string, connID int64, tid uint64, writes []adapter.Write) (schema.CommitEvidence, error) {
 	var ev schema.CommitEvidence
-	conn, err := d.store.Conn(ctx)
+	pool := d.store
+	if server != "" && d.replicas != nil {
+		b, err := d.replicas.base(server)
+		if err != nil {
+			return ev, err
+		}
+		pool = sql.OpenDB(&connector{base: b, init: d.storeInit})
+		defer pool.Close()
+	}
+	conn, err := pool.Conn(ctx)
 	if err != nil {
 		return ev, err
 	}

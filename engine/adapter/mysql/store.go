@@ -33,6 +33,7 @@ type storeConn struct {
 	session
 	moved       []*script // the writes, sent with COMMIT
 	connID      int64     // the server's id of this connection, read with the commit lock
+	server      string    // with replica-conf, the host:port of the connection's server, read with connID
 	tid         uint64    // what Move wrote
 	writes      []adapter.Write
 	staged      map[uint64]bool   // oids whose blobs wait in temp_blob_chunk; nil before the first
@@ -136,6 +137,9 @@ func (c *storeConn) LockCommit(ctx context.Context) (uint64, time.Time, error) {
 	if err != nil {
 		return 0, time.Time{}, c.d.wrap(err)
 	}
+	if c.d.replicas != nil {
+		c.server = serverOf(c.conn)
+	}
 	t, err := time.ParseInLocation("2006-01-02 15:04:05.999999", now, time.UTC)
 	if err != nil {
 		return 0, time.Time{}, fmt.Errorf("mysql: cannot read the server clock %q: %w", now, err)
@@ -211,7 +215,7 @@ func (c *storeConn) Commit(ctx context.Context) error {
 			tid, writes := c.tid, c.writes
 			c.Rollback()
 			if uncertain {
-				return c.d.commitOutcome(ctx, c.connID, tid, writes, c.d.wrap(err))
+				return c.d.commitOutcome(ctx, c.server, c.connID, tid, writes, c.d.wrap(err))
 			}
 			return c.d.wrap(err)
 		}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/netconn"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/replicalist"
 	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/schema"
 )
 
@@ -108,13 +109,13 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 	// replica-conf for both pools, ro-replica-conf instead for the load pool; each
 	// pool follows its own list (a load connection may use a standby, a store one not).
 	if s.ReplicaConf != "" {
-		if d.store.replicas, err = newReplicas(s.ReplicaConf, s.ReplicaTimeout, base.Port); err != nil {
+		if d.store.replicas, err = replicalist.New(s.ReplicaConf, s.ReplicaTimeout, replicalist.HostPort(int(base.Port))); err != nil {
 			return nil, err
 		}
 		d.store.writes = true
 	}
 	if loadConf := cmp.Or(s.ROReplicaConf, s.ReplicaConf); loadConf != "" {
-		if d.load.replicas, err = newReplicas(loadConf, s.ReplicaTimeout, base.Port); err != nil {
+		if d.load.replicas, err = replicalist.New(loadConf, s.ReplicaTimeout, replicalist.HostPort(int(base.Port))); err != nil {
 			return nil, err
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/replicalist"
 )
 
 // pool keeps idle connections of one kind (load or store), last in first out.
@@ -14,7 +16,7 @@ type pool struct {
 	config *pgx.ConnConfig
 	// replicas, when set, chooses the server of each new connection;
 	// writes makes it pass over servers that refuse writes.
-	replicas *replicas
+	replicas *replicalist.List
 	writes   bool
 
 	mu     sync.Mutex
@@ -29,7 +31,7 @@ type pool struct {
 func (p *pool) get(ctx context.Context) (*pgx.Conn, error) {
 	var gen uint64
 	if p.replicas != nil {
-		gen = p.replicas.generation()
+		gen = p.replicas.Generation()
 	}
 	p.mu.Lock()
 	for n := len(p.idle); n > 0; n = len(p.idle) {
