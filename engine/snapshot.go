@@ -159,7 +159,11 @@ func (in *Instance) Poll(ctx context.Context) (oids []uint64, all bool, err erro
 		return nil, true, nil
 	}
 	from := in.polledTID
-	if in.snapLast < from && in.s.opts.KeepHistory {
+	// History-free, MAX(tid) goes down when a deletion removes every object of
+	// the newest transaction: only with replicas, which lag, is that taken for
+	// a stale snapshot (as RelStorage does).
+	replicas := in.s.opts.ReplicaConf != "" || in.s.opts.ROReplicaConf != ""
+	if in.snapLast < from && (in.s.opts.KeepHistory || replicas) {
 		if !in.s.opts.RevertWhenStale {
 			return nil, false, Errorf(KindReadConflict,
 				"the database went back in time: last seen tid %d, now %d (a replica behind, or restored from a backup?)",
@@ -168,8 +172,9 @@ func (in *Instance) Poll(ctx context.Context) (oids []uint64, all bool, err erro
 		in.revert()
 		return nil, true, nil
 	}
-	// History-free: deleting the object that held the newest tid lowers
-	// MAX(tid), but the snapshot still sees everything polled before.
+	// History-free without replicas: deleting the objects that held the
+	// newest tid lowers MAX(tid), but the snapshot still sees everything
+	// polled before.
 	in.snapTID = max(in.snapTID, from)
 	own := in.ownTIDs
 	in.polledTID, in.ownTIDs = in.snapTID, nil

@@ -44,8 +44,9 @@ func Open(ctx context.Context, opts Options) (*Storage, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	if (opts.ReplicaConf != "" || opts.ROReplicaConf != "") && opts.Adapter != "postgresql" && opts.Adapter != "mysql" {
-		return nil, Errorf(KindConfig, "configuration: replica-conf and ro-replica-conf are implemented for PostgreSQL and MySQL only in this build (adapter %s)", opts.Adapter)
+	if (opts.ReplicaConf != "" || opts.ROReplicaConf != "") && opts.Adapter == "sqlite3" {
+		return nil, Errorf(KindConfig, "configuration: replica-conf and ro-replica-conf name database servers; "+
+			"SQLite is embedded and has none")
 	}
 	open, ok := adapter.Lookup(opts.Adapter)
 	if !ok {

@@ -56,7 +56,7 @@ def test_zconfig_rejects_an_option_this_build_lacks(tmp_path):
     with pytest.raises(gorelstorage.ConfigurationError, match='replica-conf must name a file'):
         ZODB.config.databaseFromString(_zconfig(tmp_path / 'data', 'replica-conf %s' % (tmp_path / 'replicas')))
     (tmp_path / 'replicas').write_text('127.0.0.1:5432\n')
-    with pytest.raises(gorelstorage.ConfigurationError, match='PostgreSQL and MySQL only'):
+    with pytest.raises(gorelstorage.ConfigurationError, match='SQLite is embedded and has none'):
         ZODB.config.databaseFromString(_zconfig(tmp_path / 'data', 'replica-conf %s' % (tmp_path / 'replicas')))
     with pytest.raises(gorelstorage.ConfigurationError, match='cache-servers'):
         ZODB.config.databaseFromString(_zconfig(tmp_path / 'data', 'cache-servers localhost:11211'))

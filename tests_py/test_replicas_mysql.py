@@ -50,9 +50,11 @@ class Servers:
         finally:
             conn.close()
 
-    def storage(self, port=None, **options):
+    def storage(self, port=None, keep_history=True, **options):
         p = dict(self.params, port=port or self.primary_port, connect_timeout=2)
-        return gorelstorage.GoRelStorage(gorelstorage.MySQL(**p), **options)
+        if not keep_history:
+            p['db'] += '_hf'
+        return gorelstorage.GoRelStorage(gorelstorage.MySQL(**p), keep_history=keep_history, **options)
 
     def wait_for_replica(self, timeout=30):
         """Waits until the replica has applied everything the primary's binary log holds."""
@@ -71,9 +73,9 @@ class Servers:
         path.write_text(''.join('127.0.0.1:%d\n' % p for p in ports))
         return str(path)
 
-    def seed(self, **root):
+    def seed(self, keep_history=True, **root):
         """Commits root's items on the primary and waits for the replica to apply them."""
-        db = ZODB.DB(self.storage())
+        db = ZODB.DB(self.storage(keep_history=keep_history))
         with db.transaction() as conn:
             conn.root().update(root)
         db.close()
@@ -82,12 +84,15 @@ class Servers:
 
 @pytest.fixture
 def servers(tmp_path):
-    """The primary's history-preserving test database, emptied, and a replica of the server;
-    afterwards the replica is removed and the primary running again without its binary log."""
+    """The primary's test databases (gorelstorage, history-preserving, and gorelstorage_hf),
+    emptied, and a replica of the server; afterwards the replica is removed and the primary
+    running again without its binary log."""
     reason = MySQLDatabase.skip_reason or MySQLDatabase.restart_skip_reason()
     if reason:
         pytest.skip(reason)
-    uri = MySQLDatabase(str(tmp_path)).location(True)
+    databases = MySQLDatabase(str(tmp_path))
+    databases.location(False)
+    uri = databases.location(True)
     s = Servers(uri, int(os.environ.get('GORELSTORAGE_MYSQL_REPLICA_PORT', '13307')))
     try:
         s.run('replica', 'start')
@@ -225,15 +230,17 @@ def test_failover_to_the_promoted_replica_loses_no_commit(servers, tmp_path):
     assert counts['retried'] + counts['unknown'] >= 1, 'the failover cut at least one transaction'
 
 
+@pytest.mark.parametrize('keep_history', [True, False], ids=['hp', 'hf'])
 @pytest.mark.parametrize('revert', [False, True], ids=['raise', 'revert'])
-def test_a_replica_behind_raises_or_with_revert_when_stale_goes_on(servers, tmp_path, revert):
+def test_a_replica_behind_raises_or_with_revert_when_stale_goes_on(servers, tmp_path, revert, keep_history):
     """Loads from a replica whose SQL thread is stopped, commits on the primary: the snapshot
     after the connection's own commit is older than what it saw. Without revert-when-stale that
     is a ReadConflictError; with it, the connection goes on from the older state, and sees the
-    new one once the replica catches up."""
-    servers.seed(x=PersistentMapping(v=1))
+    new one once the replica catches up. History-free too: with replicas, a newest tid that went
+    down is taken for a stale replica, as RelStorage does."""
+    servers.seed(keep_history=keep_history, x=PersistentMapping(v=1))
     db = ZODB.DB(servers.storage(ro_replica_conf=servers.conf(tmp_path, 'ro', servers.replica_port),
-                                 revert_when_stale=revert))
+                                 revert_when_stale=revert, keep_history=keep_history))
     try:
         with db.transaction() as conn:
             assert conn.root()['x']['v'] == 1
@@ -261,5 +268,30 @@ def test_a_replica_behind_raises_or_with_revert_when_stale_goes_on(servers, tmp_
         servers.wait_for_replica()
         with db.transaction() as conn:
             assert conn.root()['x']['v'] == 2
+    finally:
+        db.close()
+
+
+def test_a_pack_reads_the_primary_not_a_lagging_replica(servers, tmp_path):
+    """With ro-replica-conf on a replica that lags, an object garbage in the replica's older
+    state but referenced again in the primary's newer one survives a pack with GC (the pack
+    reads on the servers store connections use; its handling of commits made after it began
+    would keep the object too)."""
+    servers.seed(a=PersistentMapping(v='x'))
+    db = ZODB.DB(servers.storage(ro_replica_conf=servers.conf(tmp_path, 'ro', servers.replica_port)))
+    try:
+        with db.transaction() as conn:
+            oid = conn.root()['a']._p_oid
+            del conn.root()['a']  # garbage now, and so in the replica
+        servers.wait_for_replica()
+        servers.sql(servers.replica_port, 'STOP SLAVE SQL_THREAD')
+        with db.transaction() as conn:
+            conn.root()['b'] = conn.get(oid)  # referenced again, on the primary only
+        db.pack()
+        servers.sql(servers.replica_port, 'START SLAVE SQL_THREAD')
+        servers.wait_for_replica()
+        db.cacheMinimize()
+        with db.transaction() as conn:
+            assert conn.root()['b']['v'] == 'x', 'the object referenced again survived the pack'
     finally:
         db.close()

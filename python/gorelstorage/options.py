@@ -33,7 +33,7 @@ IMPLEMENTED = {
     'pack_prepack_only': False,
     'pack_skip_prepack': False,
     'pack_batch_timeout': 15.0,
-    # PostgreSQL and MySQL only in this build (the engine refuses them for other databases).
+    # database servers only (the engine refuses them for SQLite).
     'replica_conf': None,
     'ro_replica_conf': None,
     'replica_timeout': 600.0,
@@ -180,7 +180,7 @@ class Options:
             if path in (None, ''):
                 values[name] = None
             elif not isinstance(path, str) or not os.path.isfile(path):
-                raise ConfigurationError('option %s must name a file of host[:port] lines; %r is not a file'
+                raise ConfigurationError('option %s must name a file of servers, one per line; %r is not a file'
                                          % (_spelled(name), path))
         if values['name'] is not None and not isinstance(values['name'], str):
             raise ConfigurationError('option name must be a string, not %r' % (values['name'],))

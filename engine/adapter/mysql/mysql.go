@@ -87,6 +87,9 @@ type dialect struct {
 	storeInit string
 	// replicas is the store pool's connector with replica-conf, nil without.
 	replicas *replicaConnector
+	// packRead is the pack's read pool: load, or with replica lists a pool
+	// of load connections to the servers store connections use.
+	packRead *sql.DB
 
 	// maxQuery is the longest query text the server accepts (max_allowed_packet less a margin).
 	maxQuery int
@@ -223,9 +226,21 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 	}
 	if rc, ok := store.(*replicaConnector); ok {
 		d.replicas = rc
-		d.describe = fmt.Sprintf("mysql:replica-conf=%s db=%s user=%s", rc.list.Path(), cfg.DBName, cfg.User)
+		d.describe = fmt.Sprintf("mysql:replica-conf=%s db=%s user=%s", rc.List.Path(), cfg.DBName, cfg.User)
+	}
+	// A pack reads what it removes on the server it removes it from, never a
+	// replica that may lag: with lists, the store's choice with the load's settings.
+	packRead := load
+	if s.ReplicaConf != "" || s.ROReplicaConf != "" {
+		if packRead, err = d.connector(cfg, loadInit, s.ReplicaConf, true); err != nil {
+			return nil, err
+		}
 	}
 	d.load, d.store = newPool(load), newPool(store)
+	d.packRead = d.load
+	if packRead != load {
+		d.packRead = newPool(packRead)
+	}
 	if err := d.setUp(ctx); err != nil {
 		d.Close()
 		return nil, err
@@ -481,6 +496,9 @@ func (d *dialect) Size(ctx context.Context) (int64, int64, error) {
 func (d *dialect) Close() error {
 	d.load.Close()
 	d.store.Close()
+	if d.packRead != nil && d.packRead != d.load {
+		d.packRead.Close()
+	}
 	return nil
 }
 

@@ -40,7 +40,7 @@ func (d *dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
 		}
 		return rows.Close()
 	}
-	s, err := sqlpack.Open(ctx, flavor, d.load, d.store, lockCommit, release)
+	s, err := sqlpack.Open(ctx, flavor, d.packRead, d.store, lockCommit, release)
 	if err != nil {
 		release()
 		return nil, d.wrap(err)

@@ -2,11 +2,9 @@ package mysql
 
 import (
 	"context"
-	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 	"time"
 
@@ -19,12 +17,9 @@ import (
 // ro-replica-conf): each goes to the first entry of the list that answers
 // and, for a store pool, takes writes (a replica with read_only on, not yet
 // promoted, is passed over: the test user, like many, holds READ_ONLY ADMIN
-// and would write to it). The connection remembers its server, for the
-// outcome of a lost commit, and the list's generation: once the list went
-// back to its first entry, a connection to another is closed when next
-// taken from the pool.
+// and would write to it).
 type replicaConnector struct {
-	list   *replicalist.List
+	replicalist.Connector
 	cfg    *mysql.Config // the configured server's settings; the address is each entry's
 	init   string
 	writes bool
@@ -39,7 +34,9 @@ func newReplicaConnector(path string, timeout time.Duration, defaultPort int, cf
 	if err != nil {
 		return nil, err
 	}
-	return &replicaConnector{list: list, cfg: cfg, init: init, writes: writes, bases: map[string]driver.Connector{}}, nil
+	c := &replicaConnector{cfg: cfg, init: init, writes: writes, bases: map[string]driver.Connector{}}
+	c.Connector = replicalist.Connector{List: list, Dial: c.connect, Final: isAccessError, Drv: mysql.MySQLDriver{}}
+	return c, nil
 }
 
 // base is the driver's connector for one server.
@@ -57,25 +54,6 @@ func (c *replicaConnector) base(addr string) (driver.Connector, error) {
 	}
 	c.bases[addr] = b
 	return b, nil
-}
-
-func (c *replicaConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	idx, entries, _, err := c.list.Order()
-	if err != nil {
-		return nil, err
-	}
-	var errs []error
-	for _, i := range idx {
-		conn, err := c.connect(ctx, entries[i])
-		if err == nil {
-			return &replicaConn{Conn: conn, addr: entries[i], gen: c.list.Used(i), list: c.list}, nil
-		}
-		if isAccessError(err) {
-			return nil, err // a wrong password or database: the next server would say the same
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", entries[i], err))
-	}
-	return nil, fmt.Errorf("replica-conf %s: no server answered: %w", c.list.Path(), errors.Join(errs...))
 }
 
 // connect opens a connection to one server with the session settings,
@@ -104,96 +82,21 @@ var errReadOnly = errors.New("the server is read-only (a replica): it takes no w
 
 // readOnly reads the server's read_only setting.
 func readOnly(ctx context.Context, conn driver.Conn) (bool, error) {
-	rows, err := conn.(driver.QueryerContext).QueryContext(ctx, `SELECT @@global.read_only`, nil)
-	if err != nil {
-		return false, err
-	}
-	defer rows.Close()
-	v := make([]driver.Value, 1)
-	if err := rows.Next(v); err != nil {
-		if err == io.EOF {
-			err = errors.New("SELECT @@global.read_only returned no row")
-		}
-		return false, err
-	}
-	switch x := v[0].(type) {
+	v, err := replicalist.QueryValue(ctx, conn, `SELECT @@global.read_only`)
+	switch x := v.(type) {
 	case int64:
 		return x != 0, nil
 	case []byte:
 		return string(x) != "0", nil
 	}
-	return false, fmt.Errorf("SELECT @@global.read_only returned %T", v[0])
+	if err == nil {
+		err = fmt.Errorf("SELECT @@global.read_only returned %T", v)
+	}
+	return false, err
 }
-
-func (c *replicaConnector) Driver() driver.Driver { return mysql.MySQLDriver{} }
 
 // isAccessError tells whether err is the server refusing the user or the database.
 func isAccessError(err error) bool {
 	var myErr *mysql.MySQLError
 	return errors.As(err, &myErr) && (myErr.Number == 1044 || myErr.Number == 1045 || myErr.Number == 1049)
-}
-
-// replicaConn is a connection opened from a replica list: the driver's,
-// with its server and generation.
-type replicaConn struct {
-	driver.Conn
-	addr string
-	gen  uint64
-	list *replicalist.List
-}
-
-// ResetSession is called before a pooled connection is used again: one of an
-// older generation is refused, and database/sql closes it and takes another.
-func (c *replicaConn) ResetSession(ctx context.Context) error {
-	if c.gen != c.list.Generation() {
-		return driver.ErrBadConn
-	}
-	if r, ok := c.Conn.(driver.SessionResetter); ok {
-		return r.ResetSession(ctx)
-	}
-	return nil
-}
-
-// The rest passes the driver's interfaces through.
-
-func (c *replicaConn) IsValid() bool {
-	v, ok := c.Conn.(driver.Validator)
-	return !ok || v.IsValid()
-}
-
-func (c *replicaConn) ExecContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Result, error) {
-	return c.Conn.(driver.ExecerContext).ExecContext(ctx, query, args)
-}
-
-func (c *replicaConn) QueryContext(ctx context.Context, query string, args []driver.NamedValue) (driver.Rows, error) {
-	return c.Conn.(driver.QueryerContext).QueryContext(ctx, query, args)
-}
-
-func (c *replicaConn) PrepareContext(ctx context.Context, query string) (driver.Stmt, error) {
-	return c.Conn.(driver.ConnPrepareContext).PrepareContext(ctx, query)
-}
-
-func (c *replicaConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	return c.Conn.(driver.ConnBeginTx).BeginTx(ctx, opts)
-}
-
-func (c *replicaConn) Ping(ctx context.Context) error {
-	return c.Conn.(driver.Pinger).Ping(ctx)
-}
-
-func (c *replicaConn) CheckNamedValue(nv *driver.NamedValue) error {
-	return c.Conn.(driver.NamedValueChecker).CheckNamedValue(nv)
-}
-
-// serverOf is the host:port of the server conn is connected to when it came
-// from a replica list, "" otherwise.
-func serverOf(conn *sql.Conn) string {
-	var addr string
-	_ = conn.Raw(func(dc any) error {
-		if rc, ok := dc.(*replicaConn); ok {
-			addr = rc.addr
-		}
-		return nil
-	})
-	return addr
 }

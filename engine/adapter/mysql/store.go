@@ -10,6 +10,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/replicalist"
 	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
@@ -138,7 +139,7 @@ func (c *storeConn) LockCommit(ctx context.Context) (uint64, time.Time, error) {
 		return 0, time.Time{}, c.d.wrap(err)
 	}
 	if c.d.replicas != nil {
-		c.server = serverOf(c.conn)
+		c.server = replicalist.EntryOf(c.conn)
 	}
 	t, err := time.ParseInLocation("2006-01-02 15:04:05.999999", now, time.UTC)
 	if err != nil {

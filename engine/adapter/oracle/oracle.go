@@ -13,6 +13,7 @@
 package oracle
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"database/sql/driver"
@@ -64,6 +65,17 @@ type dialect struct {
 
 	load  *sql.DB // snapshots: read-only transactions
 	store *sql.DB // READ COMMITTED write transactions
+	// replicas is the store pool's connector with replica-conf, nil without.
+	replicas *replicaConnector
+}
+
+// connector is a pool's connector: to the dsn, or with a replica list
+// (path) to its choice.
+func (d *dialect) connector(path string, writes bool) (driver.Connector, error) {
+	if path == "" {
+		return godror.NewConnector(d.options.params()), nil
+	}
+	return d.replicaConnector(path, writes)
 }
 
 // Open connects to the database, checks (or creates) the schema and returns the dialect.
@@ -77,8 +89,21 @@ func Open(ctx context.Context, s adapter.Settings) (adapter.Dialect, error) {
 	}
 	d := &dialect{settings: s, options: o, describe: describe(o),
 		q: newQueries(s.KeepHistory, lockSeconds(s.LockTimeout))}
-	d.load = sql.OpenDB(godror.NewConnector(o.params()))
-	d.store = sql.OpenDB(godror.NewConnector(o.params()))
+	// replica-conf for both pools, ro-replica-conf instead for the load pool;
+	// each pool follows its own list. The dsn option is not used then.
+	load, err := d.connector(cmp.Or(s.ROReplicaConf, s.ReplicaConf), false)
+	if err != nil {
+		return nil, err
+	}
+	store, err := d.connector(s.ReplicaConf, true)
+	if err != nil {
+		return nil, err
+	}
+	if rc, ok := store.(*replicaConnector); ok {
+		d.replicas = rc
+		d.describe = fmt.Sprintf("oracle:replica-conf=%s user=%s", rc.List.Path(), o.User)
+	}
+	d.load, d.store = sql.OpenDB(load), sql.OpenDB(store)
 	for _, db := range []*sql.DB{d.load, d.store} {
 		db.SetMaxIdleConns(maxIdle)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -133,7 +134,7 @@ func TestOracleErrorsAreClassified(t *testing.T) {
 	require.NotErrorIs(t, d.connectError(wrapped(12170)), adapter.ErrBadConfig, "a timeout may pass")
 	require.ErrorIs(t, d.connectError(wrapped(12170)), adapter.ErrUnreachable, "an open storage retries")
 	failed := d.wrap(wrapped(1))
-	require.Equal(t, failed, d.commitErr(context.Background(), 7, nil, failed), "a refused COMMIT is not checked")
+	require.Equal(t, failed, d.commitErr(context.Background(), "", 7, nil, failed), "a refused COMMIT is not checked")
 }
 
 func TestPollReadsTheNewestTidAndChangesInOneStatement(t *testing.T) {
@@ -464,4 +465,31 @@ func TestOpenOptionsReachGodror(t *testing.T) {
 	require.Equal(t, time.UTC, p.Timezone)
 	require.NotContains(t, p.String(), "pw\"", "godror's own rendering hides the password")
 	require.True(t, errors.Is(adapter.ConfigError("x"), adapter.ErrBadConfig))
+}
+
+// replica-conf's lines are data source names; without client libraries the
+// open tries each and says what to install. A line carrying credentials is
+// refused without repeating them.
+func TestReplicaConfListsDataSourceNames(t *testing.T) {
+	if os.Getenv("GORELSTORAGE_ORACLE_DSN") != "" {
+		t.Skip("GORELSTORAGE_ORACLE_DSN is set: this machine has Oracle's client libraries")
+	}
+	path := filepath.Join(t.TempDir(), "replicas")
+	descriptor := "(DESCRIPTION=(ADDRESS=(PROTOCOL=TCP)(HOST=standby)(PORT=1521))(CONNECT_DATA=(SERVICE_NAME=ZODB)))"
+	require.NoError(t, os.WriteFile(path, []byte("# the primary first\nprimary.example.com:1521/ZODB\n"+descriptor+"\n"), 0o644))
+	opts := `{"dsn": "unused:1521/X", "user": "zodb", "password": "s3cret"}`
+	_, err := Open(context.Background(), adapter.Settings{KeepHistory: true, CreateSchema: true,
+		ReplicaConf: path, Options: []byte(opts)})
+	require.ErrorIs(t, err, adapter.ErrBadConfig)
+	require.Contains(t, err.Error(), "Oracle client libraries not found")
+	require.Contains(t, err.Error(), "oracle:replica-conf="+path+" user=zodb")
+	require.Contains(t, err.Error(), "primary.example.com:1521/ZODB: ")
+	require.Contains(t, err.Error(), descriptor+": ", "the next entry was tried")
+	require.NotContains(t, err.Error(), "s3cret")
+
+	require.NoError(t, os.WriteFile(path, []byte("zodb/s3cret@db:1521/X\n"), 0o644))
+	_, err = Open(context.Background(), adapter.Settings{ROReplicaConf: path, Options: []byte(opts)})
+	require.ErrorIs(t, err, adapter.ErrBadConfig)
+	require.Contains(t, err.Error(), "line 1: the data source name carries credentials")
+	require.NotContains(t, err.Error(), "s3cret")
 }

@@ -18,27 +18,34 @@ import (
 // would take ALTER SYSTEM privileges a storage's user does not have, so a
 // lost transaction the server keeps alive makes the answer unknown.
 
-// commitOutcome finds out whether the commit of tid landed: nil if it did,
+// commitOutcome finds out whether the commit of tid, made on server (the
+// replica-conf entry, "" without), landed: nil if it did,
 // lost (wrapping ErrDisconnected) if it did not, an error wrapping
 // ErrCommitUnknown if that cannot be known within adapter.OutcomeWait.
-func (d *dialect) commitOutcome(ctx context.Context, tid uint64, writes []adapter.Write, lost error) error {
+func (d *dialect) commitOutcome(ctx context.Context, server string, tid uint64, writes []adapter.Write, lost error) error {
 	return schema.Settle(ctx, d.settings.KeepHistory, tid, writes, lost, func(ctx context.Context) (schema.CommitEvidence, error) {
-		ev, err := d.commitEvidence(ctx, tid, writes)
+		ev, err := d.commitEvidence(ctx, server, tid, writes)
 		return ev, d.wrap(err)
 	})
 }
 
 // commitEvidence reads, on a new connection holding the commit lock, what
-// the database holds about the commit of tid.
-func (d *dialect) commitEvidence(ctx context.Context, tid uint64, writes []adapter.Write) (schema.CommitEvidence, error) {
+// the database on server holds about the commit of tid: with replica-conf
+// the connection goes to that entry, not to the list's choice.
+func (d *dialect) commitEvidence(ctx context.Context, server string, tid uint64, writes []adapter.Write) (schema.CommitEvidence, error) {
 	var ev schema.CommitEvidence
-	conn, err := d.store.Conn(ctx)
+	pool := d.store
+	if server != "" && d.replicas != nil {
+		pool = sql.OpenDB(d.replicas.to(server))
+		defer pool.Close()
+	}
+	conn, err := pool.Conn(ctx)
 	if err != nil {
 		return ev, err
 	}
 	s := session{d: d, conn: conn}
 	defer s.release()
-	if err := s.begin(ctx, d.store, &sql.TxOptions{}, ""); err != nil {
+	if err := s.begin(ctx, pool, &sql.TxOptions{}, ""); err != nil {
 		return ev, err
 	}
 	oids := make([]uint64, len(writes))

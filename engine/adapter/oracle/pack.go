@@ -33,7 +33,7 @@ func (d *dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
 		_, err := tx.ExecContext(ctx, d.q.packCommitLock())
 		return d.wrap(err)
 	}
-	s, err := sqlpack.Open(ctx, flavor, d.load, d.store, lockCommit, release)
+	s, err := sqlpack.Open(ctx, flavor, d.packRead(), d.store, lockCommit, release)
 	if err != nil {
 		release()
 		return nil, d.wrap(err)
@@ -44,4 +44,14 @@ func (d *dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
 // packCommitLock takes the commit lock for a batch of a pack.
 func (q queries) packCommitLock() string {
 	return `SELECT tid FROM commit_row_lock ` + q.wait
+}
+
+// packRead is the pack's read pool: load, or with replica lists store (the
+// pools differ only in their lists here), so that a pack reads what it
+// removes on the server it removes it from, never a replica that may lag.
+func (d *dialect) packRead() *sql.DB {
+	if d.settings.ReplicaConf != "" || d.settings.ROReplicaConf != "" {
+		return d.store
+	}
+	return d.load
 }

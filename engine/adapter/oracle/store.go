@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/replicalist"
 	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
@@ -24,6 +25,7 @@ type storeConn struct {
 	readOnly bool // the prepared branch had nothing to commit
 	tid      uint64
 	writes   []adapter.Write // what Move wrote, for commitOutcome
+	server   string          // with replica-conf, the entry the connection went to, for commitOutcome
 }
 
 func (c *storeConn) BeginCommit(ctx context.Context) error {
@@ -32,6 +34,9 @@ func (c *storeConn) BeginCommit(ctx context.Context) error {
 	}
 	if err := c.begin(ctx, c.d.store, &sql.TxOptions{}, ""); err != nil {
 		return err
+	}
+	if c.d.replicas != nil {
+		c.server = replicalist.EntryOf(c.conn)
 	}
 	if !c.d.options.Twophase {
 		return nil
@@ -140,20 +145,20 @@ func (c *storeConn) Commit(ctx context.Context) error {
 	if c.branch != nil && c.prepared && !c.readOnly {
 		if err := c.exec(ctx, xaCommit(*c.branch)); err != nil {
 			c.Rollback()
-			return c.d.commitErr(ctx, tid, writes, c.d.wrap(fmt.Errorf("twophase: %w", err)))
+			return c.d.commitErr(ctx, c.server, tid, writes, c.d.wrap(fmt.Errorf("twophase: %w", err)))
 		}
 	}
 	err := c.tx.Commit()
 	c.tx, c.branch, c.prepared, c.readOnly = nil, nil, false, false
-	return c.d.commitErr(ctx, tid, writes, c.d.wrap(err))
+	return c.d.commitErr(ctx, c.server, tid, writes, c.d.wrap(err))
 }
 
 // commitErr is a failed COMMIT's error. A connection lost while COMMIT was
 // out leaves the outcome open: a new connection finds out whether it landed
 // (commitOutcome).
-func (d *dialect) commitErr(ctx context.Context, tid uint64, writes []adapter.Write, err error) error {
+func (d *dialect) commitErr(ctx context.Context, server string, tid uint64, writes []adapter.Write, err error) error {
 	if errors.Is(err, adapter.ErrDisconnected) {
-		return d.commitOutcome(ctx, tid, writes, err)
+		return d.commitOutcome(ctx, server, tid, writes, err)
 	}
 	return err
 }
