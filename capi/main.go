@@ -29,7 +29,7 @@ import (
 func main() {}
 
 // abiVersion changes whenever an export's signature or the result layout does.
-const abiVersion = 6
+const abiVersion = 7
 
 // call runs fn, recovering panics, and records its error in r.
 func call(r *C.grs_result, fn func() error) (kind C.int32_t) {

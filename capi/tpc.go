@@ -10,6 +10,8 @@ package main
 import "C"
 
 import (
+	"encoding/binary"
+
 	"github.com/gorelstorage/gorelstorage/engine"
 )
 
@@ -53,6 +55,24 @@ func grs_delete_object(h, oid, serial C.uint64_t, r *C.grs_result) C.int32_t {
 func grs_check_current(h, oid, serial C.uint64_t, r *C.grs_result) C.int32_t {
 	return withInstance(h, r, func(in *engine.Instance) error {
 		return in.CheckCurrent(uint64(oid), uint64(serial))
+	})
+}
+
+// grs_check_current_many is grs_check_current for n/16 pairs of
+// little-endian u64s (oid, serial) in buf.
+//
+//export grs_check_current_many
+func grs_check_current_many(h C.uint64_t, buf *C.uint8_t, n C.int64_t, r *C.grs_result) C.int32_t {
+	return withInstance(h, r, func(in *engine.Instance) error {
+		b := goBytes(buf, n)
+		if len(b)%16 != 0 {
+			return engine.Errorf(engine.KindInvalidArgument, "checkCurrentSerialInTransaction: %d bytes are not (oid, serial) pairs", len(b))
+		}
+		pairs := make([][2]uint64, len(b)/16)
+		for i := range pairs {
+			pairs[i] = [2]uint64{binary.LittleEndian.Uint64(b[16*i:]), binary.LittleEndian.Uint64(b[16*i+8:])}
+		}
+		return in.CheckCurrentMany(pairs)
 	})
 }
 

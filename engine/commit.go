@@ -200,6 +200,27 @@ func (in *Instance) CheckCurrent(oid, serial uint64) error {
 	return nil
 }
 
+// CheckCurrentMany is CheckCurrent for pairs of (oid, serial), in order, in
+// one call: Python gathers a transaction's readCurrent calls and sends them
+// before the vote.
+func (in *Instance) CheckCurrentMany(pairs [][2]uint64) error {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	t, err := in.active("checkCurrentSerialInTransaction")
+	if err != nil {
+		return err
+	}
+	for _, p := range pairs {
+		oid, serial := p[0], p[1]
+		if prev, ok := t.readCur[oid]; ok && prev != serial {
+			return ConflictError(KindReadConflict, oid, prev, serial,
+				"checkCurrentSerialInTransaction: the transaction read two revisions of this object")
+		}
+		t.readCur[oid] = serial
+	}
+	return nil
+}
+
 func (in *Instance) storeConn(ctx context.Context) (adapter.StoreConn, error) {
 	if in.txn.store == nil {
 		c, err := in.s.dialect.OpenStore(ctx)

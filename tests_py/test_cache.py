@@ -82,6 +82,29 @@ def test_stats_count_hits_and_misses_and_clear_empties_the_cache(tmp_path):
         storage.close()
 
 
+def test_relstorages_cache_attribute_empties_the_cache_as_zodbshootout_does(tmp_path):
+    """zodbshootout empties a storage's cache before its cold reads through
+    ``db.storage._cache.clear()``, RelStorage's spelling: the loads after it reach the
+    database."""
+    storage = _open(tmp_path)
+    try:
+        _fill(storage)
+        reader = storage.new_instance()
+        _load_all(reader)
+        assert len(storage._cache) == OBJECTS
+        stats = storage._cache.stats()
+        assert stats['hits'] >= OBJECTS and stats['sets'] >= OBJECTS and 0 < stats['ratio'] <= 1
+        storage._cache.clear()
+        assert len(storage._cache) == 0
+        reader.sync()
+        misses = storage._cache.stats()['misses']
+        assert _load_all(reader) == [_state(oid) for oid in range(OBJECTS)]
+        assert storage._cache.stats()['misses'] - misses == OBJECTS
+        reader.release()
+    finally:
+        storage.close()
+
+
 def test_instances_of_one_database_share_one_cache(tmp_path):
     first, second = _open(tmp_path), _open(tmp_path)
     try:

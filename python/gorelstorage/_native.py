@@ -30,7 +30,7 @@ try:
 except ImportError:  # built without a C compiler's Python headers
     _calls = None
 
-ABI_VERSION = 6
+ABI_VERSION = 7
 LIBRARY_ENV = 'GORELSTORAGE_LIBRARY'
 CTYPES_ENV = 'GORELSTORAGE_CTYPES'
 
@@ -134,6 +134,7 @@ _SIGNATURES = {
     'grs_restore': (_u64, _u64, _buf, _i64),
     'grs_delete_object': (_u64, _u64, _u64),
     'grs_check_current': (_u64, _u64, _u64),
+    'grs_check_current_many': (_u64, _buf, _i64),
     'grs_undo': (_u64, _u64),
     'grs_vote': (_u64,),
     'grs_resolve': (_u64, _buf, _i64),
@@ -381,6 +382,7 @@ def go_cpu_profile(path):
 
 _NONE = 0xFFFFFFFFFFFFFFFF
 _U64 = struct.Struct('<Q')
+_PAIR = struct.Struct('<QQ')
 
 Opened = collections.namedtuple('Opened', 'name sort_key warnings')
 Txn = collections.namedtuple('Txn', 'tid packed user description extension')
@@ -575,6 +577,12 @@ def delete_object(instance, oid, serial):
 
 def check_current(instance, oid, serial):
     call('grs_check_current', instance, oid, serial)
+
+
+def check_current_many(instance, pairs):
+    """check_current for every (oid, serial) of a dict, in one call."""
+    buf = b''.join([_PAIR.pack(o, s) for o, s in pairs.items()])
+    call('grs_check_current_many', instance, buf, len(buf))
 
 
 def pack(handle, config):

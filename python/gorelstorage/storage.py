@@ -148,6 +148,29 @@ def _log_warnings(warnings):
         logger.warning('%s', w)
 
 
+class _CacheView:
+    """``storage._cache``: the process-wide pickle cache under the names RelStorage's storage
+    cache answers to."""
+    __slots__ = ('_storage',)
+
+    def __init__(self, storage):
+        self._storage = storage
+
+    def clear(self, load_persistent=True):
+        """Empty the cache (``load_persistent`` is RelStorage's, about its cache file: the
+        cache file here is read only when a storage opens)."""
+        self._storage.clear_cache()
+
+    def stats(self):
+        s = self._storage.cache_stats()
+        looked = s['hits'] + s['misses']
+        return {'hits': s['hits'], 'misses': s['misses'], 'sets': s['stores'],
+                'ratio': s['hits'] / looked if looked else 0.0}
+
+    def __len__(self):
+        return self._storage.cache_stats()['entries']
+
+
 @implementer(IMVCCStorage, IMVCCAfterCompletionStorage, IMVCCPrefetchStorage, IMultiCommitStorage,
              IStorageRestoreable, IStorageIteration, IStorageCurrentRecordIteration, ReadVerifyingStorage,
              IExternalGC)
@@ -189,6 +212,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         self._tpc_cond = threading.Condition()  # one transaction at a time
         self._transaction = None
         self._undone_oids = []
+        self._read_current = {}  # oid -> serial, checkCurrentSerialInTransaction until the vote
         # afterCompletion was called and the poll ZODB makes right after it is due:
         # that poll's errors must not come out of a commit that succeeded.
         self._completing = False
@@ -328,6 +352,13 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         truly cold measurement). ZODB's own per-connection object caches are not touched."""
         self._call_db(_native.cache_clear)
 
+    @property
+    def _cache(self):
+        """The shared cache as RelStorage's tools reach it (``storage._cache``): ``clear()``
+        empties it (zodbshootout does so before its cold reads), ``stats()`` reports hits,
+        misses, ratio and sets."""
+        return _CacheView(self)
+
     def zap_all(self, reset_oid=True, slow=False):
         """Empty the database, as RelStorage's ``zap_all`` (``zodbconvert --clear`` calls it):
         every object, transaction, blob and pack row, the OID counter started again, and with
@@ -432,6 +463,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             self._transaction = transaction
         try:
             self._undone_oids = []
+            self._read_current = {}
             self._call(_native.tpc_begin, *_txn_meta(transaction), _oid_int(tid, 'tid') if tid else 0,
                        status == 'p')
         except BaseException:
@@ -492,8 +524,14 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         self._call(_native.delete_object, _oid_int(oid), _serial_int(oldserial))
 
     def checkCurrentSerialInTransaction(self, oid, serial, transaction):
+        # Gathered here and sent to the engine in one call before the vote, which checks them.
         self._check_txn(transaction)
-        self._call(_native.check_current, _oid_int(oid), _serial_int(serial))
+        o, s = _oid_int(oid), _serial_int(serial)
+        prev = self._read_current.setdefault(o, s)
+        if prev != s:
+            raise POSException.ReadConflictError(
+                message='checkCurrentSerialInTransaction: the transaction read two revisions of this object',
+                oid=oid, serials=(p64(prev), p64(s)))
 
     def undo(self, transaction_id, transaction):
         self._check_txn(transaction)
@@ -512,6 +550,9 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     def tpc_vote(self, transaction):
         self._check_txn(transaction)
         try:
+            if self._read_current:
+                self._call(_native.check_current_many, self._read_current)
+                self._read_current = {}
             conflicts, lock_wait = self._call(_native.vote)
         except (_native.UnableToLockError, POSException.ReadConflictError) as e:
             if self._metrics is not None:

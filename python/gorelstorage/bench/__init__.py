@@ -22,6 +22,8 @@ own), with N objects per transaction of ``--size`` bytes:
 Times are microseconds per object (per transaction or call for the last four), the median and
 p99 over every recorded sample. Beside them, in the same run:
 
+  ZEO            ZEO 6 on a FileStorage (a server on loopback, started for each run, the
+                 client cache as big as the others'), the storage most sites would otherwise keep
   floor          GoRelStorage's Go database driver alone: a primary-key read per object, and a
                  batched read
   ZODB alone     the workloads on ZODB's in-memory MappingStorage, one client: pickling, the
@@ -37,6 +39,7 @@ import sys
 import tempfile
 import time
 from .contenders import CONTENDERS
+from .contenders import ZEO
 from .report import _geomeans
 from .report import _progress
 from .report import _stats
@@ -64,11 +67,12 @@ def _databases(args):
 
 
 def run_other(args, name):
-    """One of the other benchmarks (--pack, --blobs, --replicas, --convert): its module's run,
-    its table printed, its results saved (to bench-<name>.json unless --json says where)."""
+    """One of the other benchmarks (--pack, --blobs, --replicas, --convert, --scaling, --zodbshootout):
+    its module's run, its table printed, its results saved (to bench-<name>.json unless --json
+    says where)."""
     import importlib
     module = importlib.import_module('.' + name, __name__)
-    if name in ('pack', 'blobs'):
+    if name in ('pack', 'blobs', 'shootout', 'scaling'):
         results = module.run(args, _databases(args))
     else:
         results = module.run(args)
@@ -88,6 +92,7 @@ def run(args):
         'kinds': args.kinds, 'modes': args.modes, 'rounds': args.rounds, 'reps': args.reps,
         'cache_local_mb': 10}, 'floor': {}, 'zodb': {}, 'results': [], 'failures': []}
     started = time.perf_counter()
+    zeo_runs = {}
     try:
         for n in args.counts:
             report['zodb'][str(n)] = zodb_floor(n, args.size, args.reps)
@@ -143,12 +148,15 @@ def run(args):
                                 print('%s %s, %d objects, %d client(s) as %s: %s'
                                       % (database, mode, n, clients, kind, failed), file=sys.stderr)
                                 continue
+                            zeo = args.zeo and _zeo_samples(zeo_runs, args, n, clients, kind)
                             for w in WORKLOADS:
                                 row = {'database': database, 'mode': mode, 'objects': n, 'clients': clients,
                                        'kind': kind, 'workload': w}
                                 for c in CONTENDERS:
                                     row[c] = _stats(samples[c][w])
                                 row['ratio'] = row['gorelstorage']['median'] / row['relstorage']['median']
+                                if zeo:
+                                    row[ZEO] = _stats(zeo[w])
                                 row['round_trips'] = {c: trips[c] and trips[c][w] for c in CONTENDERS}
                                 row['zodb'] = report['zodb'][str(n)][w]
                                 report['results'].append(row)
@@ -169,6 +177,20 @@ def run(args):
     return 0
 
 
+def _zeo_samples(runs, args, n, clients, kind):
+    """ZEO on a FileStorage for one configuration, run once for every database and mode (it
+    uses neither): {workload: samples} over --rounds runs, each on a new server and file."""
+    key = (n, clients, kind)
+    if key not in runs:
+        got = {w: [] for w in WORKLOADS}
+        for _ in range(args.rounds):
+            spec = {'contender': ZEO, 'database': 'zeo', 'hp': True, 'location': None}
+            for w, samples in run_config(spec, clients, kind, n, args.size, args.reps).items():
+                got[w].extend(samples)
+        runs[key] = got
+    return runs[key]
+
+
 def add_arguments(p):
     p.add_argument('--quick', action='store_true',
                    help='SQLite only, 100 objects, 1 and 2 threads, history-free and -preserving (< 2 min)')
@@ -176,6 +198,9 @@ def add_arguments(p):
     p.add_argument('--mysql', metavar='URI',
                    help='also run on this MySQL/MariaDB database, gomysql://user:password@host:port/db '
                         '(it is emptied)')
+    p.add_argument('--no-zeo', dest='zeo', action='store_false',
+                   help='leave out ZEO 6 on a FileStorage, measured beside the two contenders (a ZEO server '
+                        'started on loopback for each run)')
     p.add_argument('--size', type=int, default=300, help='object size in bytes (300)')
     p.add_argument('--counts', type=int, nargs='+', default=None, help='objects per transaction (1 10 100 1000)')
     p.add_argument('--clients', type=int, nargs='+', default=None, help='concurrent clients (1 2)')
@@ -207,13 +232,21 @@ def add_arguments(p):
     p.add_argument('--replicas', nargs=2, metavar=('PRIMARY_DSN', 'STANDBY_PORT'),
                    help='instead, writers against a PostgreSQL primary and readers against its hot standby '
                         '(on 127.0.0.1:STANDBY_PORT), 1 to 8 processes (the database is emptied)')
+    p.add_argument('--scaling', action='store_true',
+                   help='instead, 1, 2, 4 and 8 writer and reader processes against one server, on --postgresql '
+                        'and --mysql (the databases are emptied): commits/s and loads/s')
     p.add_argument('--replica-objects', type=int, default=20000,
-                   help='objects in the database for --replicas (20000; at least 8000)')
+                   help='objects in the database for --replicas and --scaling (20000; at least 8000)')
     p.add_argument('--replica-seconds', type=float, default=5.0,
-                   help='how long each process of --replicas runs (5)')
+                   help='how long each process of --replicas and --scaling runs (5)')
+    p.add_argument('--zodbshootout', action='store_true',
+                   help='instead, zodbshootout 0.8 itself as the harness (installed by scripts/bench '
+                        '--zodbshootout): GoRelStorage, RelStorage and ZEO on a FileStorage, --counts objects '
+                        '(500), --clients, --kinds, --reps values per workload (9), history-free unless --modes hp; '
+                        'RelStorage uses the database named like --postgresql\'s or --mysql\'s with 2 appended')
     p.add_argument('--json', default='bench-results.json',
                    help='where to save the results (bench-results.json; bench-blobs.json, bench-pack.json, '
-                        'bench-convert.json)')
+                        'bench-convert.json, bench-shootout.json)')
     p.add_argument('--chart', default='bench-results.png', help='where to draw the chart ("" for none)')
 
 
@@ -221,12 +254,18 @@ def main(args):
     quick = args.quick
     if args.profile:
         os.makedirs(args.profile, exist_ok=True)
+    if args.zodbshootout:
+        args.counts = args.counts or [500]
+        args.clients = args.clients or [1]
+        args.kinds = args.kinds or ['threads']
+        args.reps = args.reps or 9
+        return run_other(args, 'shootout')
     args.counts = args.counts or ([100] if quick else [1, 10, 100, 1000])
     args.clients = args.clients or [1, 2]
     args.kinds = args.kinds or (['threads'] if quick else ['threads', 'processes'])
     args.rounds = args.rounds or 3
     args.reps = args.reps or (10 if quick else 5)
-    for name in ('pack', 'replicas', 'convert', 'blobs'):
+    for name in ('pack', 'replicas', 'convert', 'blobs', 'scaling'):
         if getattr(args, name):
             return run_other(args, name)
     return run(args)

@@ -1,15 +1,25 @@
-"""The contenders: opening GoRelStorage and RelStorage on the benchmark's databases, and
-telling whether a cold read reached the database."""
+"""The contenders: opening GoRelStorage and RelStorage on the benchmark's databases (and ZEO on
+a FileStorage, the storage most sites would otherwise keep), and telling whether a cold read
+reached the database."""
+import contextlib
+import shutil
+import tempfile
+
 from ..zodburi import mysql_params
 
 
 CONTENDERS = ('gorelstorage', 'relstorage')
+# Measured beside them, the same for every database: a ZEO server on a FileStorage.
+ZEO = 'zeo'
 
 
 def open_storage(spec):
     """Open the storage a spec dict describes (picklable, for processes)."""
     contender, database, location, hp = spec['contender'], spec['database'], spec['location'], spec['hp']
     cache = spec.get('cache_mb', 10)
+    if contender == ZEO:
+        from ZEO.ClientStorage import ClientStorage
+        return ClientStorage(('127.0.0.1', spec['zeo_port']), cache_size=cache * 1000 * 1000, wait_timeout=60)
     blobs = {'blob_dir': spec['blob_dir']} if spec.get('blob_dir') else {}
     if contender == 'gorelstorage':
         from .. import GoRelStorage
@@ -62,11 +72,17 @@ def _count_relstorage_fetches(mover_class):
     mover_class._gorelstorage_counted = True
 
 
+def _is_zeo(storage):
+    return type(storage).__module__.startswith('ZEO.')
+
+
 def _clear_storage_cache(db):
     """Empty the storage's cache, shared by every Connection of the process."""
     storage = db.storage
     if hasattr(storage, 'clear_cache'):
         storage.clear_cache()
+    elif _is_zeo(storage):
+        storage._cache.clear()
     elif hasattr(storage, '_cache'):
         storage._cache.clear(load_persistent=False)
 
@@ -76,6 +92,22 @@ def _fetched_from_database(db):
     storage = db.storage
     if hasattr(storage, 'cache_stats'):
         return storage.cache_stats()['stores']  # every state read from the database is put in the cache
+    if _is_zeo(storage):
+        return storage._cache.getStats()[0]  # states the server sent are added to the client cache
     if hasattr(storage, '_cache'):
         return _fetched[0]
+
+
+@contextlib.contextmanager
+def zeo_server(spec):
+    """A ZEO server on a new FileStorage for one run: spec with its port."""
+    from .shootout import start_zeo
+    workdir = tempfile.mkdtemp(prefix='gorelstorage-zeo-')
+    proc, port = start_zeo(workdir)
+    try:
+        yield dict(spec, zeo_port=port)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(workdir, ignore_errors=True)
     return None  # a storage without a cache (ZODB's MappingStorage): every load reaches it

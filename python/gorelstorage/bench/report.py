@@ -4,6 +4,7 @@ import os
 import platform
 import statistics
 from .contenders import CONTENDERS
+from .contenders import ZEO
 from .workloads import HALF_BAR
 from .workloads import WORKLOADS
 
@@ -57,14 +58,16 @@ def _geomeans(rows):
 def markdown(report):
     """The results as a Markdown table: one row per workload x configuration."""
     lines = ['| database | mode | objects | clients | workload | GoRelStorage us (median / p99) '
-             '| RelStorage us (median / p99) | ratio | ZODB alone us | round trips Go / RS |',
-             '|---|---|---|---|---|---|---|---|---|---|']
+             '| RelStorage us (median / p99) | ratio | ZEO us (median / p99) | ZODB alone us | round trips Go / RS |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
     for r in report['results']:
         g, s = r['gorelstorage'], r['relstorage']
         bar = ' **(bar 0.5)**' if r['workload'] in HALF_BAR and r['ratio'] > 0.5 else ''
-        lines.append('| %s | %s | %d | %d %s | %s | %.1f / %.1f | %.1f / %.1f | %.2f%s | %.1f | %s |' % (
+        z = r.get(ZEO)
+        lines.append('| %s | %s | %d | %d %s | %s | %.1f / %.1f | %.1f / %.1f | %.2f%s | %s | %.1f | %s |' % (
             r['database'], r['mode'], r['objects'], r['clients'], r['kind'], r['workload'],
-            g['median'], g['p99'], s['median'], s['p99'], r['ratio'], bar, r['zodb'], _trips(r)))
+            g['median'], g['p99'], s['median'], s['p99'], r['ratio'], bar,
+            '%.1f / %.1f' % (z['median'], z['p99']) if z else '-', r['zodb'], _trips(r)))
     lines.append('')
     lines.append('Geometric mean of the ratios: ' + ', '.join(
         '%s %.2f' % (k, v) for k, v in sorted(report['geomean'].items())))
@@ -126,16 +129,17 @@ def summary(report):
         out.append('**%s** (ratio GoRelStorage / RelStorage, median time; columns: mode, objects x clients, '
                    't = threads, p = processes; us per object in %s)' % (database, label(first)))
         out.append('')
-        out.append('| workload | Go us | RS us | ZODB alone us | round trips Go / RS | '
+        out.append('| workload | Go us | RS us | ZEO us | ZODB alone us | round trips Go / RS | '
                    + ' | '.join(label(c) for c in configs) + ' |')
-        out.append('|---|---|---|---|---|' + '---|' * len(configs))
+        out.append('|---|---|---|---|---|---|' + '---|' * len(configs))
         for w in WORKLOADS:
             by = {(r['mode'], r['objects'], r['clients'], r['kind']): r for r in rows if r['workload'] == w}
             f = by[first]
             cells = ['%.2f%s' % (by[c]['ratio'], '!' if w in HALF_BAR and by[c]['ratio'] > 0.5 else '')
                      for c in configs]
-            out.append('| %s | %.1f | %.1f | %.1f | %s | %s |' % (
-                w, f['gorelstorage']['median'], f['relstorage']['median'], f['zodb'], _trips(f), ' | '.join(cells)))
+            out.append('| %s | %.1f | %.1f | %s | %.1f | %s | %s |' % (
+                w, f['gorelstorage']['median'], f['relstorage']['median'],
+                '%.1f' % f[ZEO]['median'] if f.get(ZEO) else '-', f['zodb'], _trips(f), ' | '.join(cells)))
         out.append('')
         out.append('Geometric mean of the ratios: %.2f.' % report['geomean'][database])
         out.append('')

@@ -6,9 +6,11 @@ import statistics
 import threading
 import time
 from ..testing import zap
+from .contenders import ZEO
 from .contenders import _clear_storage_cache
 from .contenders import _fetched_from_database
 from .contenders import open_storage
+from .contenders import zeo_server
 
 
 WORKLOADS = ('add', 'store', 'update', 'warm', 'cold', 'prefetch_cold', 'hot', 'steamin',
@@ -224,7 +226,8 @@ def _run_client(db, storage, index, n, size, reps, wait):
 
 def populate(spec, clients):
     import ZODB
-    zap(spec['database'], spec['location'])
+    if spec['contender'] != ZEO:  # ZEO's server starts on a new FileStorage each run
+        zap(spec['database'], spec['location'])
     db = ZODB.DB(open_storage(spec))
     try:
         _populate(db, clients)
@@ -268,6 +271,9 @@ def _go_profile(prefix):
 def run_config(spec, clients, kind, n, size, reps):
     """Run ``clients`` clients as threads or processes; return {workload: samples}.
     With spec['profile'] (GoRelStorage only), profiles are written under that path prefix."""
+    if spec['contender'] == ZEO and 'zeo_port' not in spec:
+        with zeo_server(spec) as spec:
+            return run_config(spec, clients, kind, n, size, reps)
     import ZODB
     populate(spec, clients)
     results = {}

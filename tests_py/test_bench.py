@@ -1,0 +1,58 @@
+"""The zodbshootout harness's pieces: the configuration it writes opens every contender, the ZEO
+server it starts serves commits, and RelStorage's database is named beside GoRelStorage's."""
+import io
+
+import pytest
+import transaction
+import ZConfig
+from persistent.mapping import PersistentMapping
+
+from gorelstorage.bench import shootout
+
+
+def test_the_configuration_opens_every_contender(tmp_path):
+    pytest.importorskip('relstorage')
+    zeo, port = shootout.start_zeo(str(tmp_path))
+    try:
+        path = tmp_path / 'zodbshootout.conf'
+        shootout.write_config(str(path), [('sqlite', None)], str(tmp_path), False, port)
+        text = path.read_text()
+        for name in ('gorelstorage_sqlite', 'relstorage_sqlite', 'zeo_filestorage'):
+            assert '<zodb %s>' % name in text
+        config, _ = ZConfig.loadConfig(_multi_schema(), str(path))
+        assert len(config.databases) == 3
+        for factory in config.databases:
+            db = factory.open()
+            try:
+                tm = transaction.TransactionManager()
+                conn = db.open(tm)
+                conn.root()['x'] = PersistentMapping(name=factory.name)
+                tm.commit()
+                conn.close()
+                assert db.storage._cache is not None, 'zodbshootout empties caches through _cache'
+            finally:
+                db.close()
+    finally:
+        zeo.terminate()
+        zeo.wait(30)
+
+
+def _multi_schema():
+    """zodbshootout's schema: any number of named <zodb> sections."""
+    return ZConfig.loadSchemaFile(io.StringIO(
+        '<schema><import package="ZODB"/>'
+        '<multisection type="ZODB.database" name="*" attribute="databases"/></schema>'))
+
+
+def test_relstorage_gets_the_database_named_with_2_appended():
+    assert shootout.relstorage_location('postgresql', 'host=h dbname=zodb user=u') == 'host=h dbname=zodb2 user=u'
+    assert shootout.relstorage_location('mysql', 'gomysql://u:p@h:3306/zodb') == 'gomysql://u:p@h:3306/zodb2'
+    with pytest.raises(ValueError, match='dbname'):
+        shootout.relstorage_location('postgresql', 'host=h user=u')
+
+
+def test_the_storage_ratio_takes_zodbs_own_time_away():
+    assert shootout.storage_ratio(3.0, 5.0, 1.0) == 0.5
+    assert shootout.storage_ratio(0.5, 5.0, 1.0) == 0.0, 'faster than MappingStorage counts as no storage time'
+    assert shootout.storage_ratio(3.0, 1.0, 2.0) is None, 'undefined when RelStorage is at the floor'
+    assert shootout.storage_ratio(None, 5.0, 1.0) is None
