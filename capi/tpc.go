@@ -51,15 +51,8 @@ func grs_delete_object(h, oid, serial C.uint64_t, r *C.grs_result) C.int32_t {
 	})
 }
 
-//export grs_check_current
-func grs_check_current(h, oid, serial C.uint64_t, r *C.grs_result) C.int32_t {
-	return withInstance(h, r, func(in *engine.Instance) error {
-		return in.CheckCurrent(uint64(oid), uint64(serial))
-	})
-}
-
-// grs_check_current_many is grs_check_current for n/16 pairs of
-// little-endian u64s (oid, serial) in buf.
+// grs_check_current_many records a transaction's checkCurrentSerialInTransaction
+// calls: n/16 pairs of little-endian u64s (oid, serial) in buf.
 //
 //export grs_check_current_many
 func grs_check_current_many(h C.uint64_t, buf *C.uint8_t, n C.int64_t, r *C.grs_result) C.int32_t {

@@ -186,18 +186,7 @@ func (in *Instance) DeleteObject(oid, serial uint64) error {
 
 // CheckCurrent records that oid must still be at serial when the transaction commits.
 func (in *Instance) CheckCurrent(oid, serial uint64) error {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	t, err := in.active("checkCurrentSerialInTransaction")
-	if err != nil {
-		return err
-	}
-	if prev, ok := t.readCur[oid]; ok && prev != serial {
-		return ConflictError(KindReadConflict, oid, prev, serial,
-			"checkCurrentSerialInTransaction: the transaction read two revisions of this object")
-	}
-	t.readCur[oid] = serial
-	return nil
+	return in.CheckCurrentMany([][2]uint64{{oid, serial}})
 }
 
 // CheckCurrentMany is CheckCurrent for pairs of (oid, serial), in order, in

@@ -133,7 +133,6 @@ _SIGNATURES = {
     'grs_store': (_u64, _u64, _u64, _buf, _i64),
     'grs_restore': (_u64, _u64, _buf, _i64),
     'grs_delete_object': (_u64, _u64, _u64),
-    'grs_check_current': (_u64, _u64, _u64),
     'grs_check_current_many': (_u64, _buf, _i64),
     'grs_undo': (_u64, _u64),
     'grs_vote': (_u64,),
@@ -165,7 +164,7 @@ _SIGNATURES = {
 # Exports that never wait (no database, no lock held by another call): called
 # with the GIL held, as handing the GIL to another thread and back costs more
 # than they do.
-_HOLD_GIL = frozenset(['grs_load_cached', 'grs_store', 'grs_load_blob_cached'])
+_HOLD_GIL = frozenset(['grs_load_cached', 'grs_store', 'grs_check_current_many', 'grs_load_blob_cached'])
 
 _KIND_LETTERS = {_u64: 'u', _i64: 'i', _i32: 'w', _buf: 'b'}
 
@@ -575,12 +574,8 @@ def delete_object(instance, oid, serial):
     call('grs_delete_object', instance, oid, serial)
 
 
-def check_current(instance, oid, serial):
-    call('grs_check_current', instance, oid, serial)
-
-
 def check_current_many(instance, pairs):
-    """check_current for every (oid, serial) of a dict, in one call."""
+    """checkCurrentSerialInTransaction for every (oid, serial) of a dict, in one call."""
     buf = b''.join([_PAIR.pack(o, s) for o, s in pairs.items()])
     call('grs_check_current_many', instance, buf, len(buf))
 

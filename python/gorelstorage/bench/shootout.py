@@ -121,20 +121,49 @@ def _site_dir(workdir, mariadb, spawn):
     return site
 
 
+# What zodbshootout records for a workload that failed (the exception is printed) or that it
+# disables (ZEO's conflicts with several clients): 666 s per loop.
+_FAILED = 600.0
+
+
 def read_results(output):
-    """{contender: {workload: median seconds}} from zodbshootout's pyperf files."""
+    """({contender: {workload: median seconds}}, [(contender, workload)] that failed or were
+    disabled) from zodbshootout's pyperf files."""
     import pyperf
-    out = {}
+    out, failed = {}, []
     for path in sorted(glob.glob(os.path.join(os.path.splitext(output)[0] + '.d', '*.json'))):
         contender = os.path.basename(path).rsplit('_', 1)[0]
         suite = pyperf.BenchmarkSuite.load(path)
         out[contender] = {}
         for bench in suite.get_benchmarks():
             try:
-                out[contender][bench.get_name()] = bench.median()
-            except Exception:  # a workload zodbshootout disabled or that failed has no values
+                median = bench.median()
+            except Exception:  # no values
+                median = None
+            if median is None or median >= _FAILED:
+                failed.append((contender, bench.get_name()))
                 continue
-    return out
+            out[contender][bench.get_name()] = median
+    return out, failed
+
+
+def _errors(text):
+    """The distinct exception lines of zodbshootout's output."""
+    seen = []
+    for line in text.splitlines():
+        if re.match(r'^[A-Za-z_][\w.]*(Error|Exception)\b.*:', line) and line not in seen:
+            seen.append(line[:300])
+    return seen[:10]
+
+
+def _empty(databases, workdir):
+    """Empty the server databases both contenders use, schema included (zodbshootout's --zap
+    keeps the schema, and with it a history mode another run left)."""
+    from ..testing import zap
+    for database, location in databases:
+        if location is not None:
+            zap(database, location)
+            zap(database, relstorage_location(database, location))
 
 
 def storage_ratio(go, rs, floor):
@@ -164,10 +193,15 @@ def run_config(args, databases, workdir, clients, kind):
             env['PYTHONPATH'] = os.pathsep.join(filter(None, [site, env.get('PYTHONPATH')]))
             cmd += ['--inherit-environ', 'PYTHONPATH']
         print('zodbshootout: %d client(s) as %s, %d objects' % (clients, kind, args.counts[0]), file=sys.stderr)
+        _empty(databases, workdir)
         done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if done.returncode != 0:
             raise RuntimeError('zodbshootout failed (%d): %s' % (done.returncode, done.stdout[-3000:]))
-        return read_results(output)
+        medians, failed = read_results(output)
+        errors = _errors(done.stdout)
+        for line in errors:
+            print('zodbshootout: ' + line, file=sys.stderr)
+        return medians, failed, errors
     finally:
         zeo.terminate()
         zeo.wait(30)
@@ -184,11 +218,11 @@ def run(args, databases):
         for kind in args.kinds:
             workdir = tempfile.mkdtemp(prefix='gorelstorage-shootout-')
             try:
-                got = run_config(args, databases, workdir, clients, kind)
+                medians, failed, errors = run_config(args, databases, workdir, clients, kind)
             finally:
                 shutil.rmtree(workdir, ignore_errors=True)
             results['runs'].append({'clients': clients, 'kind': kind, 'databases': [db for db, _ in databases],
-                                    'medians': got})
+                                    'medians': medians, 'failed': failed, 'errors': errors})
     return results
 
 
@@ -202,22 +236,30 @@ def markdown(results):
             go = r['medians'].get('gorelstorage_' + db, {})
             rs = r['medians'].get('relstorage_' + db, {})
             lines.append('\n**%s, %s, %d object(s), %d client(s) as %s** (ms per operation, medians; storage '
-                         'ratio = (GoRelStorage - MappingStorage) / (RelStorage - MappingStorage), goal %.1f)\n'
+                         'ratio = (GoRelStorage - MappingStorage) / (RelStorage - MappingStorage), goal %.1f; '
+                         'n/a: failed, or disabled by zodbshootout)\n'
                          % (db, results['mode'], results['objects'], r['clients'], r['kind'], GOAL[db]))
             lines.append('| workload | MappingStorage | ZEO + FileStorage | RelStorage | GoRelStorage '
                          '| ratio | storage ratio |')
             lines.append('|---|---:|---:|---:|---:|---:|---:|')
+            failed = {tuple(f) for f in r.get('failed', ())}
             for w in WORKLOADS:
-                if w not in go and w not in rs:
+                if w not in go and w not in rs and ('gorelstorage_' + db, w) not in failed:
                     continue
                 ratio = go[w] / rs[w] if w in go and w in rs and rs[w] else None
                 sr = storage_ratio(go.get(w), rs.get(w), floor.get(w))
                 mark = '' if sr is None or w not in GOALED else (' ok' if sr <= GOAL[db] else ' over')
+                cell = lambda name, m: _ms(m.get(w), (name, w) in failed)  # noqa: E731
                 lines.append('| %s | %s | %s | %s | %s | %s | %s%s |' % (
-                    w, _ms(floor.get(w)), _ms(zeo.get(w)), _ms(rs.get(w)), _ms(go.get(w)),
-                    '%.2f' % ratio if ratio is not None else '-', '%.2f' % sr if sr is not None else '-', mark))
+                    w, cell('MappingStorage', floor), cell('zeo_filestorage', zeo), cell('relstorage_' + db, rs),
+                    cell('gorelstorage_' + db, go), '%.2f' % ratio if ratio is not None else '-',
+                    '%.2f' % sr if sr is not None else '-', mark))
+        for line in r.get('errors', ()):
+            lines.append('\nzodbshootout reported: `%s`' % line)
     return '\n'.join(lines)
 
 
-def _ms(v):
+def _ms(v, failed=False):
+    if failed:
+        return 'n/a'  # failed (the errors follow the table) or disabled by zodbshootout
     return '-' if v is None else '%.3f' % (v * 1000)
