@@ -56,3 +56,8 @@ def test_the_storage_ratio_takes_zodbs_own_time_away():
     assert shootout.storage_ratio(0.5, 5.0, 1.0) == 0.0, 'faster than MappingStorage counts as no storage time'
     assert shootout.storage_ratio(3.0, 1.0, 2.0) is None, 'undefined when RelStorage is at the floor'
     assert shootout.storage_ratio(None, 5.0, 1.0) is None
+
+
+def test_zodbshootouts_failure_marks_are_told_from_timings():
+    assert shootout._magic(6.66) and shootout._magic(66.6) and shootout._magic(0.0666)
+    assert not shootout._magic(6.6601) and not shootout._magic(0.0123)
