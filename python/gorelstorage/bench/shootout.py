@@ -162,7 +162,7 @@ def _errors(text):
     return seen[:10]
 
 
-def _empty(databases, workdir):
+def _empty(databases):
     """Empty the server databases both contenders use, schema included (zodbshootout's --zap
     keeps the schema, and with it a history mode another run left)."""
     from ..testing import zap
@@ -199,7 +199,7 @@ def run_config(args, databases, workdir, clients, kind):
             env['PYTHONPATH'] = os.pathsep.join(filter(None, [site, env.get('PYTHONPATH')]))
             cmd += ['--inherit-environ', 'PYTHONPATH']
         print('zodbshootout: %d client(s) as %s, %d objects' % (clients, kind, args.counts[0]), file=sys.stderr)
-        _empty(databases, workdir)
+        _empty(databases)
         done = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if done.returncode != 0:
             raise RuntimeError('zodbshootout failed (%d): %s' % (done.returncode, done.stdout[-3000:]))
