@@ -3,7 +3,6 @@
 import os
 import re
 import subprocess
-import threading
 import time
 
 import psycopg2
@@ -12,11 +11,10 @@ import transaction
 import ZODB
 from BTrees.Length import Length
 from persistent.mapping import PersistentMapping
-from ZODB.POSException import ConflictError
 from ZODB.POSException import ReadConflictError
-from transaction.interfaces import TransientError
 
 import gorelstorage
+from gorelstorage.testing import count_through_failover
 from gorelstorage.testing import wait_for_replay
 from databases import PostgreSQLDatabase
 
@@ -151,7 +149,6 @@ def test_failover_to_the_promoted_standby_loses_no_commit(servers, tmp_path):
     storage = gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(primary + ' connect_timeout=2'),
                                         replica_conf=conf, commit_lock_timeout=10)
     db = ZODB.DB(storage)
-    counts = {'ok': 0, 'retried': 0, 'unknown': 0}
     ctl = os.environ['GORELSTORAGE_PG_CTL']
 
     def fail_over():
@@ -160,30 +157,8 @@ def test_failover_to_the_promoted_standby_loses_no_commit(servers, tmp_path):
         paused.append(True)
         subprocess.run([ctl, 'standby', 'promote'], check=True, timeout=120)
 
-    switch = threading.Thread(target=fail_over)
-    switch.start()
-    tm = transaction.TransactionManager()
-    conn = db.open(tm)
-    deadline = time.monotonic() + 60
-    try:
-        while (switch.is_alive() or counts['ok'] < 200) and time.monotonic() < deadline:
-            try:
-                tm.begin()
-                conn.root()['n'].change(1)
-                tm.commit()
-                counts['ok'] += 1
-            except gorelstorage.CommitOutcomeUnknownError:
-                tm.abort()
-                counts['unknown'] += 1
-            except (TransientError, ConflictError, gorelstorage.DisconnectedError):
-                tm.abort()
-                counts['retried'] += 1
-                time.sleep(0.05)
-        switch.join()
-        assert counts['ok'] >= 200, counts
-    finally:
-        conn.close()
-        db.close()
+    counts = count_through_failover(db, fail_over)
+    assert counts['ok'] >= 200, counts
     # The new primary (the promoted standby) holds every reported commit.
     check = ZODB.DB(gorelstorage.GoRelStorage(gorelstorage.PostgreSQL(standby)))
     try:

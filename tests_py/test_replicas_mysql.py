@@ -2,7 +2,6 @@
 (``scripts/mariadb-server replica start``: seeded by mariadb-dump --master-data, replicating on
 127.0.0.1:13307, read-only)."""
 import os
-import threading
 import time
 
 import pymysql
@@ -11,11 +10,10 @@ import transaction
 import ZODB
 from BTrees.Length import Length
 from persistent.mapping import PersistentMapping
-from ZODB.POSException import ConflictError
 from ZODB.POSException import ReadConflictError
-from transaction.interfaces import TransientError
 
 import gorelstorage
+from gorelstorage.testing import count_through_failover
 from gorelstorage.zodburi import mysql_params
 from databases import MySQLDatabase
 
@@ -187,7 +185,6 @@ def test_failover_to_the_promoted_replica_loses_no_commit(servers, tmp_path):
 
     conf = servers.conf(tmp_path, 'rw', servers.primary_port, servers.replica_port)
     db = ZODB.DB(servers.storage(replica_conf=conf, commit_lock_timeout=10))
-    counts = {'ok': 0, 'retried': 0, 'unknown': 0}
 
     def fail_over():
         time.sleep(0.5)
@@ -195,30 +192,8 @@ def test_failover_to_the_promoted_replica_loses_no_commit(servers, tmp_path):
         servers.paused = True
         servers.run('replica', 'promote')
 
-    switch = threading.Thread(target=fail_over)
-    switch.start()
-    tm = transaction.TransactionManager()
-    conn = db.open(tm)
-    deadline = time.monotonic() + 60
-    try:
-        while (switch.is_alive() or counts['ok'] < 200) and time.monotonic() < deadline:
-            try:
-                tm.begin()
-                conn.root()['n'].change(1)
-                tm.commit()
-                counts['ok'] += 1
-            except gorelstorage.CommitOutcomeUnknownError:
-                tm.abort()
-                counts['unknown'] += 1
-            except (TransientError, ConflictError, gorelstorage.DisconnectedError):
-                tm.abort()
-                counts['retried'] += 1
-                time.sleep(0.05)
-        switch.join()
-        assert counts['ok'] >= 200, counts
-    finally:
-        conn.close()
-        db.close()
+    counts = count_through_failover(db, fail_over)
+    assert counts['ok'] >= 200, counts
     check = ZODB.DB(servers.storage(port=servers.replica_port))
     try:
         with check.transaction() as c:

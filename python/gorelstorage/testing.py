@@ -94,3 +94,44 @@ def wait_for_replay(primary, standby, timeout):
         if time.monotonic() > deadline:
             raise RuntimeError('the standby did not replay %s within %s s' % (lsn, timeout))
         time.sleep(0.05)
+
+
+def count_through_failover(db, fail_over, least=200, timeout=60):
+    """Increment ``db``'s root ``n`` (a BTrees Length) one commit at a time, retrying, while
+    ``fail_over()`` runs in a thread, and at least ``least`` times; close ``db``. Returns the
+    counts: ``ok`` (reported commits), ``unknown`` (CommitOutcomeUnknownError), ``retried``
+    (retryable failures)."""
+    import threading
+    import time
+
+    import transaction
+    from transaction.interfaces import TransientError
+    from ZODB.POSException import ConflictError
+
+    from . import CommitOutcomeUnknownError
+    from . import DisconnectedError
+    counts = {'ok': 0, 'retried': 0, 'unknown': 0}
+    switch = threading.Thread(target=fail_over)
+    switch.start()
+    tm = transaction.TransactionManager()
+    conn = db.open(tm)
+    deadline = time.monotonic() + timeout
+    try:
+        while (switch.is_alive() or counts['ok'] < least) and time.monotonic() < deadline:
+            try:
+                tm.begin()
+                conn.root()['n'].change(1)
+                tm.commit()
+                counts['ok'] += 1
+            except CommitOutcomeUnknownError:
+                tm.abort()
+                counts['unknown'] += 1
+            except (TransientError, ConflictError, DisconnectedError):
+                tm.abort()
+                counts['retried'] += 1
+                time.sleep(0.05)
+        switch.join()
+    finally:
+        conn.close()
+        db.close()
+    return counts
