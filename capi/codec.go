@@ -23,6 +23,10 @@ import (
 //	            committed state, undo
 //	txn meta    user, description, extension                tpc_begin's argument
 //	resolution  oid, committed tid, state                   resolve's argument
+//	store       oid8, serial8, state                        store_many's argument
+//
+// oid8 and serial8 are 8 bytes as ZODB spells them (big-endian), which
+// Python passes on without converting them.
 
 type encoder struct{ b []byte }
 
@@ -72,6 +76,36 @@ func (d *decoder) bytes() []byte {
 		return nil
 	}
 	p := append([]byte{}, d.b[:n]...)
+	d.b = d.b[n:]
+	return p
+}
+
+// id8 reads an oid8 or serial8 field.
+func (d *decoder) id8() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 8 {
+		d.err = errShort
+		return 0
+	}
+	v := binary.BigEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+// view is bytes without the copy: the slice shares the decoded buffer,
+// which the caller owns (goBytes copied it out of C memory).
+func (d *decoder) view() []byte {
+	n := d.u64()
+	if d.err != nil || n == math.MaxUint64 {
+		return nil
+	}
+	if uint64(len(d.b)) < n {
+		d.err = errShort
+		return nil
+	}
+	p := d.b[:n:n]
 	d.b = d.b[n:]
 	return p
 }
@@ -182,4 +216,13 @@ func decodeResolutions(b []byte) ([]engine.Resolution, error) {
 		res = append(res, engine.Resolution{OID: d.u64(), CommittedTID: d.u64(), State: d.bytes()})
 	}
 	return res, d.err
+}
+
+func decodeStores(b []byte) ([]engine.StoreRecord, error) {
+	d := decoder{b: b}
+	var recs []engine.StoreRecord
+	for len(d.b) > 0 && d.err == nil {
+		recs = append(recs, engine.StoreRecord{OID: d.id8(), Serial: d.id8(), State: d.view()})
+	}
+	return recs, d.err
 }

@@ -29,7 +29,7 @@ import (
 func main() {}
 
 // abiVersion changes whenever an export's signature or the result layout does.
-const abiVersion = 7
+const abiVersion = 8
 
 // call runs fn, recovering panics, and records its error in r.
 func call(r *C.grs_result, fn func() error) (kind C.int32_t) {
@@ -78,7 +78,7 @@ func goBytes(p *C.uint8_t, n C.int64_t) []byte {
 	if n <= 0 || p == nil {
 		return []byte{}
 	}
-	return C.GoBytes(unsafe.Pointer(p), C.int(n))
+	return append([]byte(nil), unsafe.Slice((*byte)(unsafe.Pointer(p)), int(n))...) // C.GoBytes takes a C int
 }
 
 var bg = context.Background()

@@ -26,10 +26,18 @@ func grs_tpc_begin(h C.uint64_t, meta *C.uint8_t, n C.int64_t, restoreTID C.uint
 	})
 }
 
-//export grs_store
-func grs_store(h, oid, serial C.uint64_t, data *C.uint8_t, n C.int64_t, r *C.grs_result) C.int32_t {
+// grs_store_many buffers a transaction's store() calls, in order: each is the
+// oid and the serial (8 bytes each, big-endian, as ZODB spells them), the
+// state's length (8 bytes, big-endian) and the state.
+//
+//export grs_store_many
+func grs_store_many(h C.uint64_t, buf *C.uint8_t, n C.int64_t, r *C.grs_result) C.int32_t {
 	return withInstance(h, r, func(in *engine.Instance) error {
-		return in.Store(uint64(oid), uint64(serial), goBytes(data, n))
+		records, err := decodeStores(goBytes(buf, n))
+		if err != nil {
+			return engine.Errorf(engine.KindInvalidArgument, "store: %v", err)
+		}
+		return in.StoreMany(records)
 	})
 }
 

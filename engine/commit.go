@@ -130,19 +130,36 @@ func (t *commit) add(w *write) {
 
 // Store buffers a new state of oid based on serial (0 for a new object).
 func (in *Instance) Store(oid, serial uint64, state []byte) error {
+	return in.StoreMany([]StoreRecord{{OID: oid, Serial: serial, State: state}})
+}
+
+// StoreRecord is one store(): a new state of OID based on Serial (0 for a
+// new object).
+type StoreRecord struct {
+	OID, Serial uint64
+	State       []byte
+}
+
+// StoreMany is Store for records in the order they were stored, in one
+// call: Python gathers a transaction's stores and sends them before the
+// vote or the next write of another kind.
+func (in *Instance) StoreMany(records []StoreRecord) error {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	t, err := in.active("store")
 	if err != nil {
 		return err
 	}
-	if state == nil {
-		state = []byte{}
+	for _, r := range records {
+		state := r.State
+		if state == nil {
+			state = []byte{}
+		}
+		if err := in.checkState(r.OID, state); err != nil {
+			return err
+		}
+		t.add(&write{oid: r.OID, serial: r.Serial, state: state, kind: writeStore})
 	}
-	if err := in.checkState(oid, state); err != nil {
-		return err
-	}
-	t.add(&write{oid: oid, serial: serial, state: state, kind: writeStore})
 	return nil
 }
 

@@ -213,6 +213,9 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         self._transaction = None
         self._undone_oids = []
         self._read_current = {}  # oid -> serial, checkCurrentSerialInTransaction until the vote
+        # (oid, serial, data) of store() calls not yet sent to the engine; None outside
+        # tpc_begin .. tpc_vote, where a store is refused
+        self._stores = None
         # afterCompletion was called and the poll ZODB makes right after it is due:
         # that poll's errors must not come out of a commit that succeeded.
         self._completing = False
@@ -464,6 +467,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         try:
             self._undone_oids = []
             self._read_current = {}
+            self._stores = []
             self._call(_native.tpc_begin, *_txn_meta(transaction), _oid_int(tid, 'tid') if tid else 0,
                        status == 'p')
         except BaseException:
@@ -495,11 +499,14 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
 
     def _end_transaction(self):
         self._voted_at = None
+        self._stores = None
         with self._tpc_cond:
             self._transaction = None
             self._tpc_cond.notify()
 
     def store(self, oid, serial, data, version, transaction):
+        # Gathered here and sent to the engine in one call before the vote or the next write
+        # of another kind (_send_stores): a call per store cost more than the store.
         self._check_txn(transaction)
         if version:
             raise POSException.Unsupported('versions are not supported')
@@ -507,7 +514,22 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             raise TypeError('data must be bytes, not %s' % type(data).__name__)
         if not self._options.blob_dir:
             _refuse_blob(oid, data)
-        self._call(_native.store, _oid_int(oid), _serial_int(serial), data)
+        if type(oid) is not bytes or len(oid) != 8:
+            _oid_int(oid)  # raises
+        if type(serial) is not bytes or len(serial) != 8:
+            serial = p64(_serial_int(serial))
+        if self._stores is None:
+            raise POSException.StorageTransactionError(
+                'store: %s' % ('no transaction in progress' if self._transaction is None
+                               else 'the transaction has already voted'))
+        self._stores.append((oid, serial, data))
+
+    def _send_stores(self):
+        """Hand the gathered stores to the engine, before anything that depends on their order."""
+        stores = self._stores
+        if stores:
+            self._stores = []
+            self._call(_native.store_many, stores)
 
     def restore(self, oid, serial, data, version, prev_txn, transaction):
         self._check_txn(transaction)
@@ -517,10 +539,12 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             raise TypeError('data must be bytes or None, not %s' % type(data).__name__)
         if not self._options.blob_dir:
             _refuse_blob(oid, data)
+        self._send_stores()
         self._call(_native.restore, _oid_int(oid), data)
 
     def deleteObject(self, oid, oldserial, transaction):
         self._check_txn(transaction)
+        self._send_stores()
         self._call(_native.delete_object, _oid_int(oid), _serial_int(oldserial))
 
     def checkCurrentSerialInTransaction(self, oid, serial, transaction):
@@ -543,6 +567,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             raise POSException.UndoError('invalid undo id %r' % (transaction_id,))
         if len(tid) != 8:
             raise POSException.UndoError('invalid undo id %r' % (transaction_id,))
+        self._send_stores()
         oids = [p64(o) for o in self._call(_native.undo, u64(tid))]
         self._undone_oids.extend(oids)
         return None, oids
@@ -550,6 +575,8 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     def tpc_vote(self, transaction):
         self._check_txn(transaction)
         try:
+            self._send_stores()
+            self._stores = None  # no more stores
             if self._read_current:
                 self._call(_native.check_current_many, self._read_current)
                 self._read_current = {}
@@ -636,11 +663,13 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         self._check_txn(transaction)
         if version:
             raise POSException.Unsupported('versions are not supported')
+        self._send_stores()
         self._call(_native.store_blob, _oid_int(oid), _serial_int(oldserial), data, self._take_over(blobfilename))
 
     def restoreBlob(self, oid, serial, data, blobfilename, prev_txn, transaction):
         """restore() with the blob's file, which the storage takes over."""
         self._check_txn(transaction)
+        self._send_stores()
         self._call(_native.restore_blob, _oid_int(oid), data, self._take_over(blobfilename))
 
     def _take_over(self, blobfilename):

@@ -505,11 +505,12 @@ func (d *dialect) Close() error {
 // CheckState refuses, when it is stored, a state the server could not
 // receive: the INSERT carrying it would exceed max_allowed_packet.
 func (d *dialect) CheckState(oid uint64, state []byte) error {
-	// Escaping at most doubles a state: only a state that might not fit is scanned.
+	// Written as a literal or escaped, a state at most doubles: only a state that
+	// might not fit is measured.
 	if 2*len(state)+len("_binary''")+rowOverhead <= d.maxQuery {
 		return nil
 	}
-	if need := literalLen(state) + rowOverhead; need > d.maxQuery {
+	if need := paramLen(state) + rowOverhead; need > d.maxQuery {
 		return fmt.Errorf("oid %d: the object's state is %d bytes; %s accepts at most about %d "+
 			"(max_allowed_packet is %d bytes; raise it on the server to store this object)",
 			oid, len(state), d.describe, max(0, d.maxQuery-rowOverhead), d.maxQuery+queryMargin)

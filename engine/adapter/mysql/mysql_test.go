@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -72,7 +73,12 @@ func TestBatcherSplitsRowsIntoQueriesThatFit(t *testing.T) {
 	for _, s := range scripts {
 		require.LessOrEqual(t, s.size, 10000)
 		text := s.text.String()
-		rows += strings.Count(text, "(?, ?)")
+		for _, stmt := range strings.Split(text, ";\n") {
+			for range strings.Count(stmt, ", X'78") {
+				require.Contains(t, stmt, fmt.Sprintf("(%d, X'78", rows), "rows in order")
+				rows++
+			}
+		}
 		require.Equal(t, strings.Count(text, "?"), len(s.args))
 		for _, stmt := range strings.Split(text, ";\n") {
 			if strings.HasPrefix(stmt, "INSERT INTO t ") {
@@ -323,4 +329,39 @@ func TestConcurrentOIDAllocatorsNeverShareAnOID(t *testing.T) {
 		total += len(oids)
 	}
 	require.Equal(t, total, len(seen))
+}
+
+// Parameters are written into the text as literals, counted at their
+// written length; large states and odd strings stay the driver's.
+func TestParametersWrittenAsLiterals(t *testing.T) {
+	text, args := appendQuery(nil, "(?, ?, ?, ?, ?, ?, ?)", []any{int64(-7), 3, true, false, nil, []byte("\x00'z"), []byte(nil)})
+	require.Equal(t, "(-7, 3, 1, 0, NULL, X'00277a', NULL)", string(text))
+	require.Empty(t, args)
+	text, args = appendQuery(nil, "(?)", []any{[]byte{}})
+	require.Equal(t, "(X'')", string(text), "an empty state is an empty literal, not NULL")
+	require.Empty(t, args)
+	text, args = appendQuery(nil, "(?, ?)", []any{"0123abcdef", "it's"})
+	require.Equal(t, "('0123abcdef', ?)", string(text))
+	require.Equal(t, []any{"it's"}, args)
+	big := bytes.Repeat([]byte{'x'}, literalMax+1)
+	text, args = appendQuery(nil, "(?, ?)", []any{big, int64(1)})
+	require.Equal(t, "(?, 1)", string(text))
+	require.Equal(t, []any{big}, args)
+	require.Equal(t, literalLen(big), paramLen(big))
+	require.Equal(t, 2*1000+3, paramLen(make([]byte, 1000)))
+
+	b := &batcher{limit: 10000}
+	ins := b.rows("INSERT INTO t (a, b) VALUES ", "")
+	for i := range 30 {
+		ins.row("(?, ?)", int64(i), bytes.Repeat([]byte{'x'}, 1000))
+	}
+	ins.row("(?, ?)", int64(30), big[:3000])
+	ins.end()
+	rows := 0
+	for _, s := range b.done() {
+		require.LessOrEqual(t, s.size, 10000)
+		require.Equal(t, s.text.Len(), s.size, "nothing left for the driver")
+		rows += strings.Count(s.text.String(), "X'78")
+	}
+	require.Equal(t, 31, rows)
 }

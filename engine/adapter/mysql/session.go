@@ -4,27 +4,37 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/hex"
 	"errors"
+	"strconv"
 	"strings"
 )
 
-// script is SQL text with its parameters, built statement by statement and
-// sent as one multi-statement query. The driver interpolates the parameters,
-// so nothing is prepared and the script is one round trip.
+// script is SQL text built statement by statement and sent as one
+// multi-statement query, so nothing is prepared and the script is one round
+// trip. Parameters are written into the text as literals as statements are
+// added (appendQuery); the few that are not (large states) go to the driver,
+// which interpolates them.
 type script struct {
 	text strings.Builder
 	args []any
-	size int // the text's length once the parameters are interpolated (an upper bound)
+	size int // the text's length once the driver's parameters are interpolated (an upper bound)
 }
 
 // add appends one statement with its parameters.
 func (s *script) add(stmt string, args ...any) {
+	text, rest := appendQuery(nil, stmt, args)
+	s.addText(text, rest)
+}
+
+// addText appends a statement appendQuery wrote, with the parameters it left.
+func (s *script) addText(text []byte, args []any) {
 	if s.text.Len() > 0 {
 		s.text.WriteString(";\n")
 		s.size += 2
 	}
-	s.text.WriteString(stmt)
-	s.size += len(stmt)
+	s.text.Write(text)
+	s.size += len(text)
 	for _, a := range args {
 		s.size += paramLen(a)
 	}
@@ -33,10 +43,91 @@ func (s *script) add(stmt string, args ...any) {
 
 func (s *script) empty() bool { return s.text.Len() == 0 }
 
+// literalMax is the largest state written into the text, as a hexadecimal
+// literal (twice its size); a larger one stays a parameter, which the driver
+// escapes (at most twice its size, usually a few bytes more), so the largest
+// state that fits in a query stays about max_allowed_packet.
+const literalMax = 64 << 10
+
+// appendQuery appends stmt to b with each question mark replaced by its
+// parameter written as a literal: integers in decimal, booleans as 1 and 0,
+// nil as NULL, byte strings up to literalMax as X'...' (hexadecimal reads
+// faster on the server than an escaped string, and needs no knowledge of
+// the session's sql_mode), short strings of letters and digits quoted. The
+// parameters it cannot write that way are returned, their question marks
+// kept, for the driver. The driver would otherwise copy the whole query
+// while interpolating: 3 us an object of a 500-object commit, on top of
+// the server's slower reading of escaped strings.
+func appendQuery(b []byte, stmt string, args []any) ([]byte, []any) {
+	var rest []any
+	i := 0
+	for j := 0; j < len(stmt); j++ {
+		c := stmt[j]
+		if c != '?' || i >= len(args) {
+			b = append(b, c)
+			continue
+		}
+		a := args[i]
+		i++
+		if lit, ok := appendLiteral(b, a); ok {
+			b = lit
+			continue
+		}
+		b = append(b, '?')
+		rest = append(rest, a)
+	}
+	return b, rest
+}
+
+// appendLiteral appends a as a literal, or returns false.
+func appendLiteral(b []byte, a any) ([]byte, bool) {
+	switch v := a.(type) {
+	case nil:
+		return append(b, "NULL"...), true
+	case int64:
+		return strconv.AppendInt(b, v, 10), true
+	case int:
+		return strconv.AppendInt(b, int64(v), 10), true
+	case uint64:
+		return strconv.AppendUint(b, v, 10), true
+	case bool:
+		if v {
+			return append(b, '1'), true
+		}
+		return append(b, '0'), true
+	case []byte:
+		if v == nil {
+			return append(b, "NULL"...), true
+		}
+		if len(v) > literalMax {
+			return b, false
+		}
+		b = append(b, "X'"...)
+		b = hex.AppendEncode(b, v)
+		return append(b, '\''), true
+	case string:
+		if len(v) > 256 {
+			return b, false
+		}
+		for k := 0; k < len(v); k++ {
+			if c := v[k]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+				return b, false
+			}
+		}
+		b = append(b, '\'')
+		b = append(b, v...)
+		return append(b, '\''), true
+	}
+	return b, false
+}
+
 // paramLen bounds the length of a parameter once interpolated.
 func paramLen(a any) int {
 	switch v := a.(type) {
 	case []byte:
+		if v != nil && len(v) <= literalMax {
+			return 2*len(v) + 3 // X'...'
+		}
 		return literalLen(v)
 	case string:
 		return 2 * (len(v) + 1)
@@ -45,7 +136,7 @@ func paramLen(a any) int {
 	}
 }
 
-// literalLen is the length of b as the driver writes it: _binary'...' with
+// literalLen is the length of b as the driver writes it (a state above literalMax): _binary'...' with
 // NUL, newline, return, Ctrl-Z, quotes and backslash escaped by a backslash
 // (the quotes-only escaping of NO_BACKSLASH_ESCAPES is never longer).
 func literalLen(b []byte) int {

@@ -320,23 +320,30 @@ type rowStatement struct {
 	b          *batcher
 	head, tail string
 	text       []byte
-	args       []any
+	args       []any // the parameters appendQuery left for the driver
+	rows       int
 	size       int
 }
 
 func (r *rowStatement) row(values string, args ...any) {
-	size := len(values) + 2
-	for _, a := range args {
-		size += paramLen(a)
-	}
-	if len(r.args) > 0 && len(r.head)+r.size+size+len(r.tail)+2 > r.b.limit-r.used() {
-		r.end()
-	}
-	if len(r.args) > 0 {
+	mark := len(r.text)
+	if r.rows > 0 {
 		r.text = append(r.text, ", "...)
 	}
-	r.text = append(r.text, values...)
-	r.args = append(r.args, args...)
+	text, rest := appendQuery(r.text, values, args)
+	size := len(text) - mark
+	for _, a := range rest {
+		size += paramLen(a)
+	}
+	if r.rows > 0 && len(r.head)+r.size+size+len(r.tail)+2 > r.b.limit-r.used() {
+		r.text = text[:mark]
+		r.end()
+		r.row(values, args...)
+		return
+	}
+	r.text = text
+	r.args = append(r.args, rest...)
+	r.rows++
 	r.size += size
 }
 
@@ -349,11 +356,11 @@ func (r *rowStatement) used() int {
 }
 
 func (r *rowStatement) end() {
-	if len(r.args) == 0 {
+	if r.rows == 0 {
 		return
 	}
-	stmt := r.head + string(r.text) + r.tail
-	b := r.b
-	b.room(len(r.head)+r.size+len(r.tail)).add(stmt, r.args...)
-	r.text, r.args, r.size = r.text[:0], nil, 0
+	stmt := make([]byte, 0, len(r.head)+len(r.text)+len(r.tail))
+	stmt = append(append(append(stmt, r.head...), r.text...), r.tail...)
+	r.b.room(len(r.head)+r.size+len(r.tail)).addText(stmt, r.args)
+	r.text, r.args, r.rows, r.size = r.text[:0], nil, 0, 0
 }

@@ -78,11 +78,14 @@ const (
 	sqlInsertStatesHP = `INSERT INTO object_state (zoid, tid, prev_tid, md5, state_size, state)
 		SELECT zoid, $1, prev_tid, md5, COALESCE(octet_length(state), 0), state
 		FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::bytea[]) AS w(zoid, prev_tid, md5, state)`
-	sqlUpsertCurrent = `INSERT INTO current_object (zoid, tid) SELECT zoid, $1 FROM unnest($2::bigint[]) AS zoid
-		ON CONFLICT (zoid) DO UPDATE SET tid = excluded.tid`
-	sqlUpsertStatesHF = `INSERT INTO object_state (zoid, tid, state_size, state)
-		SELECT zoid, $1, octet_length(state), state FROM unnest($2::bigint[], $3::bytea[]) AS w(zoid, state)
-		ON CONFLICT (zoid) DO UPDATE SET tid = excluded.tid, state_size = excluded.state_size, state = excluded.state`
+	// The objects a commit creates (no row at lock time) are inserted; an upsert's
+	// speculative insertion costs a third more per row.
+	sqlInsertCurrent  = `INSERT INTO current_object (zoid, tid) SELECT zoid, $1 FROM unnest($2::bigint[]) AS zoid`
+	sqlUpsertCurrent  = sqlInsertCurrent + ` ON CONFLICT (zoid) DO UPDATE SET tid = excluded.tid`
+	sqlInsertStatesHF = `INSERT INTO object_state (zoid, tid, state_size, state)
+		SELECT zoid, $1, octet_length(state), state FROM unnest($2::bigint[], $3::bytea[]) AS w(zoid, state)`
+	sqlUpsertStatesHF = sqlInsertStatesHF +
+		` ON CONFLICT (zoid) DO UPDATE SET tid = excluded.tid, state_size = excluded.state_size, state = excluded.state`
 	sqlDeleteHF = `DELETE FROM object_state WHERE zoid = ANY($1::bigint[])`
 
 	sqlUndoTxn  = `SELECT packed FROM transaction WHERE tid = $1`

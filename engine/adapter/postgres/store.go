@@ -172,21 +172,44 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 				}
 			}
 			b.Queue(sqlInsertStatesHP, int64(tid), oids, prev, sums, states)
-			b.Queue(sqlUpsertCurrent, int64(tid), oids)
-		}
-	} else {
-		var upOIDs, delOIDs []int64
-		var states [][]byte
-		for _, w := range writes {
-			if w.State == nil {
-				delOIDs = append(delOIDs, int64(w.OID))
-			} else {
-				upOIDs = append(upOIDs, int64(w.OID))
-				states = append(states, w.State)
+			var created, existing []int64
+			for i, w := range writes {
+				if w.PrevTID == 0 {
+					created = append(created, oids[i])
+				} else {
+					existing = append(existing, oids[i])
+				}
+			}
+			if len(created) > 0 {
+				b.Queue(sqlInsertCurrent, int64(tid), created)
+			}
+			if len(existing) > 0 {
+				b.Queue(sqlUpsertCurrent, int64(tid), existing)
 			}
 		}
+	} else {
+		// Objects without a row at lock time are inserted (nothing else can create
+		// them: their oids were issued to this transaction, or a restore's duplicate
+		// fails here), the others, locked since the vote, upserted.
+		var newOIDs, upOIDs, delOIDs []int64
+		var newStates, upStates [][]byte
+		for _, w := range writes {
+			switch {
+			case w.State == nil:
+				delOIDs = append(delOIDs, int64(w.OID))
+			case w.PrevTID == 0:
+				newOIDs = append(newOIDs, int64(w.OID))
+				newStates = append(newStates, w.State)
+			default:
+				upOIDs = append(upOIDs, int64(w.OID))
+				upStates = append(upStates, w.State)
+			}
+		}
+		if len(newOIDs) > 0 {
+			b.Queue(sqlInsertStatesHF, int64(tid), newOIDs, newStates)
+		}
 		if len(upOIDs) > 0 {
-			b.Queue(sqlUpsertStatesHF, int64(tid), upOIDs, states)
+			b.Queue(sqlUpsertStatesHF, int64(tid), upOIDs, upStates)
 		}
 		if len(delOIDs) > 0 {
 			b.Queue(sqlDeleteHF, delOIDs)
