@@ -93,6 +93,8 @@ type dialect struct {
 
 	// maxQuery is the longest query text the server accepts (max_allowed_packet less a margin).
 	maxQuery int
+	// stmts are the bulk statements prepared on store connections (bulk.go).
+	stmts stmtCache
 	// oidsSinceCollect counts new_oid values this process took, for garbage collection.
 	oidsSinceCollect atomic.Int64
 }
@@ -496,6 +498,7 @@ func (d *dialect) Size(ctx context.Context) (int64, int64, error) {
 func (d *dialect) Close() error {
 	d.load.Close()
 	d.store.Close()
+	d.stmts.clear()
 	if d.packRead != nil && d.packRead != d.load {
 		d.packRead.Close()
 	}

@@ -64,7 +64,7 @@ func TestBatcherSplitsRowsIntoQueriesThatFit(t *testing.T) {
 	b.statement("INSERT INTO transaction VALUES (?)", int64(1))
 	ins := b.rows("INSERT INTO t (a, b) VALUES ", " ON DUPLICATE KEY UPDATE b = VALUES(b)")
 	for i := range 30 {
-		ins.row("(?, ?)", int64(i), bytes.Repeat([]byte{'x'}, 1000))
+		ins.row("(?, ?)", int64(i), bytes.Repeat([]byte{'x'}, 500))
 	}
 	ins.end()
 	scripts := b.done()
@@ -344,18 +344,19 @@ func TestParametersWrittenAsLiterals(t *testing.T) {
 	require.Equal(t, "('0123abcdef', ?)", string(text))
 	require.Equal(t, []any{"it's"}, args)
 	big := bytes.Repeat([]byte{'x'}, literalMax+1)
+	small := big[:literalMax]
 	text, args = appendQuery(nil, "(?, ?)", []any{big, int64(1)})
 	require.Equal(t, "(?, 1)", string(text))
 	require.Equal(t, []any{big}, args)
 	require.Equal(t, literalLen(big), paramLen(big))
-	require.Equal(t, 2*1000+3, paramLen(make([]byte, 1000)))
+	require.Equal(t, 2*500+3, paramLen(make([]byte, 500)))
 
 	b := &batcher{limit: 10000}
 	ins := b.rows("INSERT INTO t (a, b) VALUES ", "")
 	for i := range 30 {
-		ins.row("(?, ?)", int64(i), bytes.Repeat([]byte{'x'}, 1000))
+		ins.row("(?, ?)", int64(i), small)
 	}
-	ins.row("(?, ?)", int64(30), big[:3000])
+	ins.row("(?, ?)", int64(30), big[:100])
 	ins.end()
 	rows := 0
 	for _, s := range b.done() {
@@ -364,4 +365,49 @@ func TestParametersWrittenAsLiterals(t *testing.T) {
 		rows += strings.Count(s.text.String(), "X'78")
 	}
 	require.Equal(t, 31, rows)
+}
+
+// A large commit's rows go as executions of prepared statements of a power
+// of two of rows, largest first, in order, each within the byte limit; the
+// next statement starts a text script after them.
+func TestBulkGroupsRowsInPowersOfTwo(t *testing.T) {
+	require.False(t, bulkWrites(bulkMinRows-1, bulkMinBytes-1))
+	require.True(t, bulkWrites(bulkMinRows, 0))
+	require.True(t, bulkWrites(1, bulkMinBytes))
+
+	b := &batcher{limit: 1 << 20}
+	b.statement("INSERT INTO transaction VALUES (?)", int64(1))
+	rows := make([][]any, 100)
+	for i := range rows {
+		rows[i] = []any{int64(i), []byte("s")}
+	}
+	b.bulk("INSERT INTO t (a, b) VALUES ", "(?, ?)", " ON DUPLICATE KEY UPDATE b = VALUES(b)", rows)
+	b.statement("DELETE FROM t WHERE a = ?", int64(7))
+	scripts := b.done()
+	require.Len(t, scripts, 5)
+	require.Empty(t, scripts[0].prepared)
+	next := int64(0)
+	for i, n := range []int{64, 32, 4} {
+		s := scripts[1+i]
+		require.Equal(t, n, strings.Count(s.prepared, "(?, ?)"))
+		require.True(t, strings.HasSuffix(s.prepared, "(?, ?) ON DUPLICATE KEY UPDATE b = VALUES(b)"))
+		require.Len(t, s.args, 2*n)
+		for k := 0; k < len(s.args); k += 2 {
+			require.Equal(t, next, s.args[k], "rows in order")
+			next++
+		}
+	}
+	require.Equal(t, "DELETE FROM t WHERE a = 7", scripts[4].text.String())
+
+	b = &batcher{limit: 2500}
+	big := make([][]any, 5)
+	for i := range big {
+		big[i] = []any{int64(i), make([]byte, 1000)}
+	}
+	b.bulk("INSERT INTO t (a, b) VALUES ", "(?, ?)", "", big)
+	var groups []int
+	for _, s := range b.done() {
+		groups = append(groups, strings.Count(s.prepared, "(?, ?)"))
+	}
+	require.Equal(t, []int{2, 2, 1}, groups, "no execution over the limit")
 }

@@ -156,34 +156,37 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 		return errors.New("mysql: move outside a write transaction")
 	}
 	b := &batcher{limit: c.d.maxQuery}
+	size := 0
+	for _, w := range writes {
+		size += len(w.State)
+	}
+	bulk := bulkWrites(len(writes), size)
 	if c.d.settings.KeepHistory {
 		b.statement(sqlInsertTxn, int64(tid), meta.Packed, len(writes) == 0,
 			sqlrow.NonNil(meta.User), sqlrow.NonNil(meta.Description), sqlrow.NonNil(meta.Extension))
-		ins := b.rows(sqlInsertStatesHP, "")
-		for _, w := range writes {
+		states := make([][]any, len(writes))
+		current := make([][]any, len(writes))
+		for i, w := range writes {
 			var md5 any
 			if w.MD5 != nil {
 				md5 = string(w.MD5)
 			}
-			ins.row("(?, ?, ?, ?, ?, ?)", int64(w.OID), int64(tid), int64(w.PrevTID), md5, len(w.State), w.State)
+			states[i] = []any{int64(w.OID), int64(tid), int64(w.PrevTID), md5, len(w.State), w.State}
+			current[i] = []any{int64(w.OID), int64(tid)}
 		}
-		ins.end()
-		cur := b.rows(sqlInsertCurrent, c.d.q.currentHPEnd)
-		for _, w := range writes {
-			cur.row("(?, ?)", int64(w.OID), int64(tid))
-		}
-		cur.end()
+		b.rowsOf(bulk, sqlInsertStatesHP, "(?, ?, ?, ?, ?, ?)", "", states)
+		b.rowsOf(bulk, sqlInsertCurrent, "(?, ?)", c.d.q.currentHPEnd, current)
 	} else {
-		up := b.rows(c.d.q.upsertHF, c.d.q.upsertHFEnd)
+		var states [][]any
 		del := []uint64{}
 		for _, w := range writes {
 			if w.State == nil {
 				del = append(del, w.OID)
 				continue
 			}
-			up.row("(?, ?, ?, ?)", int64(w.OID), int64(tid), len(w.State), w.State)
+			states = append(states, []any{int64(w.OID), int64(tid), len(w.State), w.State})
 		}
-		up.end()
+		b.rowsOf(bulk, c.d.q.upsertHF, "(?, ?, ?, ?)", c.d.q.upsertHFEnd, states)
 		for start := 0; start < len(del); start += inChunk {
 			part := del[start:min(len(del), start+inChunk)]
 			b.statement(sqlDeleteHF+in(len(part)), sqlrow.Int64Args(part)...)
@@ -208,9 +211,18 @@ func (c *storeConn) Commit(ctx context.Context) error {
 	if len(scripts) == 0 {
 		scripts = []*script{{}}
 	}
+	if scripts[len(scripts)-1].prepared != "" {
+		scripts = append(scripts, &script{})
+	}
 	scripts[len(scripts)-1].add("COMMIT")
 	for i, s := range scripts {
-		if err := c.query(ctx, s, nil); err != nil {
+		var err error
+		if s.prepared != "" {
+			err = c.execPrepared(ctx, s)
+		} else {
+			err = c.query(ctx, s, nil)
+		}
+		if err != nil {
 			// COMMIT went out with the last query only.
 			uncertain := i == len(scripts)-1 && isDisconnect(err)
 			tid, writes := c.tid, c.writes
@@ -313,6 +325,23 @@ func (b *batcher) rows(head, tail string) *rowStatement {
 }
 
 func (b *batcher) done() []*script { return b.scripts }
+
+// rowsOf adds rows of a multi-row statement: as prepared executions (bulk),
+// or in the text of the scripts.
+func (b *batcher) rowsOf(bulk bool, head, values, tail string, rows [][]any) {
+	if len(rows) == 0 {
+		return
+	}
+	if bulk {
+		b.bulk(head, values, tail, rows)
+		return
+	}
+	r := b.rows(head, tail)
+	for _, args := range rows {
+		r.row(values, args...)
+	}
+	r.end()
+}
 
 // rowStatement accumulates the rows of one INSERT, starting a new INSERT
 // when the next row would make the query too long.
