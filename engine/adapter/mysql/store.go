@@ -15,8 +15,9 @@ import (
 )
 
 // storeConn commits through one pooled READ COMMITTED connection whose
-// innodb_lock_wait_timeout is commit-lock-timeout. A commit takes three
-// round trips whatever its size (as long as it fits in max_allowed_packet):
+// innodb_lock_wait_timeout is commit-lock-timeout. A commit of fewer than
+// bulkMinRows objects takes three round trips (as long as it fits in
+// max_allowed_packet):
 //
 //  1. vote: START TRANSACTION, a shared NOWAIT lock on each readCurrent row,
 //     then the modified objects' rows FOR UPDATE in oid order, which also
@@ -25,7 +26,9 @@ import (
 //     server clock;
 //  3. finish: the rows (multi-row INSERTs) and COMMIT.
 //
-// A vote with conflicts adds one round trip to read the committed states.
+// A larger one sends its rows as executions of prepared statements before
+// COMMIT (bulk.go). A vote with conflicts adds one round trip to read the
+// committed states.
 //
 // When the connection is lost while the query carrying COMMIT is out, a new
 // connection finds out whether the transaction landed (commitOutcome).
@@ -150,7 +153,8 @@ func (c *storeConn) LockCommit(ctx context.Context) (uint64, time.Time, error) {
 
 // Move builds the writes; Commit sends them with COMMIT, in one round trip
 // unless they exceed max_allowed_packet, in which case they are split into
-// as many queries as needed.
+// as many queries as needed, or are many (bulkWrites), in which case they go
+// as prepared executions first.
 func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, writes []adapter.Write) error {
 	if !c.inTxn {
 		return errors.New("mysql: move outside a write transaction")
