@@ -66,18 +66,13 @@ func (d *decoder) u64() uint64 {
 	return v
 }
 
+// bytes reads a byte string (nil for None) into memory of its own.
 func (d *decoder) bytes() []byte {
-	n := d.u64()
-	if d.err != nil || n == math.MaxUint64 {
+	p := d.view()
+	if p == nil {
 		return nil
 	}
-	if uint64(len(d.b)) < n {
-		d.err = errShort
-		return nil
-	}
-	p := append([]byte{}, d.b[:n]...)
-	d.b = d.b[n:]
-	return p
+	return append([]byte{}, p...)
 }
 
 // id8 reads an oid8 or serial8 field.

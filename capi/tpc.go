@@ -27,8 +27,8 @@ func grs_tpc_begin(h C.uint64_t, meta *C.uint8_t, n C.int64_t, restoreTID C.uint
 }
 
 // grs_store_many buffers a transaction's store() calls, in order: each is the
-// oid and the serial (8 bytes each, big-endian, as ZODB spells them), the
-// state's length (8 bytes, big-endian) and the state.
+// oid and the serial (8 bytes each, big-endian, as ZODB spells them) and the
+// state (the codec's byte string: a little-endian u64 length, then the bytes).
 //
 //export grs_store_many
 func grs_store_many(h C.uint64_t, buf *C.uint8_t, n C.int64_t, r *C.grs_result) C.int32_t {

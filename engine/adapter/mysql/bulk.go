@@ -93,7 +93,9 @@ func (c *storeConn) execPrepared(ctx context.Context, s *script) error {
 		if !ok {
 			return errors.New("mysql: the driver's statements cannot execute with a context")
 		}
-		_, err = ex.ExecContext(ctx, args)
+		if _, err = ex.ExecContext(ctx, args); err != nil {
+			c.d.stmts.drop(dc, s.prepared) // prepared again next time, should the statement be the cause
+		}
 		return err
 	})
 }
@@ -139,6 +141,17 @@ func (c *stmtCache) get(ctx context.Context, dc any, text string) (driver.Stmt, 
 	}
 	m[text] = st
 	return st, nil
+}
+
+// drop forgets, and closes, one statement of a connection.
+func (c *stmtCache) drop(dc any, text string) {
+	c.mu.Lock()
+	st := c.byConn[dc][text]
+	delete(c.byConn[dc], text)
+	c.mu.Unlock()
+	if st != nil {
+		st.Close()
+	}
 }
 
 // sweep drops the entries of closed connections; mu is held.
