@@ -6,6 +6,8 @@ import (
 	"errors"
 	"strings"
 	"sync"
+
+	"github.com/go-sql-driver/mysql"
 )
 
 // The rows of a large commit go to the server as executions of prepared
@@ -86,6 +88,17 @@ func (c *storeConn) execPrepared(ctx context.Context, s *script) error {
 	}
 	return c.conn.Raw(func(dc any) error {
 		st, err := c.d.stmts.get(ctx, dc, s.prepared)
+		var refused *mysql.MySQLError
+		if errors.As(err, &refused) {
+			// The server would not prepare it (max_prepared_stmt_count reached, ...):
+			// the same statement as text, its parameters interpolated by the driver.
+			ex, ok := dc.(driver.ExecerContext)
+			if !ok {
+				return err
+			}
+			_, err = ex.ExecContext(ctx, s.prepared, args)
+			return err
+		}
 		if err != nil {
 			return err
 		}

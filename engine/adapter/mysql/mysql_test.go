@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/stretchr/testify/require"
 
 	"github.com/gorelstorage/gorelstorage/engine"
@@ -410,4 +411,53 @@ func TestBulkGroupsRowsInPowersOfTwo(t *testing.T) {
 		groups = append(groups, strings.Count(s.prepared, "(?, ?)"))
 	}
 	require.Equal(t, []int{2, 2, 1}, groups, "no execution over the limit")
+}
+
+// A server that prepares no more statements (max_prepared_stmt_count
+// reached) still takes a large commit: the rows go as text instead.
+func TestBulkWritesWhenTheServerPreparesNothing(t *testing.T) {
+	ctx := context.Background()
+	opts := testOptions(t)
+	s, in := openStorage(t, opts)
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd = opts.User, opts.Passwd
+	cfg.Net, cfg.Addr = "tcp", fmt.Sprintf("%s:%d", opts.Host, opts.Port)
+	admin, err := sql.Open("mysql", cfg.FormatDSN())
+	require.NoError(t, err)
+	defer admin.Close()
+	var was int64
+	require.NoError(t, admin.QueryRow("SELECT @@global.max_prepared_stmt_count").Scan(&was))
+	if _, err := admin.Exec("SET GLOBAL max_prepared_stmt_count = 0"); err != nil {
+		t.Skipf("cannot set max_prepared_stmt_count: %v", err)
+	}
+	defer func() { // text, not a prepared statement: none can be prepared now
+		_, err := admin.Exec(fmt.Sprintf("SET GLOBAL max_prepared_stmt_count = %d", was))
+		require.NoError(t, err)
+	}()
+
+	states := map[uint64][]byte{}
+	require.NoError(t, in.Begin(engine.TxnMeta{}, 0, false))
+	for i := range 3 * bulkMinRows {
+		oid, err := s.NewOID(ctx)
+		require.NoError(t, err)
+		states[oid] = []byte(fmt.Sprintf("state %d \x00'\\", i))
+		require.NoError(t, in.Store(oid, 0, states[oid]))
+	}
+	_, err = in.Vote(ctx)
+	require.NoError(t, err)
+	_, err = in.FinishLock(ctx)
+	require.NoError(t, err)
+	require.NoError(t, in.FinishCommit(ctx))
+
+	s.ClearCache()
+	reader, err := s.NewInstance()
+	require.NoError(t, err)
+	defer reader.Release()
+	_, _, err = reader.Poll(ctx)
+	require.NoError(t, err)
+	for oid, want := range states {
+		got, _, err := reader.Load(ctx, oid)
+		require.NoError(t, err)
+		require.Equal(t, want, got, "oid %d", oid)
+	}
 }
