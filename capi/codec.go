@@ -56,12 +56,15 @@ type decoder struct {
 
 var errShort = errors.New("argument buffer is truncated")
 
-func (d *decoder) u64() uint64 {
+func (d *decoder) u64() uint64 { return d.word(binary.LittleEndian) }
+
+// word reads 8 bytes in order's byte order.
+func (d *decoder) word(order binary.ByteOrder) uint64 {
 	if len(d.b) < 8 {
 		d.err = errShort
 		return 0
 	}
-	v := binary.LittleEndian.Uint64(d.b)
+	v := order.Uint64(d.b)
 	d.b = d.b[8:]
 	return v
 }
@@ -76,18 +79,7 @@ func (d *decoder) bytes() []byte {
 }
 
 // id8 reads an oid8 or serial8 field.
-func (d *decoder) id8() uint64 {
-	if d.err != nil {
-		return 0
-	}
-	if len(d.b) < 8 {
-		d.err = errShort
-		return 0
-	}
-	v := binary.BigEndian.Uint64(d.b)
-	d.b = d.b[8:]
-	return v
-}
+func (d *decoder) id8() uint64 { return d.word(binary.BigEndian) }
 
 // view is bytes without the copy: the slice shares the decoded buffer,
 // which the caller owns (goBytes copied it out of C memory).

@@ -171,6 +171,12 @@ func TestLargeCommitsAreSplitAndLandWhole(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, in.FinishCommit(ctx))
 
+	requireStates(t, s, states)
+}
+
+// requireStates checks, from a new instance, that each oid's state is the one given.
+func requireStates(t *testing.T, s *engine.Storage, states map[uint64][]byte) {
+	ctx := context.Background()
 	reader, err := s.NewInstance()
 	require.NoError(t, err)
 	defer reader.Release()
@@ -450,14 +456,5 @@ func TestBulkWritesWhenTheServerPreparesNothing(t *testing.T) {
 	require.NoError(t, in.FinishCommit(ctx))
 
 	s.ClearCache()
-	reader, err := s.NewInstance()
-	require.NoError(t, err)
-	defer reader.Release()
-	_, _, err = reader.Poll(ctx)
-	require.NoError(t, err)
-	for oid, want := range states {
-		got, _, err := reader.Load(ctx, oid)
-		require.NoError(t, err)
-		require.Equal(t, want, got, "oid %d", oid)
-	}
+	requireStates(t, s, states)
 }
