@@ -164,22 +164,20 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 			prev := make([]int64, len(writes))
 			sums := make([]*string, len(writes))
 			states := make([][]byte, len(writes))
+			var created, existing []int64 // current_object rows to insert, to upsert
 			for i, w := range writes {
 				oids[i], prev[i], states[i] = int64(w.OID), int64(w.PrevTID), w.State
 				if w.MD5 != nil {
 					s := string(w.MD5)
 					sums[i] = &s
 				}
-			}
-			b.Queue(sqlInsertStatesHP, int64(tid), oids, prev, sums, states)
-			var created, existing []int64
-			for i, w := range writes {
 				if w.PrevTID == 0 {
 					created = append(created, oids[i])
 				} else {
 					existing = append(existing, oids[i])
 				}
 			}
+			b.Queue(sqlInsertStatesHP, int64(tid), oids, prev, sums, states)
 			if len(created) > 0 {
 				b.Queue(sqlInsertCurrent, int64(tid), created)
 			}
