@@ -14,6 +14,7 @@ import (
 // three references each take about 37 MB; no state is ever held.
 type graph struct {
 	oids   []uint64 // sorted
+	keep   []uint64 // the tid of each object's revision current at the pack time
 	marked []uint64 // bitset over oids' indexes
 	edges  []uint64 // from<<32 | to, sorted
 	first  []uint32 // edges[first[i]:first[i+1]] leave oids[i]
@@ -54,20 +55,22 @@ func loadGraph(ctx context.Context, r db, keepMarks bool) (*graph, error) {
 	return g, nil
 }
 
-// loadNodes reads pack_object's oids, and the indexes of those kept.
+// loadNodes reads pack_object's oids and keep_tids, and the indexes of
+// those kept.
 func loadNodes(ctx context.Context, r db) (*graph, []uint32, error) {
 	g := &graph{}
 	var keep []uint32
-	err := r.each(ctx, `SELECT zoid, CASE WHEN keep = {TRUE} THEN 1 ELSE 0 END FROM pack_object ORDER BY zoid`, nil,
+	err := r.each(ctx, `SELECT zoid, keep_tid, CASE WHEN keep = {TRUE} THEN 1 ELSE 0 END FROM pack_object ORDER BY zoid`, nil,
 		func(rows adapter.Rows) error {
-			var oid, k int64
-			if err := rows.Scan(&oid, &k); err != nil {
+			var oid, tid, k int64
+			if err := rows.Scan(&oid, &tid, &k); err != nil {
 				return err
 			}
 			if k == 1 {
 				keep = append(keep, uint32(len(g.oids)))
 			}
 			g.oids = append(g.oids, uint64(oid))
+			g.keep = append(g.keep, uint64(tid))
 			return nil
 		})
 	g.marked = make([]uint64, (len(g.oids)+63)/64)
@@ -79,11 +82,14 @@ func loadNodes(ctx context.Context, r db) (*graph, []uint32, error) {
 // (object_ref.tid >= keep_tid). Before the analysis, these are what earlier
 // packs read; the analysis adds what it reads itself (edge).
 func (g *graph) readEdges(ctx context.Context, r db) error {
-	return r.each(ctx, `SELECT r.zoid, r.to_zoid FROM object_ref r JOIN pack_object p ON p.zoid = r.zoid
-		WHERE r.tid >= p.keep_tid`, nil, func(rows adapter.Rows) error {
-		var from, to int64
-		if err := rows.Scan(&from, &to); err != nil {
+	return r.each(ctx, `SELECT zoid, tid, to_zoid FROM object_ref`, nil, func(rows adapter.Rows) error {
+		var from, tid, to int64
+		if err := rows.Scan(&from, &tid, &to); err != nil {
 			return err
+		}
+		i, ok := g.index(uint64(from))
+		if !ok || uint64(tid) < g.keep[i] {
+			return nil
 		}
 		if e, ok := g.edge(uint64(from), uint64(to)); ok {
 			g.addEdge(e)

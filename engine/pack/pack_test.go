@@ -25,6 +25,8 @@ func TestInsertRows(t *testing.T) {
 		insertRows(&adapter.Flavor{}, "object_refs_added", cols, 2))
 	require.Equal(t, `INSERT ALL INTO object_refs_added (zoid, tid) VALUES (?, ?) INTO object_refs_added (zoid, tid) VALUES (?, ?) SELECT 1 FROM DUAL`,
 		insertRows(&adapter.Flavor{InsertAll: true}, "object_refs_added", cols, 2))
+	require.Equal(t, `INSERT INTO pack_object (zoid, tid, keep) VALUES (?, ?, {FALSE}), (?, ?, {FALSE})`,
+		insertRows(&adapter.Flavor{}, "pack_object", cols, 2, "keep", "{FALSE}"))
 }
 
 // newGraph builds a graph from oids and (from, to) references, as loadGraph does.

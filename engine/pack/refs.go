@@ -67,8 +67,9 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 	}
 	var count, stream string
 	if p.o.KeepHistory {
-		pending := `FROM object_state o LEFT JOIN pack_object p ON p.zoid = o.zoid
-			WHERE o.tid > 0 AND o.tid <= ? AND (p.zoid IS NULL OR o.tid >= p.keep_tid)
+		// pack_state holds the revisions superseded at the pack time.
+		pending := `FROM object_state o WHERE o.tid > 0 AND o.tid <= ?
+			AND NOT EXISTS (SELECT 1 FROM pack_state s WHERE s.tid = o.tid AND s.zoid = o.zoid)
 			AND NOT EXISTS (SELECT 1 FROM object_refs_added a WHERE a.tid = o.tid)`
 		count = `SELECT COUNT(*) ` + pending
 		stream = `SELECT o.tid, o.zoid, o.tid, o.state ` + pending + ` ORDER BY o.tid`
@@ -78,14 +79,30 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 		count = `SELECT COUNT(*) ` + pending
 		stream = `SELECT o.zoid, o.zoid, o.tid, o.state ` + pending
 	}
-	total, err := p.r.int64(ctx, count, int64(last))
-	if err != nil {
-		return 0, fmt.Errorf("count the states to analyze: %w", err)
-	}
-	p.progress("analyze", 0, total)
-
+	p.progress("analyze", 0, 0)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The count, for the progress, runs on the write connection while the
+	// stream's query starts on the read one; the first batch waits for it.
+	var total int64
+	counted := make(chan error, 1)
+	go func() {
+		var err error
+		total, err = p.w.int64(ctx, count, int64(last))
+		counted <- err
+	}()
+	waitCount := func() error {
+		if counted == nil {
+			return nil
+		}
+		err := <-counted
+		counted = nil
+		if err != nil {
+			return fmt.Errorf("count the states to analyze: %w", err)
+		}
+		p.progress("analyze", 0, total)
+		return nil
+	}
 	chunks := make(chan stateChunk, 1)
 	batches := make(chan *refBatch, 1)
 	var readErr error
@@ -117,6 +134,9 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 			}
 		}
 		if err == nil {
+			err = waitCount()
+		}
+		if err == nil {
 			err = p.writeRefs(ctx, b)
 		}
 		if err != nil {
@@ -125,6 +145,9 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 		}
 		done += b.seen
 		p.progress("analyze", done, total)
+	}
+	if cerr := waitCount(); err == nil {
+		err = cerr
 	}
 	if err == nil {
 		err = readErr

@@ -382,9 +382,9 @@ func (p *packer) reach(ctx context.Context, lists ...[]uint64) ([]int64, error) 
 	return newly, nil
 }
 
-// keep records newly reachable objects in pack_object, and (history-
-// preserving) takes their revision current at the pack time out of
-// pack_state.
+// keep records newly reachable objects in pack_object (when the plan is
+// there: a prepack-only pack's, taken up), and (history-preserving) takes
+// their revision current at the pack time out of pack_state.
 func (p *packer) keep(ctx context.Context, newly []int64) error {
 	if len(newly) == 0 {
 		return nil
@@ -394,12 +394,16 @@ func (p *packer) keep(ctx context.Context, newly []int64) error {
 	if _, err := p.w.inBatches(ctx, `UPDATE pack_object SET keep = {TRUE} WHERE zoid IN (?)`, newly); err != nil {
 		return err
 	}
-	if p.o.KeepHistory {
-		_, err := p.w.inBatches(ctx, `DELETE FROM pack_state WHERE zoid IN (?)
-			AND tid = (SELECT p.keep_tid FROM pack_object p WHERE p.zoid = pack_state.zoid)`, newly)
-		return err
+	if !p.o.KeepHistory {
+		return nil
 	}
-	return nil
+	revs := make([]Rev, 0, len(newly))
+	for _, oid := range newly {
+		i, _ := p.g.index(uint64(oid)) // newly marked: a node
+		revs = append(revs, Rev{OID: uint64(oid), TID: p.g.keep[i]})
+	}
+	_, err := p.w.deleteRevs(ctx, "pack_state", revs)
+	return err
 }
 
 // cleanup empties the pack tables, as RelStorage leaves them after a pack.

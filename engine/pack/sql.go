@@ -3,6 +3,7 @@ package pack
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -92,14 +93,17 @@ func (d db) insert(ctx context.Context, table string, cols []string, values []in
 	if bulk, ok := d.sql.(adapter.BulkInserter); ok {
 		return bulk.InsertInt64s(ctx, table, cols, values)
 	}
+	return d.insertWith(ctx, table, cols, values)
+}
+
+// insertWith writes rows of integers into table as multi-row INSERTs;
+// fixed, pairs of a column and its literal (spelled as in rewrite), gives
+// columns the same value in every row.
+func (d db) insertWith(ctx context.Context, table string, cols []string, values []int64, fixed ...string) error {
 	per := max(1, d.f.MaxParams/len(cols))
 	for len(values) > 0 {
 		n := min(per, len(values)/len(cols))
-		args := make([]any, n*len(cols))
-		for i := range args {
-			args[i] = values[i]
-		}
-		if _, err := d.exec(ctx, insertRows(d.f, table, cols, n), args...); err != nil {
+		if _, err := d.exec(ctx, insertRows(d.f, table, cols, n, fixed...), anys(values[:n*len(cols)])...); err != nil {
 			return err
 		}
 		values = values[n*len(cols):]
@@ -121,6 +125,27 @@ func (d db) inBatches(ctx context.Context, q string, oids []int64, args ...any) 
 		}
 		total += c
 		oids = oids[n:]
+	}
+	return total, nil
+}
+
+// deleteRevs deletes the rows of table that are the revisions revs, maxIn/2
+// at a time.
+func (d db) deleteRevs(ctx context.Context, table string, revs []Rev) (int64, error) {
+	var total int64
+	for len(revs) > 0 {
+		n := min(len(revs), maxIn/2)
+		args := make([]any, 0, 2*n)
+		for _, r := range revs[:n] {
+			args = append(args, int64(r.OID), int64(r.TID))
+		}
+		q := `DELETE FROM ` + table + ` WHERE ` + strings.TrimSuffix(strings.Repeat(`(zoid = ? AND tid = ?) OR `, n), ` OR `)
+		c, err := d.exec(ctx, q, args...)
+		if err != nil {
+			return total, err
+		}
+		total += c
+		revs = revs[n:]
 	}
 	return total, nil
 }
@@ -150,9 +175,15 @@ func (d db) empty(ctx context.Context, tables ...string) error {
 // maxIn bounds an IN list (Oracle refuses more than 1000 values).
 const maxIn = 500
 
-func insertRows(f *adapter.Flavor, table string, cols []string, rows int) string {
-	row := "(" + placeholders(len(cols)) + ")"
-	list := " (" + strings.Join(cols, ", ") + ")"
+// insertRows is an INSERT of rows rows of len(cols) values; fixed, pairs
+// of a column and its literal, adds columns with the same value in every row.
+func insertRows(f *adapter.Flavor, table string, cols []string, rows int, fixed ...string) string {
+	names, values := slices.Clone(cols), []string{placeholders(len(cols))}
+	for i := 0; i+1 < len(fixed); i += 2 {
+		names, values = append(names, fixed[i]), append(values, fixed[i+1])
+	}
+	row := "(" + strings.Join(values, ", ") + ")"
+	list := " (" + strings.Join(names, ", ") + ")"
 	var b strings.Builder
 	if f.InsertAll {
 		b.WriteString("INSERT ALL")
