@@ -135,3 +135,32 @@ func TestPackSplitsLargeTransactions(t *testing.T) {
 		require.EqualValues(t, 40, res.Garbage)
 	})
 }
+
+// A prepack-only pack reads references it cannot yet record as read (the
+// transactions keep revisions the plan removes); a full pack after it reads
+// them again, replacing those rows: no duplicate key, the same garbage.
+func TestPackAfterPrepackOnlyReplacesItsReferences(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, o engine.Options) {
+		s := open(t, o)
+		in := instance(t, s)
+		oids, err := s.TakeOIDs(ctx)
+		require.NoError(t, err)
+		a, b, c := oids[0], oids[1], oids[2]
+		tid1 := commit(t, in, nil, map[uint64]string{0: record(a, c), a: record(b), b: record(), c: record()})
+		commit(t, in, map[uint64]uint64{0: tid1}, map[uint64]string{0: record(a)})
+
+		res, err := s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true, PrepackOnly: true})
+		require.NoError(t, err)
+		require.EqualValues(t, 1, res.Garbage)
+		require.Zero(t, res.Removed)
+		res, err = s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true})
+		require.NoError(t, err)
+		require.EqualValues(t, 1, res.Garbage)
+		for _, oid := range []uint64{0, a, b} {
+			_, _, err := in.Load(ctx, oid)
+			require.NoError(t, err)
+		}
+		_, _, err = in.Load(ctx, c)
+		require.Equal(t, engine.KindPOSKey, engine.KindOf(err))
+	})
+}

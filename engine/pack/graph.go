@@ -41,7 +41,7 @@ func (g *graph) addEdge(e uint64) {
 func loadGraph(ctx context.Context, r db, keepMarks bool) (*graph, error) {
 	g, keep, err := loadNodes(ctx, r)
 	if err == nil {
-		err = g.readEdges(ctx, r)
+		_, err = g.readEdges(ctx, r, false, nil)
 	}
 	if err != nil {
 		return nil, err
@@ -81,11 +81,25 @@ func loadNodes(ctx context.Context, r db) (*graph, []uint32, error) {
 // those of each object's revision kept at the pack time and of later ones
 // (object_ref.tid >= keep_tid). Before the analysis, these are what earlier
 // packs read; the analysis adds what it reads itself (edge).
-func (g *graph) readEdges(ctx context.Context, r db) error {
-	return r.each(ctx, `SELECT zoid, tid, to_zoid FROM object_ref`, nil, func(rows adapter.Rows) error {
+//
+// With findStale (history-preserving), the rows of transactions not in
+// recorded (object_refs_added's, sorted) are what an interrupted analysis
+// left: they are no edges, and their transactions are returned, sorted, for
+// the analysis to replace.
+func (g *graph) readEdges(ctx context.Context, r db, findStale bool, recorded []int64) ([]int64, error) {
+	var stale []int64
+	err := r.each(ctx, `SELECT zoid, tid, to_zoid FROM object_ref`, nil, func(rows adapter.Rows) error {
 		var from, tid, to int64
 		if err := rows.Scan(&from, &tid, &to); err != nil {
 			return err
+		}
+		if findStale {
+			if _, ok := slices.BinarySearch(recorded, tid); !ok {
+				if n := len(stale); n == 0 || stale[n-1] != tid {
+					stale = append(stale, tid)
+				}
+				return nil
+			}
 		}
 		i, ok := g.index(uint64(from))
 		if !ok || uint64(tid) < g.keep[i] {
@@ -96,6 +110,8 @@ func (g *graph) readEdges(ctx context.Context, r db) error {
 		}
 		return nil
 	})
+	slices.Sort(stale)
+	return slices.Compact(stale), err
 }
 
 // edge is the reference from -> to between two nodes, as an edge; ok is

@@ -110,9 +110,15 @@ type packer struct {
 	// badKeys: the transactions (history-free: objects) with a state that
 	// could not be read; never recorded as read.
 	badKeys map[int64]bool
-	start   time.Time
-	phase   string    // the current phase
-	since   time.Time // when it began
+	// stale: history-preserving, the transactions with object_ref rows that
+	// object_refs_added does not list (an interrupted analysis's), sorted;
+	// the analysis replaces their rows. Unless staleKnown, every key's rows
+	// are replaced.
+	stale      []int64
+	staleKnown bool
+	start      time.Time
+	phase      string    // the current phase
+	since      time.Time // when it began
 }
 
 // Run packs through s, which holds the pack lock.

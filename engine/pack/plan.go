@@ -44,7 +44,7 @@ func (p *packer) prepack(ctx context.Context) error {
 		// reads, without reading them back.
 		p.g = g
 		p.progress("traverse", 0, p.res.Objects)
-		if err := g.readEdges(ctx, p.r); err != nil {
+		if err := p.readGraph(ctx); err != nil {
 			return fmt.Errorf("read the object graph: %w", err)
 		}
 		if p.scanned, err = p.analyze(ctx); err != nil {
@@ -63,6 +63,23 @@ func (p *packer) prepack(ctx context.Context) error {
 		return p.fillPackObject(ctx, g)
 	}
 	return nil
+}
+
+// readGraph adds to the graph the references earlier packs read. History-
+// preserving, it also finds the transactions whose references an
+// interrupted analysis left unrecorded (p.stale): only those need removing
+// before the analysis writes them again.
+func (p *packer) readGraph(ctx context.Context) error {
+	var recorded []int64
+	if p.o.KeepHistory {
+		var err error
+		if recorded, err = p.r.int64s(ctx, `SELECT tid FROM object_refs_added ORDER BY tid`); err != nil {
+			return err
+		}
+	}
+	stale, err := p.g.readEdges(ctx, p.r, p.o.KeepHistory, recorded)
+	p.stale, p.staleKnown = stale, p.o.KeepHistory
+	return err
 }
 
 // planBatch is how many rows one statement (or COPY) of the plan writes.

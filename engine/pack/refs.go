@@ -326,12 +326,25 @@ func (p *packer) writeRefs(ctx context.Context, b *refBatch) error {
 	if b.continued {
 		fresh = fresh[1:]
 	}
+	if p.staleKnown {
+		// Only the transactions an interrupted analysis left rows of; none
+		// is in object_refs_added (the stream's condition).
+		var left []int64
+		for _, k := range fresh {
+			if _, ok := slices.BinarySearch(p.stale, k); ok {
+				left = append(left, k)
+			}
+		}
+		fresh = left
+	}
 	return p.inTxn(ctx, func() error {
 		if _, err := p.w.inBatches(ctx, `DELETE FROM object_ref WHERE `+col+` IN (?)`, fresh); err != nil {
 			return err
 		}
-		if _, err := p.w.inBatches(ctx, `DELETE FROM object_refs_added WHERE `+col+` IN (?)`, fresh); err != nil {
-			return err
+		if !p.o.KeepHistory {
+			if _, err := p.w.inBatches(ctx, `DELETE FROM object_refs_added WHERE `+col+` IN (?)`, fresh); err != nil {
+				return err
+			}
 		}
 		if err := p.w.insert(ctx, "object_ref", refCols, refs); err != nil {
 			return err

@@ -178,8 +178,10 @@ func (p *packer) removeRange(ctx context.Context, r tidRange) ([]Rev, int64, err
 		q    string
 		args []any
 	}{
-		// The revision kept at the pack time has no predecessor any more.
-		{`UPDATE object_state SET prev_tid = 0 WHERE prev_tid BETWEEN ? AND ? AND tid <= ?`,
+		// The revision kept at the pack time has no predecessor any more
+		// (those a later batch removes are left as they are).
+		{`UPDATE object_state SET prev_tid = 0 WHERE prev_tid BETWEEN ? AND ? AND tid <= ?
+			AND NOT EXISTS (SELECT 1 FROM pack_state s WHERE s.tid = object_state.tid AND s.zoid = object_state.zoid)`,
 			[]any{lo, hi, int64(p.res.PackTID)}},
 		{`UPDATE {TXN} SET packed = {TRUE}, is_empty = CASE WHEN EXISTS
 			(SELECT 1 FROM object_state o WHERE o.tid = {TXN}.tid) THEN {FALSE} ELSE {TRUE} END
