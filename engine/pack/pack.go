@@ -55,7 +55,10 @@ type Options struct {
 	// caller's blob files and caches. May be nil.
 	Removed  func(revs []Rev, oids []uint64)
 	Progress func(Progress) // may be nil
-	Logf     func(format string, args ...any)
+	// Sized is told how many objects the plan holds, once known (its
+	// memory grows with them). May be nil.
+	Sized func(objects int)
+	Logf  func(format string, args ...any)
 }
 
 // Rev is one revision of an object.

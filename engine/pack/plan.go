@@ -39,6 +39,9 @@ func (p *packer) prepack(ctx context.Context) error {
 		return fmt.Errorf("read the objects to pack: %w", err)
 	}
 	p.res.Objects = int64(len(g.oids))
+	if p.o.Sized != nil {
+		p.o.Sized(len(g.oids))
+	}
 	if p.o.GC {
 		// The references earlier packs read; the analysis adds those it
 		// reads, without reading them back.
@@ -92,10 +95,11 @@ const planBatch = 20000
 // the analysis does not read them.
 func (p *packer) readObjects(ctx context.Context) (*graph, error) {
 	g := &graph{}
-	q, args := `SELECT zoid, tid FROM object_state ORDER BY zoid`, []any(nil)
+	// In the primary key's order, with no condition on tid (the databases
+	// would sort the rows again, in a third to a fifth of the time).
+	q := `SELECT zoid, tid FROM object_state ORDER BY zoid`
 	if p.o.KeepHistory {
-		q, args = `SELECT zoid, tid FROM object_state WHERE tid > 0 AND tid <= ? ORDER BY zoid, tid`,
-			[]any{int64(p.res.PackTID)}
+		q = `SELECT zoid, tid FROM object_state ORDER BY zoid, tid`
 	}
 	var older []int64 // pack_state rows: tid, zoid
 	flush := func() error {
@@ -103,10 +107,13 @@ func (p *packer) readObjects(ctx context.Context) (*graph, error) {
 		older = older[:0]
 		return err
 	}
-	err := p.r.each(ctx, q, args, func(rows adapter.Rows) error {
+	err := p.r.each(ctx, q, nil, func(rows adapter.Rows) error {
 		var oid, tid int64
 		if err := rows.Scan(&oid, &tid); err != nil {
 			return err
+		}
+		if p.o.KeepHistory && uint64(tid) > p.res.PackTID {
+			return nil // after the pack time
 		}
 		if n := len(g.oids); n > 0 && g.oids[n-1] == uint64(oid) {
 			older = append(older, int64(g.keep[n-1]), oid)

