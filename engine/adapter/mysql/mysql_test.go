@@ -458,3 +458,40 @@ func TestBulkWritesWhenTheServerPreparesNothing(t *testing.T) {
 	s.ClearCache()
 	requireStates(t, s, states)
 }
+
+// A pack turns InnoDB's foreign key checks off on its write connection
+// only: every store connection, the pack's back in the pool among them,
+// has them on afterwards.
+func TestPackLeavesForeignKeyChecksOn(t *testing.T) {
+	ctx := context.Background()
+	opts := testOptions(t)
+	zap(t, opts)
+	d, err := open(ctx, adapter.Settings{KeepHistory: true, CreateSchema: true, LockTimeout: 10 * time.Second}, opts, nil)
+	require.NoError(t, err)
+	defer d.Close()
+	s, err := d.OpenPack(ctx)
+	require.NoError(t, err)
+	var during int64
+	rows, err := s.Write().Query(ctx, "SELECT @@SESSION.foreign_key_checks")
+	require.NoError(t, err)
+	require.True(t, rows.Next())
+	require.NoError(t, rows.Scan(&during))
+	rows.Close()
+	require.EqualValues(t, 0, during)
+	require.NoError(t, s.Close())
+
+	open := d.store.Stats().OpenConnections
+	require.Positive(t, open)
+	var conns []*sql.Conn // every pooled connection at once
+	for range open {
+		c, err := d.store.Conn(ctx)
+		require.NoError(t, err)
+		conns = append(conns, c)
+		var on int64
+		require.NoError(t, c.QueryRowContext(ctx, "SELECT @@SESSION.foreign_key_checks").Scan(&on))
+		require.EqualValues(t, 1, on)
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+}

@@ -45,5 +45,13 @@ func (d *dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
 		release()
 		return nil, d.wrap(err)
 	}
+	// InnoDB's foreign key checks, a third of the time of a pack's deletes,
+	// are off on its write connection: each batch removes the rows that
+	// refer to a revision (current_object, blob_chunk) before the revision,
+	// and only transactions no revision refers to.
+	if err := s.Set(ctx, "SET SESSION foreign_key_checks = 0", "SET SESSION foreign_key_checks = 1"); err != nil {
+		s.Close()
+		return nil, d.wrap(err)
+	}
 	return s, nil
 }

@@ -27,6 +27,17 @@ type Session struct {
 	// text (PrepareInserts); closed before the connection goes back.
 	prepared map[string]driver.Stmt
 	maxRows  int
+	reset    string // run on the write connection at Close (Set)
+}
+
+// Set runs set on the write connection, and reset at Close, before the
+// connection goes back to its pool.
+func (s *Session) Set(ctx context.Context, set, reset string) error {
+	if _, err := s.write.ExecContext(ctx, set); err != nil {
+		return err
+	}
+	s.reset = reset
+	return nil
 }
 
 // Open takes a read and a write connection from the pools; release is
@@ -179,6 +190,12 @@ func (s *Session) LockCommit(ctx context.Context) error {
 func (s *Session) Close() error {
 	s.Rollback(context.Background())
 	var err error
+	if s.reset != "" {
+		if _, err = s.write.ExecContext(context.Background(), s.reset); err != nil {
+			// Never back to the pool with the pack's settings: closed instead.
+			s.write.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}
 	for _, st := range s.prepared {
 		err = errors.Join(err, st.Close())
 	}
