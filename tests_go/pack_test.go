@@ -164,3 +164,70 @@ func TestPackAfterPrepackOnlyReplacesItsReferences(t *testing.T) {
 		require.Equal(t, engine.KindPOSKey, engine.KindOf(err))
 	})
 }
+
+// A pack whose plan spans several batches, most without an unreachable
+// object's revision (on PostgreSQL and MySQL those go through a second
+// connection while the first takes the others): every superseded revision
+// and the unreachable object go, every current state stays.
+func TestPackRemovesManyBatches(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, o engine.Options) {
+		if !o.KeepHistory {
+			t.Skip("history-free packs remove objects, not revisions")
+		}
+		s := open(t, o)
+		in := instance(t, s)
+		var kids []uint64
+		for len(kids) < 6000 {
+			oids, err := s.TakeOIDs(ctx)
+			require.NoError(t, err)
+			kids = append(kids, oids...)
+		}
+		kids = kids[:6000]
+		garbage, err := s.NewOID(ctx)
+		require.NoError(t, err)
+		states := map[uint64]string{0: record(kids...)}
+		for _, oid := range kids {
+			states[oid] = record()
+		}
+		serials := map[uint64]uint64{}
+		first := commit(t, in, serials, states)
+		for _, oid := range append(kids, 0) {
+			serials[oid] = first
+		}
+		// Two rewrites of every child: 12,000 superseded revisions in two
+		// transactions (two batches); the root, rewritten last, reaches the
+		// garbage object once and then no more.
+		changed := map[uint64]string{}
+		for i, oid := range kids {
+			changed[oid] = record(kids[(i+1)%len(kids)])
+		}
+		tid := commit(t, in, serials, changed)
+		for _, oid := range kids {
+			serials[oid] = tid
+		}
+		rewritten := commit(t, in, serials, changed)
+		for _, oid := range kids {
+			serials[oid] = rewritten
+		}
+		tid = commit(t, in, serials, map[uint64]string{0: record(append(kids, garbage)...), garbage: record()})
+		serials[0] = tid
+		last := commit(t, in, serials, map[uint64]string{0: record(kids...)})
+
+		res, err := s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true})
+		require.NoError(t, err)
+		require.Equal(t, last, res.PackTID)
+		require.EqualValues(t, 1, res.Garbage)
+		// 2 x 6,000 children, the root's 2 older revisions, the garbage object.
+		require.EqualValues(t, 2*6000+2+1, res.Removed)
+		for _, oid := range append(kids[:10], kids[5990:]...) {
+			state, serial, err := in.Load(ctx, oid)
+			require.NoError(t, err)
+			require.Equal(t, rewritten, serial)
+			require.Equal(t, changed[oid], string(state))
+			_, err = in.LoadSerial(ctx, oid, first)
+			require.Equal(t, engine.KindPOSKey, engine.KindOf(err))
+		}
+		_, _, err = in.Load(ctx, garbage)
+		require.Equal(t, engine.KindPOSKey, engine.KindOf(err))
+	})
+}

@@ -36,6 +36,23 @@ type PackSession interface {
 	Close() error
 }
 
+// PackWorkers is implemented by sessions whose database can take two
+// writers at once: a worker is one more write connection, for the
+// removals that need no commit lock, beside the session's own.
+type PackWorkers interface {
+	Worker(ctx context.Context) (PackWorker, error)
+}
+
+// PackWorker is a write connection of a pack session: its own
+// transactions, between Begin and Commit; Close ends it (not the session).
+type PackWorker interface {
+	Write() SQL
+	Begin(ctx context.Context) error
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context)
+	Close() error
+}
+
 // SQL runs statements written with ? placeholders and the Flavor's markers.
 type SQL interface {
 	Exec(ctx context.Context, query string, args ...any) (int64, error)

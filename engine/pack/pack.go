@@ -163,7 +163,14 @@ func (p *packer) run(ctx context.Context) error {
 	} else if err := p.prepack(ctx); err != nil {
 		return err
 	}
-	if p.o.PrepackOnly || p.res.PackTID == 0 {
+	if p.o.PrepackOnly {
+		return nil
+	}
+	if p.res.PackTID == 0 {
+		if p.o.KeepHistory {
+			// What a pack stopped before its end left.
+			return p.removeEmpty(ctx)
+		}
 		return nil
 	}
 	if err := p.remove(ctx); err != nil {
@@ -202,16 +209,26 @@ func (p *packer) unreadable(u Unreadable) {
 	p.o.Logf("pack: the references of oid %d in transaction %d cannot be read: %s", u.OID, u.TID, u.Error)
 }
 
-// inTxn runs f in one write transaction.
-func (p *packer) inTxn(ctx context.Context, f func() error) error {
-	if err := p.s.Begin(ctx); err != nil {
+// inTxn runs f in one write transaction of the session.
+func (p *packer) inTxn(ctx context.Context, f func() error) error { return inTxn(ctx, p.s, f) }
+
+// txns is what a session and its workers share.
+type txns interface {
+	Begin(ctx context.Context) error
+	Commit(ctx context.Context) error
+	Rollback(ctx context.Context)
+}
+
+// inTxn runs f in one write transaction of t.
+func inTxn(ctx context.Context, t txns, f func() error) error {
+	if err := t.Begin(ctx); err != nil {
 		return err
 	}
 	if err := f(); err != nil {
-		p.s.Rollback(context.WithoutCancel(ctx))
+		t.Rollback(context.WithoutCancel(ctx))
 		return err
 	}
-	return p.s.Commit(ctx)
+	return t.Commit(ctx)
 }
 
 func (p *packer) lastTID(ctx context.Context, conn db) (uint64, error) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 )
@@ -72,24 +73,145 @@ func (p *packer) removeRevisions(ctx context.Context) error {
 		return fmt.Errorf("read the plan: %w", err)
 	}
 	p.progress("remove", 0, total)
-	for _, r := range ranges {
-		var revs []Rev
-		var n int64
-		err := p.batch(ctx, func() error {
-			var err error
-			revs, n, err = p.removeRange(ctx, r)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("remove the revisions of transactions %d to %d: %w", r.lo, r.hi, err)
+	q := &rangeQueue{ranges: ranges, guarded: p.guardedRanges(ranges), taken: make([]bool, len(ranges))}
+	var wk adapter.PackWorker
+	if ws, ok := p.s.(adapter.PackWorkers); ok && q.unguarded() > 1 {
+		if wk, err = ws.Worker(ctx); err != nil {
+			return fmt.Errorf("open a second write connection: %w", err)
 		}
+	}
+	var mu sync.Mutex // the result, the callback, the progress
+	done := func(revs []Rev, n int64) {
+		mu.Lock()
+		defer mu.Unlock()
 		p.res.Removed += n
 		if p.o.Removed != nil && len(revs) > 0 {
 			p.o.Removed(revs, nil)
 		}
 		p.progress("remove", p.res.Removed, total)
 	}
-	return nil
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	workerErr := make(chan error, 1)
+	if wk != nil {
+		// Ranges without an unreachable object's kept revision need no look
+		// at recent commits nor the commit lock: a second connection takes
+		// them while this one goes on.
+		go func() {
+			defer wk.Close()
+			w := db{wk.Write(), p.s.Flavor()}
+			for i := q.next(false); i >= 0; i = q.next(false) {
+				r := q.ranges[i]
+				var revs []Rev
+				var n int64
+				err := inTxn(ctx, wk, func() error {
+					var err error
+					revs, n, err = p.removeRange(ctx, w, r)
+					return err
+				})
+				if err != nil {
+					cancel()
+					workerErr <- fmt.Errorf("remove the revisions of transactions %d to %d: %w", r.lo, r.hi, err)
+					return
+				}
+				done(revs, n)
+			}
+			workerErr <- nil
+		}()
+	} else {
+		workerErr <- nil
+	}
+	err = nil
+	for i := q.next(true); i >= 0 && err == nil; i = q.next(true) {
+		r := q.ranges[i]
+		var revs []Rev
+		var n int64
+		remove := func() error {
+			var err error
+			revs, n, err = p.removeRange(ctx, p.w, r)
+			return err
+		}
+		if q.guarded[i] {
+			err = p.batch(ctx, remove)
+		} else {
+			err = p.inTxn(ctx, remove)
+		}
+		if err != nil {
+			err = fmt.Errorf("remove the revisions of transactions %d to %d: %w", r.lo, r.hi, err)
+			cancel()
+			break
+		}
+		done(revs, n)
+	}
+	if werr := <-workerErr; err == nil || errors.Is(err, context.Canceled) && werr != nil {
+		err = werr
+	}
+	if err != nil {
+		return err
+	}
+	return p.removeEmpty(ctx)
+}
+
+// guardedRanges tells which ranges hold the revision an unreachable object
+// keeps at the pack time: removing one takes a look at what committed
+// meanwhile (batch). The other revisions planned (superseded at the pack
+// time) go whatever a recent commit reaches. Every range when the
+// unreachable objects are not known (a plan taken up from the tables).
+func (p *packer) guardedRanges(ranges []tidRange) []bool {
+	out := make([]bool, len(ranges))
+	if !p.guarded() {
+		return out
+	}
+	if p.g == nil || p.g.keep == nil {
+		for i := range out {
+			out[i] = true
+		}
+		return out
+	}
+	var kept []uint64
+	for i, tid := range p.g.keep {
+		if !p.g.isMarked(uint32(i)) {
+			kept = append(kept, tid)
+		}
+	}
+	slices.Sort(kept)
+	for i, r := range ranges {
+		j, _ := slices.BinarySearch(kept, r.lo)
+		out[i] = j < len(kept) && kept[j] <= r.hi
+	}
+	return out
+}
+
+// rangeQueue hands out the ranges, oldest first, each once.
+type rangeQueue struct {
+	mu      sync.Mutex
+	ranges  []tidRange
+	guarded []bool
+	taken   []bool
+}
+
+// next takes the oldest range not yet taken (with any false, the oldest
+// unguarded one); -1 when none is left.
+func (q *rangeQueue) next(any bool) int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for i := range q.ranges {
+		if !q.taken[i] && (any || !q.guarded[i]) {
+			q.taken[i] = true
+			return i
+		}
+	}
+	return -1
+}
+
+func (q *rangeQueue) unguarded() int {
+	n := 0
+	for _, g := range q.guarded {
+		if !g {
+			n++
+		}
+	}
+	return n
 }
 
 // batch runs remove in one database transaction. When the batch may remove
@@ -146,7 +268,7 @@ var errReachable = errors.New("objects planned as garbage are reachable")
 // found by key, from pack_state or from lists read first, so that no
 // statement scans a table (or locks a row a writer holds) beyond what it
 // removes.
-func (p *packer) removeRange(ctx context.Context, r tidRange) ([]Rev, int64, error) {
+func (p *packer) removeRange(ctx context.Context, w db, r tidRange) ([]Rev, int64, error) {
 	lo, hi := int64(r.lo), int64(r.hi)
 	// The blob files to remove afterwards: of the blob_chunk rows removed, or
 	// (a shared blob directory) of every revision removed.
@@ -158,19 +280,19 @@ func (p *packer) removeRange(ctx context.Context, r tidRange) ([]Rev, int64, err
 	var blobs []Rev
 	if p.o.Removed != nil {
 		var err error
-		if blobs, err = p.revs(ctx, q, lo, hi); err != nil {
+		if blobs, err = revs(ctx, w, q, lo, hi); err != nil {
 			return nil, 0, err
 		}
 	}
 	// current_object first (it refers to object_state): the objects that go
 	// entirely, whose current revision is planned.
-	if _, err := p.w.deletePlanned(ctx, "current_object", lo, hi); err != nil {
+	if _, err := w.deletePlanned(ctx, "current_object", lo, hi); err != nil {
 		return nil, 0, err
 	}
-	if _, err := p.w.deletePlanned(ctx, "blob_chunk", lo, hi); err != nil {
+	if _, err := w.deletePlanned(ctx, "blob_chunk", lo, hi); err != nil {
 		return nil, 0, err
 	}
-	removed, err := p.w.deletePlanned(ctx, "object_state", lo, hi)
+	removed, err := w.deletePlanned(ctx, "object_state", lo, hi)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -190,29 +312,48 @@ func (p *packer) removeRange(ctx context.Context, r tidRange) ([]Rev, int64, err
 			[]any{lo, hi, lo, hi}},
 	}
 	for _, s := range steps {
-		if _, err := p.w.exec(ctx, s.q, s.args...); err != nil {
+		if _, err := w.exec(ctx, s.q, s.args...); err != nil {
 			return nil, 0, err
 		}
 	}
 	// The transactions read for references in this run are whole now.
 	if i, j := rangeOf(p.deferred, lo, hi); i < j {
-		if _, err := p.w.inBatches(ctx, `INSERT INTO object_refs_added (tid) SELECT tid FROM {TXN}
+		if _, err := w.inBatches(ctx, `INSERT INTO object_refs_added (tid) SELECT tid FROM {TXN}
 			WHERE tid IN (?)`, p.deferred[i:j]); err != nil {
 			return nil, 0, err
 		}
 	}
-	// Packed transactions left empty go, with their references.
-	empty, err := p.w.int64s(ctx, `SELECT tid FROM {TXN} WHERE tid BETWEEN ? AND ? AND tid > 0
-		AND packed = {TRUE} AND is_empty = {TRUE}`, lo, hi)
-	if err != nil {
-		return nil, 0, err
-	}
-	for _, table := range []string{"object_refs_added", "object_ref", "{TXN}"} {
-		if _, err := p.w.inBatches(ctx, `DELETE FROM `+table+` WHERE tid IN (?)`, empty); err != nil {
-			return nil, 0, err
-		}
-	}
 	return blobs, removed, nil
+}
+
+// emptyBatch is how many empty transactions one database transaction
+// removes.
+const emptyBatch = 5000
+
+// removeEmpty removes the packed transactions left empty, with their
+// references, once every batch is done, as RelStorage's pack does: until
+// then a revision a later batch removes may name one as its prev_tid.
+func (p *packer) removeEmpty(ctx context.Context) error {
+	empty, err := p.r.int64s(ctx, `SELECT tid FROM {TXN} WHERE tid > 0 AND packed = {TRUE} AND is_empty = {TRUE}`)
+	if err != nil {
+		return fmt.Errorf("read the empty transactions: %w", err)
+	}
+	for len(empty) > 0 {
+		n := min(len(empty), emptyBatch)
+		err := p.inTxn(ctx, func() error {
+			for _, table := range []string{"object_refs_added", "object_ref", "{TXN}"} {
+				if _, err := p.w.inBatches(ctx, `DELETE FROM `+table+` WHERE tid IN (?)`, empty[:n]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("remove the empty transactions: %w", err)
+		}
+		empty = empty[n:]
+	}
+	return nil
 }
 
 // rangeOf returns the indexes of sorted's values in [lo, hi].
@@ -222,10 +363,10 @@ func rangeOf(sorted []int64, lo, hi int64) (int, int) {
 	return i, j
 }
 
-// revs reads (zoid, tid) rows inside the write transaction.
-func (p *packer) revs(ctx context.Context, q string, args ...any) ([]Rev, error) {
+// revs reads (zoid, tid) rows inside w's write transaction.
+func revs(ctx context.Context, w db, q string, args ...any) ([]Rev, error) {
 	var out []Rev
-	err := p.w.each(ctx, q, args, func(rows adapter.Rows) error {
+	err := w.each(ctx, q, args, func(rows adapter.Rows) error {
 		var oid, tid int64
 		if err := rows.Scan(&oid, &tid); err != nil {
 			return err
@@ -404,7 +545,13 @@ func (p *packer) keep(ctx context.Context, newly []int64) error {
 		i, _ := p.g.index(uint64(oid)) // newly marked: a node
 		revs = append(revs, Rev{OID: uint64(oid), TID: p.g.keep[i]})
 	}
-	_, err := p.w.deleteRevs(ctx, "pack_state", revs)
+	if _, err := p.w.onRevs(ctx, `DELETE FROM pack_state`, revs); err != nil {
+		return err
+	}
+	// Every older revision of theirs is still planned: the one kept now
+	// has no predecessor (the batches reset prev_tid only for revisions
+	// they keep, and may have passed these).
+	_, err := p.w.onRevs(ctx, `UPDATE object_state SET prev_tid = 0`, revs)
 	return err
 }
 

@@ -129,9 +129,9 @@ func (d db) inBatches(ctx context.Context, q string, oids []int64, args ...any) 
 	return total, nil
 }
 
-// deleteRevs deletes the rows of table that are the revisions revs, maxIn/2
-// at a time.
-func (d db) deleteRevs(ctx context.Context, table string, revs []Rev) (int64, error) {
+// onRevs runs head (a DELETE or UPDATE of table, up to its WHERE) on the
+// rows that are the revisions revs, maxIn/2 at a time.
+func (d db) onRevs(ctx context.Context, head string, revs []Rev) (int64, error) {
 	var total int64
 	for len(revs) > 0 {
 		n := min(len(revs), maxIn/2)
@@ -139,7 +139,7 @@ func (d db) deleteRevs(ctx context.Context, table string, revs []Rev) (int64, er
 		for _, r := range revs[:n] {
 			args = append(args, int64(r.OID), int64(r.TID))
 		}
-		q := `DELETE FROM ` + table + ` WHERE ` + strings.TrimSuffix(strings.Repeat(`(zoid = ? AND tid = ?) OR `, n), ` OR `)
+		q := head + ` WHERE ` + strings.TrimSuffix(strings.Repeat(`(zoid = ? AND tid = ?) OR `, n), ` OR `)
 		c, err := d.exec(ctx, q, args...)
 		if err != nil {
 			return total, err

@@ -56,30 +56,63 @@ func (s *packSession) Flavor() *adapter.Flavor { return flavor }
 func (s *packSession) Read() adapter.SQL       { return pgRunner{s.d, s.read} }
 func (s *packSession) Write() adapter.SQL      { return pgRunner{s.d, s.write} }
 
-func (s *packSession) Begin(ctx context.Context) error {
-	if s.inTxn {
+func (s *packSession) Begin(ctx context.Context) error  { return s.writer().Begin(ctx) }
+func (s *packSession) Commit(ctx context.Context) error { return s.writer().Commit(ctx) }
+func (s *packSession) Rollback(ctx context.Context)     { s.writer().Rollback(ctx) }
+func (s *packSession) writer() *packWorker {
+	return &packWorker{d: s.d, conn: s.write, inTxn: &s.inTxn}
+}
+func (s *packSession) Worker(ctx context.Context) (adapter.PackWorker, error) {
+	c, err := s.d.store.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &packWorker{d: s.d, conn: c, inTxn: new(bool), own: true}, nil
+}
+
+// packWorker runs transactions on one write connection: the session's, or
+// a worker's own (closed with it).
+type packWorker struct {
+	d     *dialect
+	conn  *pgx.Conn
+	inTxn *bool
+	own   bool
+}
+
+func (w *packWorker) Write() adapter.SQL { return pgRunner{w.d, w.conn} }
+
+func (w *packWorker) Begin(ctx context.Context) error {
+	if *w.inTxn {
 		return errors.New("pack: a write transaction is already open")
 	}
-	if _, err := s.write.Exec(ctx, sqlBeginStore); err != nil {
-		return s.d.wrap(s.write, err)
+	if _, err := w.conn.Exec(ctx, sqlBeginStore); err != nil {
+		return w.d.wrap(w.conn, err)
 	}
-	s.inTxn = true
+	*w.inTxn = true
 	return nil
 }
 
-func (s *packSession) Commit(ctx context.Context) error {
-	s.inTxn = false
-	_, err := s.write.Exec(ctx, "COMMIT")
-	return s.d.wrap(s.write, err)
+func (w *packWorker) Commit(ctx context.Context) error {
+	*w.inTxn = false
+	_, err := w.conn.Exec(ctx, "COMMIT")
+	return w.d.wrap(w.conn, err)
 }
 
-func (s *packSession) Rollback(ctx context.Context) {
-	if s.inTxn {
-		s.inTxn = false
-		if _, err := s.write.Exec(ctx, "ROLLBACK"); err != nil {
-			s.write.Close(context.Background())
+func (w *packWorker) Rollback(ctx context.Context) {
+	if *w.inTxn {
+		*w.inTxn = false
+		if _, err := w.conn.Exec(ctx, "ROLLBACK"); err != nil {
+			w.conn.Close(context.Background())
 		}
 	}
+}
+
+func (w *packWorker) Close() error {
+	if !w.own {
+		return nil
+	}
+	w.Rollback(context.Background())
+	return w.conn.Close(context.Background())
 }
 
 func (s *packSession) LockCommit(ctx context.Context) error {

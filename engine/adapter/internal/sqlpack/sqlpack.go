@@ -17,27 +17,63 @@ import (
 type Session struct {
 	flavor *adapter.Flavor
 	read   *sql.Conn
-	write  *sql.Conn
-	tx     *sql.Tx
+	w      *txConn // the write connection and its transaction
 	// lockCommit takes the commit lock inside tx; nil when the write
 	// transaction's own lock is the commit lock (SQLite's BEGIN IMMEDIATE).
 	lockCommit func(ctx context.Context, tx *sql.Tx) error
 	release    func() error // releases the pack lock
 	// prepared: the bulk inserts' statements on the write connection, by
 	// text (PrepareInserts); closed before the connection goes back.
-	prepared map[string]driver.Stmt
-	maxRows  int
-	reset    string // run on the write connection at Close (Set)
+	prepared   map[string]driver.Stmt
+	maxRows    int
+	set, reset string  // run on each write connection when taken and at Close (Set)
+	pool       *sql.DB // the write pool workers come from (EnableWorkers); nil: none
 }
 
 // Set runs set on the write connection, and reset at Close, before the
 // connection goes back to its pool.
 func (s *Session) Set(ctx context.Context, set, reset string) error {
-	if _, err := s.write.ExecContext(ctx, set); err != nil {
+	if _, err := s.w.c.ExecContext(ctx, set); err != nil {
 		return err
 	}
-	s.reset = reset
+	s.set, s.reset = set, reset
 	return nil
+}
+
+// EnableWorkers lets the pack open workers (adapter.PackWorkers): more
+// connections from pool, the write connection's, with its settings.
+func (s *Session) EnableWorkers(pool *sql.DB) { s.pool = pool }
+
+// Worker returns another write connection, or nil when the session has no
+// workers (EnableWorkers).
+func (s *Session) Worker(ctx context.Context) (adapter.PackWorker, error) {
+	if s.pool == nil {
+		return nil, nil
+	}
+	c, err := s.pool.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.set != "" {
+		if _, err := c.ExecContext(ctx, s.set); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return &worker{txConn{c: c}, s.reset}, nil
+}
+
+// worker is a write connection of its own.
+type worker struct {
+	txConn
+	reset string
+}
+
+func (w *worker) Write() adapter.SQL { return runner{q: &w.txConn} }
+
+func (w *worker) Close() error {
+	w.Rollback(context.Background())
+	return w.close(w.reset)
 }
 
 // Open takes a read and a write connection from the pools; release is
@@ -53,7 +89,7 @@ func Open(ctx context.Context, f *adapter.Flavor, read, write *sql.DB,
 		r.Close()
 		return nil, err
 	}
-	return &Session{flavor: f, read: r, write: w, lockCommit: lockCommit, release: release}, nil
+	return &Session{flavor: f, read: r, w: &txConn{c: w}, lockCommit: lockCommit, release: release}, nil
 }
 
 func (s *Session) Flavor() *adapter.Flavor { return s.flavor }
@@ -63,9 +99,9 @@ func (s *Session) Read() adapter.SQL       { return runner{q: s.read} }
 // write connection (autocommit).
 func (s *Session) Write() adapter.SQL {
 	if s.prepared != nil {
-		return bulkRunner{runner{q: writer{s}}, s}
+		return bulkRunner{runner{q: s.w}, s}
 	}
-	return runner{q: writer{s}}
+	return runner{q: s.w}
 }
 
 // PrepareInserts makes the session's Write an adapter.BulkInserter whose
@@ -85,7 +121,7 @@ type bulkRunner struct {
 
 func (b bulkRunner) InsertInt64s(ctx context.Context, table string, cols []string, values []int64) error {
 	s := b.s
-	if s.tx == nil {
+	if s.w.tx == nil {
 		return errors.New("pack: bulk inserts run inside a write transaction")
 	}
 	w := len(cols)
@@ -102,7 +138,7 @@ func (b bulkRunner) InsertInt64s(ctx context.Context, table string, cols []strin
 			args = append(args, driver.NamedValue{Ordinal: i + 1, Value: v})
 		}
 		text := head + strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
-		err := s.write.Raw(func(dc any) error {
+		err := s.w.c.Raw(func(dc any) error {
 			st := s.prepared[text]
 			if st == nil {
 				p, ok := dc.(driver.ConnPrepareContext)
@@ -130,77 +166,90 @@ func (b bulkRunner) InsertInt64s(ctx context.Context, table string, cols []strin
 	return nil
 }
 
-// writer is the session's write transaction, or its connection outside one.
-type writer struct{ s *Session }
+// txConn is a write connection, and its transaction while one is open.
+type txConn struct {
+	c  *sql.Conn
+	tx *sql.Tx
+}
 
-func (w writer) current() querier {
-	if w.s.tx != nil {
-		return w.s.tx
+func (t *txConn) current() querier {
+	if t.tx != nil {
+		return t.tx
 	}
-	return w.s.write
+	return t.c
 }
 
-func (w writer) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return w.current().ExecContext(ctx, query, args...)
+func (t *txConn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return t.current().ExecContext(ctx, query, args...)
 }
 
-func (w writer) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	return w.current().QueryContext(ctx, query, args...)
+func (t *txConn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	return t.current().QueryContext(ctx, query, args...)
 }
 
-func (s *Session) Begin(ctx context.Context) error {
-	if s.tx != nil {
+func (t *txConn) Begin(ctx context.Context) error {
+	if t.tx != nil {
 		return errors.New("pack: a write transaction is already open")
 	}
-	tx, err := s.write.BeginTx(ctx, nil)
+	tx, err := t.c.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	s.tx = tx
+	t.tx = tx
 	return nil
 }
 
-func (s *Session) Commit(context.Context) error {
-	if s.tx == nil {
+func (t *txConn) Commit(context.Context) error {
+	if t.tx == nil {
 		return errors.New("pack: no write transaction to commit")
 	}
-	err := s.tx.Commit()
-	s.tx = nil
+	err := t.tx.Commit()
+	t.tx = nil
 	return err
 }
 
-func (s *Session) Rollback(context.Context) {
-	if s.tx != nil {
-		s.tx.Rollback()
-		s.tx = nil
+func (t *txConn) Rollback(context.Context) {
+	if t.tx != nil {
+		t.tx.Rollback()
+		t.tx = nil
 	}
 }
 
+// close runs reset, if any, and gives the connection back to its pool;
+// never with the pack's settings: closed instead when reset fails.
+func (t *txConn) close(reset string) error {
+	var err error
+	if reset != "" {
+		if _, err = t.c.ExecContext(context.Background(), reset); err != nil {
+			t.c.Raw(func(any) error { return driver.ErrBadConn })
+		}
+	}
+	return errors.Join(err, t.c.Close())
+}
+
+func (s *Session) Begin(ctx context.Context) error  { return s.w.Begin(ctx) }
+func (s *Session) Commit(ctx context.Context) error { return s.w.Commit(ctx) }
+func (s *Session) Rollback(ctx context.Context)     { s.w.Rollback(ctx) }
+
 func (s *Session) LockCommit(ctx context.Context) error {
-	if s.tx == nil {
+	if s.w.tx == nil {
 		return errors.New("pack: the commit lock is taken inside a write transaction")
 	}
 	if s.lockCommit == nil {
 		return nil
 	}
-	return s.lockCommit(ctx, s.tx)
+	return s.lockCommit(ctx, s.w.tx)
 }
 
 // Close rolls back, closes both connections and releases the pack lock.
 func (s *Session) Close() error {
 	s.Rollback(context.Background())
 	var err error
-	if s.reset != "" {
-		if _, err = s.write.ExecContext(context.Background(), s.reset); err != nil {
-			// Never back to the pool with the pack's settings: closed instead.
-			s.write.Raw(func(any) error { return driver.ErrBadConn })
-		}
-	}
 	for _, st := range s.prepared {
 		err = errors.Join(err, st.Close())
 	}
 	s.prepared = nil
-	err = errors.Join(err, s.read.Close(), s.write.Close())
+	err = errors.Join(err, s.read.Close(), s.w.close(s.reset))
 	if s.release != nil {
 		err = errors.Join(err, s.release())
 	}
