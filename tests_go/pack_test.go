@@ -166,8 +166,8 @@ func TestPackAfterPrepackOnlyReplacesItsReferences(t *testing.T) {
 }
 
 // A pack whose plan spans several batches, most without an unreachable
-// object's revision (on PostgreSQL and MySQL those go through a second
-// connection while the first takes the others): every superseded revision
+// object's revision (on PostgreSQL those go through a second connection
+// while the first takes the others): every superseded revision
 // and the unreachable object go, every current state stays.
 func TestPackRemovesManyBatches(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, o engine.Options) {

@@ -39,7 +39,14 @@ func (p *packer) remove(ctx context.Context) error {
 // committed meanwhile must be read first.
 func (p *packer) guarded() bool { return p.o.GC && p.res.Garbage > 0 }
 
-type tidRange struct{ lo, hi uint64 }
+// tidRange is a batch of the removal: the planned revisions of the
+// transactions lo to hi. guarded: it holds the revision an unreachable
+// object keeps at the pack time (see guard); current: it may hold an
+// object's current revision (one that goes with its object).
+type tidRange struct {
+	lo, hi           uint64
+	guarded, current bool
+}
 
 // ranges splits (0, PackTID] so that each range holds about revsPerBatch
 // planned revisions; it returns them and the number of revisions.
@@ -56,13 +63,13 @@ func (p *packer) ranges(ctx context.Context) ([]tidRange, int64, error) {
 			total += n
 			acc += n
 			if acc >= revsPerBatch {
-				out = append(out, tidRange{lo, uint64(tid)})
+				out = append(out, tidRange{lo: lo, hi: uint64(tid)})
 				lo, acc = uint64(tid)+1, 0
 			}
 			return nil
 		})
 	if lo <= p.res.PackTID {
-		out = append(out, tidRange{lo, p.res.PackTID})
+		out = append(out, tidRange{lo: lo, hi: p.res.PackTID})
 	}
 	return out, total, err
 }
@@ -73,7 +80,8 @@ func (p *packer) removeRevisions(ctx context.Context) error {
 		return fmt.Errorf("read the plan: %w", err)
 	}
 	p.progress("remove", 0, total)
-	q := &rangeQueue{ranges: ranges, guarded: p.guardedRanges(ranges), taken: make([]bool, len(ranges))}
+	p.guard(ranges)
+	q := &rangeQueue{ranges: ranges, taken: make([]bool, len(ranges))}
 	var wk adapter.PackWorker
 	if ws, ok := p.s.(adapter.PackWorkers); ok && q.unguarded() > 1 {
 		if wk, err = ws.Worker(ctx); err != nil {
@@ -131,7 +139,7 @@ func (p *packer) removeRevisions(ctx context.Context) error {
 			revs, n, err = p.removeRange(ctx, p.w, r)
 			return err
 		}
-		if q.guarded[i] {
+		if r.guarded {
 			err = p.batch(ctx, remove)
 		} else {
 			err = p.inTxn(ctx, remove)
@@ -152,42 +160,44 @@ func (p *packer) removeRevisions(ctx context.Context) error {
 	return p.removeEmpty(ctx)
 }
 
-// guardedRanges tells which ranges hold the revision an unreachable object
+// guard marks the ranges that hold the revision an unreachable object
 // keeps at the pack time: removing one takes a look at what committed
-// meanwhile (batch). The other revisions planned (superseded at the pack
-// time) go whatever a recent commit reaches. Every range when the
-// unreachable objects are not known (a plan taken up from the tables).
-func (p *packer) guardedRanges(ranges []tidRange) []bool {
-	out := make([]bool, len(ranges))
-	if !p.guarded() {
-		return out
-	}
-	if p.g == nil || p.g.keep == nil {
-		for i := range out {
-			out[i] = true
-		}
-		return out
-	}
+// meanwhile (batch). The other revisions planned, superseded at the pack
+// time, go whatever a recent commit reaches. Every range is guarded when the
+// unreachable objects are not known (a plan taken up from the tables), and
+// may hold current revisions without garbage collection (objects deleted
+// at the pack time).
+func (p *packer) guard(ranges []tidRange) {
+	known := p.g != nil && p.g.keep != nil
 	var kept []uint64
-	for i, tid := range p.g.keep {
-		if !p.g.isMarked(uint32(i)) {
-			kept = append(kept, tid)
+	if known && p.guarded() {
+		for i, tid := range p.g.keep {
+			if !p.g.isMarked(uint32(i)) {
+				kept = append(kept, tid)
+			}
+		}
+		slices.Sort(kept)
+	}
+	for i := range ranges {
+		r := &ranges[i]
+		switch {
+		case !p.guarded():
+			r.current = !p.o.GC
+		case !known:
+			r.guarded, r.current = true, true
+		default:
+			j, _ := slices.BinarySearch(kept, r.lo)
+			r.guarded = j < len(kept) && kept[j] <= r.hi
+			r.current = r.guarded
 		}
 	}
-	slices.Sort(kept)
-	for i, r := range ranges {
-		j, _ := slices.BinarySearch(kept, r.lo)
-		out[i] = j < len(kept) && kept[j] <= r.hi
-	}
-	return out
 }
 
 // rangeQueue hands out the ranges, oldest first, each once.
 type rangeQueue struct {
-	mu      sync.Mutex
-	ranges  []tidRange
-	guarded []bool
-	taken   []bool
+	mu     sync.Mutex
+	ranges []tidRange
+	taken  []bool
 }
 
 // next takes the oldest range not yet taken (with any false, the oldest
@@ -195,8 +205,8 @@ type rangeQueue struct {
 func (q *rangeQueue) next(any bool) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for i := range q.ranges {
-		if !q.taken[i] && (any || !q.guarded[i]) {
+	for i, r := range q.ranges {
+		if !q.taken[i] && (any || !r.guarded) {
 			q.taken[i] = true
 			return i
 		}
@@ -206,8 +216,8 @@ func (q *rangeQueue) next(any bool) int {
 
 func (q *rangeQueue) unguarded() int {
 	n := 0
-	for _, g := range q.guarded {
-		if !g {
+	for _, r := range q.ranges {
+		if !r.guarded {
 			n++
 		}
 	}
@@ -285,9 +295,13 @@ func (p *packer) removeRange(ctx context.Context, w db, r tidRange) ([]Rev, int6
 		}
 	}
 	// current_object first (it refers to object_state): the objects that go
-	// entirely, whose current revision is planned.
-	if _, err := w.deletePlanned(ctx, "current_object", lo, hi); err != nil {
-		return nil, 0, err
+	// entirely, whose current revision is planned. Not looked for where
+	// none can be: it would touch (on MySQL, lock) the current_object rows
+	// of the objects whose older revisions go.
+	if r.current {
+		if _, err := w.deletePlanned(ctx, "current_object", lo, hi); err != nil {
+			return nil, 0, err
+		}
 	}
 	if _, err := w.deletePlanned(ctx, "blob_chunk", lo, hi); err != nil {
 		return nil, 0, err

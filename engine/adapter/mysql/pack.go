@@ -53,6 +53,5 @@ func (d *dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
 		s.Close()
 		return nil, d.wrap(err)
 	}
-	s.EnableWorkers(d.store)
 	return s, nil
 }

@@ -24,10 +24,9 @@ type Session struct {
 	release    func() error // releases the pack lock
 	// prepared: the bulk inserts' statements on the write connection, by
 	// text (PrepareInserts); closed before the connection goes back.
-	prepared   map[string]driver.Stmt
-	maxRows    int
-	set, reset string  // run on each write connection when taken and at Close (Set)
-	pool       *sql.DB // the write pool workers come from (EnableWorkers); nil: none
+	prepared map[string]driver.Stmt
+	maxRows  int
+	reset    string // run on the write connection at Close (Set)
 }
 
 // Set runs set on the write connection, and reset at Close, before the
@@ -36,44 +35,8 @@ func (s *Session) Set(ctx context.Context, set, reset string) error {
 	if _, err := s.w.c.ExecContext(ctx, set); err != nil {
 		return err
 	}
-	s.set, s.reset = set, reset
+	s.reset = reset
 	return nil
-}
-
-// EnableWorkers lets the pack open workers (adapter.PackWorkers): more
-// connections from pool, the write connection's, with its settings.
-func (s *Session) EnableWorkers(pool *sql.DB) { s.pool = pool }
-
-// Worker returns another write connection, or nil when the session has no
-// workers (EnableWorkers).
-func (s *Session) Worker(ctx context.Context) (adapter.PackWorker, error) {
-	if s.pool == nil {
-		return nil, nil
-	}
-	c, err := s.pool.Conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if s.set != "" {
-		if _, err := c.ExecContext(ctx, s.set); err != nil {
-			c.Close()
-			return nil, err
-		}
-	}
-	return &worker{txConn{c: c}, s.reset}, nil
-}
-
-// worker is a write connection of its own.
-type worker struct {
-	txConn
-	reset string
-}
-
-func (w *worker) Write() adapter.SQL { return runner{q: &w.txConn} }
-
-func (w *worker) Close() error {
-	w.Rollback(context.Background())
-	return w.close(w.reset)
 }
 
 // Open takes a read and a write connection from the pools; release is
