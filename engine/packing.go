@@ -106,7 +106,7 @@ func (s *Storage) Pack(ctx context.Context, o PackOptions) (*PackResult, error) 
 
 // The pack's memory beyond what the process held before it (see Pack).
 const (
-	packMemory         = 40 << 20
+	packMemory         = 24 << 20
 	packBytesPerObject = 40 // the graph's node, mark and a few references
 )
 

@@ -200,15 +200,19 @@ type rangeQueue struct {
 	taken  []bool
 }
 
-// next takes the oldest range not yet taken (with any false, the oldest
-// unguarded one); -1 when none is left.
-func (q *rangeQueue) next(any bool) int {
+// next takes the oldest guarded range not yet taken, or else the oldest
+// unguarded one (with guarded false, only those: a worker's); -1 when none
+// is left. The session takes the guarded ones first, so that it and the
+// worker remove side by side as long as both have ranges.
+func (q *rangeQueue) next(guarded bool) int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	for i, r := range q.ranges {
-		if !q.taken[i] && (any || !r.guarded) {
-			q.taken[i] = true
-			return i
+	for _, want := range []bool{guarded, false} {
+		for i, r := range q.ranges {
+			if !q.taken[i] && r.guarded == want {
+				q.taken[i] = true
+				return i
+			}
 		}
 	}
 	return -1
@@ -315,7 +319,7 @@ func (p *packer) removeRange(ctx context.Context, w db, r tidRange) ([]Rev, int6
 		args []any
 	}{
 		// The revision kept at the pack time has no predecessor any more
-		// (those a later batch removes are left as they are).
+		// (those another batch removes are left as they are).
 		{`UPDATE object_state SET prev_tid = 0 WHERE prev_tid BETWEEN ? AND ? AND tid <= ?
 			AND NOT EXISTS (SELECT 1 FROM pack_state s WHERE s.tid = object_state.tid AND s.zoid = object_state.zoid)`,
 			[]any{lo, hi, int64(p.res.PackTID)}},
