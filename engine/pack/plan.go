@@ -12,7 +12,7 @@ import (
 // read back (check-refs). The objects and the revisions each keeps come from
 // one ordered read of object_state's keys and the reachability is found in
 // memory, so a whole pack writes no pack_object row: on PostgreSQL, filling
-// it was a fifth of a pack's time.
+// it and planning through it took a fifth of a pack's time.
 
 // prepack plans the pack; res.PackTID stays 0 when there is nothing to pack.
 func (p *packer) prepack(ctx context.Context) error {
