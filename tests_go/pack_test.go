@@ -10,6 +10,17 @@ import (
 	"github.com/gorelstorage/gorelstorage/engine/pack"
 )
 
+// takeOIDs takes n new OIDs.
+func takeOIDs(t *testing.T, s *engine.Storage, n int) []uint64 {
+	var oids []uint64
+	for len(oids) < n {
+		more, err := s.TakeOIDs(ctx)
+		require.NoError(t, err)
+		oids = append(oids, more...)
+	}
+	return oids[:n]
+}
+
 // record is a ZODB record (class pickle, state pickle, protocol 3) whose
 // state is a list of persistent references to refs.
 func record(refs ...uint64) string {
@@ -22,6 +33,14 @@ func record(refs ...uint64) string {
 	return string(append(b, 'e', '.'))
 }
 
+// commitTree commits the root referring to a and c, and a to b; the tid.
+func commitTree(t *testing.T, s *engine.Storage, in *engine.Instance) (a, b, c, tid uint64) {
+	oids := takeOIDs(t, s, 3)
+	a, b, c = oids[0], oids[1], oids[2]
+	tid = commit(t, in, nil, map[uint64]string{0: record(a, c), a: record(b), b: record(), c: record()})
+	return a, b, c, tid
+}
+
 // A pack with garbage collection through the engine, on every database and
 // mode: what the root reaches stays, with its current state; what it no
 // longer reaches and (history-preserving) superseded revisions go; a second
@@ -30,10 +49,7 @@ func TestPackCollectsGarbage(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, o engine.Options) {
 		s := open(t, o)
 		in := instance(t, s)
-		oids, err := s.TakeOIDs(ctx)
-		require.NoError(t, err)
-		a, b, c := oids[0], oids[1], oids[2]
-		tid1 := commit(t, in, nil, map[uint64]string{0: record(a, c), a: record(b), b: record(), c: record()})
+		a, b, c, tid1 := commitTree(t, s, in)
 		tid2 := commit(t, in, map[uint64]uint64{0: tid1, a: tid1}, map[uint64]string{0: record(a), a: record(b)})
 
 		res, err := s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true})
@@ -99,13 +115,7 @@ func TestPackSplitsLargeTransactions(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, o engine.Options) {
 		s := open(t, o)
 		in := instance(t, s)
-		var kids []uint64
-		for len(kids) < 45 {
-			oids, err := s.TakeOIDs(ctx)
-			require.NoError(t, err)
-			kids = append(kids, oids...)
-		}
-		kids = kids[:45]
+		kids := takeOIDs(t, s, 45)
 		garbage, err := s.NewOID(ctx)
 		require.NoError(t, err)
 		states := map[uint64]string{0: record(kids...), garbage: record()}
@@ -143,10 +153,7 @@ func TestPackAfterPrepackOnlyReplacesItsReferences(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, o engine.Options) {
 		s := open(t, o)
 		in := instance(t, s)
-		oids, err := s.TakeOIDs(ctx)
-		require.NoError(t, err)
-		a, b, c := oids[0], oids[1], oids[2]
-		tid1 := commit(t, in, nil, map[uint64]string{0: record(a, c), a: record(b), b: record(), c: record()})
+		a, b, c, tid1 := commitTree(t, s, in)
 		commit(t, in, map[uint64]uint64{0: tid1}, map[uint64]string{0: record(a)})
 
 		res, err := s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true, PrepackOnly: true})
@@ -176,13 +183,7 @@ func TestPackRemovesManyBatches(t *testing.T) {
 		}
 		s := open(t, o)
 		in := instance(t, s)
-		var kids []uint64
-		for len(kids) < 6000 {
-			oids, err := s.TakeOIDs(ctx)
-			require.NoError(t, err)
-			kids = append(kids, oids...)
-		}
-		kids = kids[:6000]
+		kids := takeOIDs(t, s, 6000)
 		garbage, err := s.NewOID(ctx)
 		require.NoError(t, err)
 		states := map[uint64]string{0: record(kids...)}
