@@ -114,14 +114,12 @@ type packer struct {
 	// could not be read; never recorded as read.
 	badKeys map[int64]bool
 	// stale: history-preserving, the transactions with object_ref rows that
-	// object_refs_added does not list (an interrupted analysis's), sorted;
-	// the analysis replaces their rows. Unless staleKnown, every key's rows
-	// are replaced.
-	stale      []int64
-	staleKnown bool
-	start      time.Time
-	phase      string    // the current phase
-	since      time.Time // when it began
+	// object_refs_added does not list (an interrupted analysis's), sorted,
+	// found by readGraph before the analysis; only their rows are replaced.
+	stale []int64
+	start time.Time
+	phase string    // the current phase
+	since time.Time // when it began
 }
 
 // Run packs through s, which holds the pack lock.

@@ -81,7 +81,7 @@ func (p *packer) readGraph(ctx context.Context) error {
 		}
 	}
 	stale, err := p.g.readEdges(ctx, p.r, p.o.KeepHistory, recorded)
-	p.stale, p.staleKnown = stale, p.o.KeepHistory
+	p.stale = stale
 	return err
 }
 

@@ -326,7 +326,7 @@ func (p *packer) writeRefs(ctx context.Context, b *refBatch) error {
 	if b.continued {
 		fresh = fresh[1:]
 	}
-	if p.staleKnown {
+	if p.o.KeepHistory {
 		// Only the transactions an interrupted analysis left rows of; none
 		// is in object_refs_added (the stream's condition).
 		var left []int64

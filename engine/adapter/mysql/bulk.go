@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
 // The rows of a large commit go to the server as executions of prepared
@@ -102,11 +104,7 @@ func (c *storeConn) execPrepared(ctx context.Context, s *script) error {
 		if err != nil {
 			return err
 		}
-		ex, ok := st.(driver.StmtExecContext)
-		if !ok {
-			return errors.New("mysql: the driver's statements cannot execute with a context")
-		}
-		if _, err = ex.ExecContext(ctx, args); err != nil {
+		if err = sqlrow.ExecStmt(ctx, st, args); err != nil {
 			c.d.stmts.drop(dc, s.prepared) // prepared again next time, should the statement be the cause
 		}
 		return err
@@ -131,11 +129,7 @@ func (c *stmtCache) get(ctx context.Context, dc any, text string) (driver.Stmt, 
 	if st != nil {
 		return st, nil
 	}
-	p, ok := dc.(driver.ConnPrepareContext)
-	if !ok {
-		return nil, errors.New("mysql: the driver's connections cannot prepare with a context")
-	}
-	st, err := p.PrepareContext(ctx, text)
+	st, err := sqlrow.Prepare(ctx, dc, text)
 	if err != nil {
 		return nil, err
 	}

@@ -25,9 +25,9 @@ const (
 // packSession holds the pack lock on its write connection, whose session
 // outlives the pack's transactions.
 type packSession struct {
-	d           *dialect
-	read, write *pgx.Conn
-	inTxn       bool
+	d    *dialect
+	read *pgx.Conn
+	w    *packWorker // the write connection, which holds the pack lock
 }
 
 func (d *dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
@@ -49,58 +49,54 @@ func (d *dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
 		w.Close(context.Background())
 		return nil, err
 	}
-	return &packSession{d: d, read: r, write: w}, nil
+	return &packSession{d: d, read: r, w: &packWorker{d: d, conn: w}}, nil
 }
 
 func (s *packSession) Flavor() *adapter.Flavor { return flavor }
 func (s *packSession) Read() adapter.SQL       { return pgRunner{s.d, s.read} }
-func (s *packSession) Write() adapter.SQL      { return pgRunner{s.d, s.write} }
+func (s *packSession) Write() adapter.SQL      { return s.w.Write() }
 
-func (s *packSession) Begin(ctx context.Context) error  { return s.writer().Begin(ctx) }
-func (s *packSession) Commit(ctx context.Context) error { return s.writer().Commit(ctx) }
-func (s *packSession) Rollback(ctx context.Context)     { s.writer().Rollback(ctx) }
-func (s *packSession) writer() *packWorker {
-	return &packWorker{d: s.d, conn: s.write, inTxn: &s.inTxn}
-}
+func (s *packSession) Begin(ctx context.Context) error  { return s.w.Begin(ctx) }
+func (s *packSession) Commit(ctx context.Context) error { return s.w.Commit(ctx) }
+func (s *packSession) Rollback(ctx context.Context)     { s.w.Rollback(ctx) }
 func (s *packSession) Worker(ctx context.Context) (adapter.PackWorker, error) {
 	c, err := s.d.store.dial(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &packWorker{d: s.d, conn: c, inTxn: new(bool), own: true}, nil
+	return &packWorker{d: s.d, conn: c}, nil
 }
 
 // packWorker runs transactions on one write connection: the session's, or
-// a worker's own (closed with it).
+// a worker's own (Close ends a worker; the session closes its own).
 type packWorker struct {
 	d     *dialect
 	conn  *pgx.Conn
-	inTxn *bool
-	own   bool
+	inTxn bool
 }
 
 func (w *packWorker) Write() adapter.SQL { return pgRunner{w.d, w.conn} }
 
 func (w *packWorker) Begin(ctx context.Context) error {
-	if *w.inTxn {
+	if w.inTxn {
 		return errors.New("pack: a write transaction is already open")
 	}
 	if _, err := w.conn.Exec(ctx, sqlBeginStore); err != nil {
 		return w.d.wrap(w.conn, err)
 	}
-	*w.inTxn = true
+	w.inTxn = true
 	return nil
 }
 
 func (w *packWorker) Commit(ctx context.Context) error {
-	*w.inTxn = false
+	w.inTxn = false
 	_, err := w.conn.Exec(ctx, "COMMIT")
 	return w.d.wrap(w.conn, err)
 }
 
 func (w *packWorker) Rollback(ctx context.Context) {
-	if *w.inTxn {
-		*w.inTxn = false
+	if w.inTxn {
+		w.inTxn = false
 		if _, err := w.conn.Exec(ctx, "ROLLBACK"); err != nil {
 			w.conn.Close(context.Background())
 		}
@@ -108,16 +104,13 @@ func (w *packWorker) Rollback(ctx context.Context) {
 }
 
 func (w *packWorker) Close() error {
-	if !w.own {
-		return nil
-	}
 	w.Rollback(context.Background())
 	return w.conn.Close(context.Background())
 }
 
 func (s *packSession) LockCommit(ctx context.Context) error {
-	_, err := s.write.Exec(ctx, sqlCommitLock)
-	return s.d.wrap(s.write, err)
+	_, err := s.w.conn.Exec(ctx, sqlCommitLock)
+	return s.d.wrap(s.w.conn, err)
 }
 
 // Close ends the session; closing the write connection also frees the
@@ -125,10 +118,10 @@ func (s *packSession) LockCommit(ctx context.Context) error {
 func (s *packSession) Close() error {
 	ctx := context.Background()
 	s.Rollback(ctx)
-	if !s.write.IsClosed() {
-		s.write.Exec(ctx, sqlPackUnlock)
+	if !s.w.conn.IsClosed() {
+		s.w.conn.Exec(ctx, sqlPackUnlock)
 	}
-	return errors.Join(s.read.Close(ctx), s.write.Close(ctx))
+	return errors.Join(s.read.Close(ctx), s.w.conn.Close(ctx))
 }
 
 type pgRunner struct {

@@ -9,6 +9,7 @@ import (
 	"io"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
 // loadConn is one connection of the read pool. A snapshot is an open WAL
@@ -89,7 +90,7 @@ func (c *loadConn) currentOne(ctx context.Context, oid uint64) ([]adapter.Revisi
 	var out []adapter.Revision
 	err := c.conn.Raw(func(dc any) error {
 		if c.one == nil {
-			st, err := dc.(driver.ConnPrepareContext).PrepareContext(ctx, c.q.current)
+			st, err := sqlrow.Prepare(ctx, dc, c.q.current)
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
 // Session is one pack's connections.
@@ -104,22 +105,13 @@ func (b bulkRunner) InsertInt64s(ctx context.Context, table string, cols []strin
 		err := s.w.c.Raw(func(dc any) error {
 			st := s.prepared[text]
 			if st == nil {
-				p, ok := dc.(driver.ConnPrepareContext)
-				if !ok {
-					return errors.New("pack: the driver's connections cannot prepare with a context")
-				}
 				var err error
-				if st, err = p.PrepareContext(ctx, text); err != nil {
+				if st, err = sqlrow.Prepare(ctx, dc, text); err != nil {
 					return err
 				}
 				s.prepared[text] = st
 			}
-			ex, ok := st.(driver.StmtExecContext)
-			if !ok {
-				return errors.New("pack: the driver's statements cannot execute with a context")
-			}
-			_, err := ex.ExecContext(ctx, args)
-			return err
+			return sqlrow.ExecStmt(ctx, st, args)
 		})
 		if err != nil {
 			return err
