@@ -232,3 +232,58 @@ func TestPackRemovesManyBatches(t *testing.T) {
 		require.Equal(t, engine.KindPOSKey, engine.KindOf(err))
 	})
 }
+
+// An analysis of more states than two of its batches hold (on PostgreSQL
+// and MySQL, history-preserving, written through two connections,
+// committed in order): the next pack reads only what is new and follows
+// the references every batch recorded, along the whole chain.
+func TestPackReferencesOfManyBatchesServeTheNextPack(t *testing.T) {
+	eachDatabase(t, func(t *testing.T, o engine.Options) {
+		s := open(t, o)
+		in := instance(t, s)
+		const n, perTxn = 12000, 1500
+		kids := takeOIDs(t, s, n)
+		extra, err := s.NewOID(ctx)
+		require.NoError(t, err)
+		serials := map[uint64]uint64{}
+		// A chain root -> kids[0] -> kids[1] -> ... in transactions of
+		// 1,500, the last link first, so that every state refers to one
+		// written before it.
+		for end := n; end > 0; end -= perTxn {
+			states := map[uint64]string{}
+			for i := end - perTxn; i < end; i++ {
+				if i+1 < n {
+					states[kids[i]] = record(kids[i+1])
+				} else {
+					states[kids[i]] = record(extra)
+				}
+			}
+			if end == n {
+				states[extra] = record()
+			}
+			tid := commit(t, in, serials, states)
+			for oid := range states {
+				serials[oid] = tid
+			}
+		}
+		serials[0] = commit(t, in, serials, map[uint64]string{0: record(kids[0])})
+		res, err := s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true})
+		require.NoError(t, err)
+		require.Zero(t, res.Garbage)
+		require.EqualValues(t, n+2, res.Analyzed)
+
+		// The chain's last link lets go of the extra object: only that one
+		// is garbage, found through every other link's recorded references.
+		commit(t, in, serials, map[uint64]string{kids[n-1]: record()})
+		res, err = s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true})
+		require.NoError(t, err)
+		require.EqualValues(t, 1, res.Analyzed, "only the new revision is read")
+		require.EqualValues(t, 1, res.Garbage)
+		_, _, err = in.Load(ctx, extra)
+		require.Equal(t, engine.KindPOSKey, engine.KindOf(err))
+		for i := 0; i < n; i += 97 {
+			_, _, err := in.Load(ctx, kids[i])
+			require.NoError(t, err)
+		}
+	})
+}

@@ -60,11 +60,17 @@ type SQL interface {
 }
 
 // BulkInserter is implemented by the SQL of databases that insert many
-// rows faster than multi-row INSERT statements do (PostgreSQL's COPY).
+// rows faster than multi-row INSERT statements do (PostgreSQL's COPY,
+// MySQL's LOAD DATA LOCAL INFILE).
 type BulkInserter interface {
-	// InsertInt64s inserts len(values)/len(cols) rows of integers.
+	// InsertInt64s inserts len(values)/len(cols) rows of integers; an error
+	// that is ErrBulkRefused inserted none, and asks for INSERT statements.
 	InsertInt64s(ctx context.Context, table string, cols []string, values []int64) error
 }
+
+// ErrBulkRefused: the server refused a BulkInserter's way (MySQL's LOAD
+// DATA LOCAL INFILE with local_infile off).
+var ErrBulkRefused = errors.New("the server refused the bulk insert")
 
 // Rows is a streamed result.
 type Rows interface {

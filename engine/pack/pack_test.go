@@ -1,6 +1,9 @@
 package pack
 
 import (
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -72,4 +75,34 @@ func TestGraphBeyondOneWordOfMarks(t *testing.T) {
 	for _, oid := range g.unmarked() {
 		require.EqualValues(t, 3, oid%6, "only the odd ones are unreachable")
 	}
+}
+
+// A removal batch the database rolled back to break a deadlock runs again,
+// up to deadlockRetries times; any other error ends it at once.
+func TestRemovalRunsADeadlocksVictimAgain(t *testing.T) {
+	var logged []string
+	p := &packer{o: Options{Logf: func(f string, a ...any) { logged = append(logged, f) }}}
+	var mu sync.Mutex
+	r := tidRange{lo: 1, hi: 2}
+	deadlock := fmt.Errorf("mysql: %w: Error 1213", adapter.ErrDeadlock)
+
+	runs := 0
+	require.NoError(t, p.again(r, &mu, func() error {
+		runs++
+		if runs < 3 {
+			return deadlock
+		}
+		return nil
+	}))
+	require.Equal(t, 3, runs)
+	require.Len(t, logged, 2)
+
+	runs = 0
+	require.ErrorIs(t, p.again(r, &mu, func() error { runs++; return deadlock }), adapter.ErrDeadlock)
+	require.Equal(t, deadlockRetries+1, runs)
+
+	runs = 0
+	other := errors.New("disk full")
+	require.ErrorIs(t, p.again(r, &mu, func() error { runs++; return other }), other)
+	require.Equal(t, 1, runs)
 }

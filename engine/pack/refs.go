@@ -3,6 +3,7 @@ package pack
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -80,6 +81,18 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 		stream = `SELECT o.zoid, o.zoid, o.tid, o.state ` + pending
 	}
 	p.progress("analyze", 0, 0)
+	// History-preserving, the rows an interrupted analysis left go first,
+	// in one transaction: the batches then only insert, and two connections
+	// can write them (refOut).
+	if len(p.stale) > 0 {
+		err := p.inTxn(ctx, func() error {
+			_, err := p.w.inBatches(ctx, `DELETE FROM object_ref WHERE tid IN (?)`, p.stale)
+			return err
+		})
+		if err != nil {
+			return 0, fmt.Errorf("remove the references an interrupted analysis left: %w", err)
+		}
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// The count, for the progress, runs on the write connection while the
@@ -120,7 +133,7 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 			}
 		}
 	}()
-	var done int64
+	out := p.refWriters(ctx, cancel)
 	for b := range batches {
 		for _, u := range b.unreadable {
 			p.unreadable(u)
@@ -137,14 +150,16 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 			err = waitCount()
 		}
 		if err == nil {
-			err = p.writeRefs(ctx, b)
+			out.total = total
+			err = out.send(ctx, p.refWrite(b), b.seen)
 		}
 		if err != nil {
 			cancel() // the stages stop; the channels drain
-			continue
 		}
-		done += b.seen
-		p.progress("analyze", done, total)
+	}
+	done, werr := out.wait()
+	if err == nil || errors.Is(err, context.Canceled) && werr != nil {
+		err = werr
 	}
 	if cerr := waitCount(); err == nil {
 		err = cerr
@@ -288,25 +303,23 @@ func (p *packer) scan(c stateChunk) *refBatch {
 	return b
 }
 
-// writeRefs replaces, in one database transaction, the references of the
-// batch's transactions (or objects) and records them as read.
-func (p *packer) writeRefs(ctx context.Context, b *refBatch) error {
-	if len(b.keys) == 0 {
-		return nil
-	}
-	col := "zoid"
-	refCols := []string{"zoid", "to_zoid", "tid"}
-	addCols := []string{"zoid", "tid"}
-	if p.o.KeepHistory {
-		col = "tid"
-		refCols = []string{"zoid", "tid", "to_zoid"}
-		addCols = []string{"tid"}
-	}
+// refWrite is what one batch writes: the keys whose rows an interrupted
+// run may have left (history-free; deleted first), the object_ref rows and
+// the object_refs_added rows, flat.
+type refWrite struct {
+	fresh, refs, done []int64
+}
+
+// refWrite returns the writes of batch b.
+func (p *packer) refWrite(b *refBatch) refWrite {
 	// Recorded as read: the keys whose every state was read, which
 	// (history-preserving) excludes transactions at or before the pack time
 	// until their superseded revisions are removed.
-	width := len(addCols)
-	var done []int64
+	width := 2
+	if p.o.KeepHistory {
+		width = 1
+	}
+	var w refWrite
 	for i, k := range b.keys {
 		switch {
 		case b.open && i == len(b.keys)-1:
@@ -315,42 +328,154 @@ func (p *packer) writeRefs(ctx context.Context, b *refBatch) error {
 		case p.o.KeepHistory && uint64(k) <= p.res.PackTID:
 			p.deferred = append(p.deferred, k)
 		default:
-			done = append(done, b.done[i*width:(i+1)*width]...)
+			w.done = append(w.done, b.done[i*width:(i+1)*width]...)
 		}
 	}
-	refs := make([]int64, 0, 3*len(b.refs))
+	w.refs = make([]int64, 0, 3*len(b.refs))
 	for _, r := range b.refs {
-		refs = append(refs, r[:]...)
+		w.refs = append(w.refs, r[:]...)
 	}
-	fresh := b.keys // what an interrupted run may have left of them goes first
-	if b.continued {
-		fresh = fresh[1:]
-	}
-	if p.o.KeepHistory {
-		// Only the transactions an interrupted analysis left rows of; none
-		// is in object_refs_added (the stream's condition).
-		var left []int64
-		for _, k := range fresh {
-			if _, ok := slices.BinarySearch(p.stale, k); ok {
-				left = append(left, k)
-			}
+	if !p.o.KeepHistory {
+		// What an interrupted run left of these objects goes first.
+		w.fresh = b.keys
+		if b.continued {
+			w.fresh = w.fresh[1:]
 		}
-		fresh = left
 	}
-	return p.inTxn(ctx, func() error {
-		if _, err := p.w.inBatches(ctx, `DELETE FROM object_ref WHERE `+col+` IN (?)`, fresh); err != nil {
+	return w
+}
+
+// writeRefs writes w through conn, inside its transaction.
+func (p *packer) writeRefs(ctx context.Context, conn db, w refWrite) error {
+	refCols := []string{"zoid", "to_zoid", "tid"}
+	addCols := []string{"zoid", "tid"}
+	if p.o.KeepHistory {
+		refCols = []string{"zoid", "tid", "to_zoid"}
+		addCols = []string{"tid"}
+	}
+	for _, table := range []string{"object_ref", "object_refs_added"} {
+		if _, err := conn.inBatches(ctx, `DELETE FROM `+table+` WHERE zoid IN (?)`, w.fresh); err != nil {
 			return err
 		}
-		if !p.o.KeepHistory {
-			if _, err := p.w.inBatches(ctx, `DELETE FROM object_refs_added WHERE `+col+` IN (?)`, fresh); err != nil {
+	}
+	if err := conn.insert(ctx, "object_ref", refCols, w.refs); err != nil {
+		return err
+	}
+	return conn.insert(ctx, "object_refs_added", addCols, w.done)
+}
+
+// refWriter is a write connection of the analysis.
+type refWriter struct {
+	conn db
+	txns txns
+}
+
+// refOut writes the batches, each in one database transaction, through the
+// session's write connection and, history-preserving, a second one when the
+// session has workers: while one connection writes a batch, the other
+// writes the next. Batches commit in their order, so that object_refs_added
+// never lists a transaction whose references a batch not yet committed
+// holds (a transaction's states may span two batches). History-free, each
+// batch deletes rows first and one connection writes them all: InnoDB's
+// locks on the gaps a delete leaves would make a later batch's inserts wait
+// for an earlier one's commit.
+type refOut struct {
+	p       *packer
+	cancel  func()
+	free    chan refWriter // the writers not writing
+	all     []refWriter
+	worker  adapter.PackWorker
+	prev    chan struct{} // closed when the batch sent last has committed
+	mu      sync.Mutex    // err, done, the progress
+	err     error
+	done    int64
+	total   int64 // the states to write, for the progress
+	pending sync.WaitGroup
+}
+
+func (p *packer) refWriters(ctx context.Context, cancel func()) *refOut {
+	o := &refOut{p: p, cancel: cancel, prev: make(chan struct{})}
+	close(o.prev)
+	o.all = []refWriter{{p.w, p.s}}
+	if ws, ok := p.s.(adapter.PackWorkers); ok && p.o.KeepHistory {
+		// Without a worker (an error included), one connection writes.
+		if wk, err := ws.Worker(ctx); err == nil && wk != nil {
+			o.worker = wk
+			o.all = append(o.all, refWriter{db{wk.Write(), p.s.Flavor()}, wk})
+		}
+	}
+	o.free = make(chan refWriter, len(o.all))
+	for _, w := range o.all {
+		o.free <- w
+	}
+	return o
+}
+
+// send starts writing w, once a writer is free; seen: the states it holds.
+func (o *refOut) send(ctx context.Context, w refWrite, seen int64) error {
+	var wr refWriter
+	select {
+	case wr = <-o.free:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := o.failed(); err != nil {
+		o.free <- wr
+		return err
+	}
+	prev, mine := o.prev, make(chan struct{})
+	o.prev = mine
+	o.pending.Add(1)
+	go func() {
+		defer o.pending.Done()
+		err := inTxn(ctx, wr.txns, func() error {
+			if err := o.p.writeRefs(ctx, wr.conn, w); err != nil {
 				return err
 			}
+			select {
+			case <-prev:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+		o.mu.Lock()
+		if err != nil {
+			if o.err == nil {
+				o.err = err
+			}
+			o.cancel()
+		} else {
+			close(mine)
+			o.done += seen
+			o.p.progress("analyze", o.done, o.total)
 		}
-		if err := p.w.insert(ctx, "object_ref", refCols, refs); err != nil {
-			return err
-		}
-		return p.w.insert(ctx, "object_refs_added", addCols, done)
-	})
+		o.mu.Unlock()
+		o.free <- wr
+	}()
+	return nil
+}
+
+func (o *refOut) failed() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.err
+}
+
+// wait waits for every batch sent, closes the worker, and returns the
+// states written and the first error.
+func (o *refOut) wait() (int64, error) {
+	o.pending.Wait()
+	var err error
+	if o.worker != nil {
+		err = o.worker.Close()
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.err != nil {
+		err = o.err
+	}
+	return o.done, err
 }
 
 // statesSince returns the oids written after tid and the oids their states

@@ -2,6 +2,7 @@ package pack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -91,7 +92,10 @@ func (d db) insert(ctx context.Context, table string, cols []string, values []in
 		return nil
 	}
 	if bulk, ok := d.sql.(adapter.BulkInserter); ok {
-		return bulk.InsertInt64s(ctx, table, cols, values)
+		err := bulk.InsertInt64s(ctx, table, cols, values)
+		if !errors.Is(err, adapter.ErrBulkRefused) {
+			return err
+		}
 	}
 	return d.insertWith(ctx, table, cols, values)
 }

@@ -97,6 +97,8 @@ type dialect struct {
 	stmts stmtCache
 	// oidsSinceCollect counts new_oid values this process took, for garbage collection.
 	oidsSinceCollect atomic.Int64
+	// noLocalInfile: the server refused LOAD DATA LOCAL INFILE (load_data.go).
+	noLocalInfile atomic.Bool
 }
 
 // Open connects to the database, checks (or creates) the schema and returns the dialect.

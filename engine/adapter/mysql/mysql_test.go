@@ -6,6 +6,8 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -493,5 +495,95 @@ func TestPackLeavesForeignKeyChecksOn(t *testing.T) {
 	}
 	for _, c := range conns {
 		c.Close()
+	}
+}
+
+// A pack's bulk inserts go as LOAD DATA LOCAL INFILE, every value as it
+// was (negative and the largest ones too); a server with local_infile off
+// refuses it, which the pack sees as adapter.ErrBulkRefused (its rows then
+// go as INSERT statements) with nothing inserted.
+func TestPackLoadsRowsAndFallsBackWithoutLocalInfile(t *testing.T) {
+	ctx := context.Background()
+	opts := testOptions(t)
+	zap(t, opts)
+	d, err := open(ctx, adapter.Settings{KeepHistory: true, CreateSchema: true, LockTimeout: 10 * time.Second}, opts, nil)
+	require.NoError(t, err)
+	defer d.Close()
+	var rows []int64 // pack_state: tid, zoid
+	for i := range int64(5000) {
+		rows = append(rows, i*1_000_003-2_000_000_000, i)
+	}
+	rows = append(rows, math.MaxInt64, math.MinInt64)
+	count := func(s adapter.PackSession) (n int64, sum int64) {
+		r, err := s.Read().Query(ctx, "SELECT COUNT(*), COALESCE(SUM(tid % 1000), 0) FROM pack_state")
+		require.NoError(t, err)
+		defer r.Close()
+		require.True(t, r.Next())
+		require.NoError(t, r.Scan(&n, &sum))
+		return n, sum
+	}
+	load := func(s adapter.PackSession) error {
+		require.NoError(t, s.Begin(ctx))
+		err := s.Write().(adapter.BulkInserter).InsertInt64s(ctx, "pack_state", []string{"tid", "zoid"}, rows)
+		if err != nil {
+			s.Rollback(ctx)
+			return err
+		}
+		return s.Commit(ctx)
+	}
+
+	s, err := d.OpenPack(ctx)
+	require.NoError(t, err)
+	require.NoError(t, load(s))
+	var want int64
+	for i := 0; i < len(rows); i += 2 {
+		want += rows[i] % 1000
+	}
+	n, sum := count(s)
+	require.EqualValues(t, len(rows)/2, n)
+	require.Equal(t, want, sum)
+	_, err = s.Write().Exec(ctx, "DELETE FROM pack_state")
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd = opts.User, opts.Passwd
+	cfg.Net, cfg.Addr = "tcp", fmt.Sprintf("%s:%d", opts.Host, opts.Port)
+	admin, err := sql.Open("mysql", cfg.FormatDSN())
+	require.NoError(t, err)
+	defer admin.Close()
+	if _, err := admin.Exec("SET GLOBAL local_infile = 0"); err != nil {
+		t.Skipf("cannot set local_infile: %v", err)
+	}
+	defer func() {
+		_, err := admin.Exec("SET GLOBAL local_infile = 1")
+		require.NoError(t, err)
+	}()
+	s, err = d.OpenPack(ctx)
+	require.NoError(t, err)
+	defer s.Close()
+	require.ErrorIs(t, load(s), adapter.ErrBulkRefused)
+	require.True(t, d.noLocalInfile.Load(), "asked once, not again")
+	n, _ = count(s)
+	require.Zero(t, n)
+}
+
+// int64Rows writes LOAD DATA's text: tabs between values, a newline after
+// each row, every row whole whatever the reader's buffer.
+func TestInt64RowsText(t *testing.T) {
+	values := []int64{1, -2, math.MaxInt64, math.MinInt64, 0, 7}
+	for _, size := range []int{1, 3, 64, 1 << 16} {
+		r := &int64Rows{values: values, width: 3}
+		var out []byte
+		buf := make([]byte, size)
+		for {
+			n, err := r.Read(buf)
+			out = append(out, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			require.NoError(t, err)
+		}
+		require.Equal(t, "1\t-2\t9223372036854775807\n-9223372036854775808\t0\t7\n", string(out), "buffer of %d", size)
 	}
 }

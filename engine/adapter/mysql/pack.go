@@ -53,5 +53,8 @@ func (d *dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
 		s.Close()
 		return nil, d.wrap(err)
 	}
+	s.WrapErrors(d.wrap)
+	s.SetLoader(d.loadInt64s)
+	s.EnableWorkers(d.store)
 	return s, nil
 }

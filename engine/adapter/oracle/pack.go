@@ -38,6 +38,7 @@ func (d *dialect) OpenPack(ctx context.Context) (adapter.PackSession, error) {
 		release()
 		return nil, d.wrap(err)
 	}
+	s.WrapErrors(d.wrap)
 	return s, nil
 }
 

@@ -25,9 +25,12 @@ type Session struct {
 	release    func() error // releases the pack lock
 	// prepared: the bulk inserts' statements on the write connection, by
 	// text (PrepareInserts); closed before the connection goes back.
-	prepared map[string]driver.Stmt
-	maxRows  int
-	reset    string // run on the write connection at Close (Set)
+	prepared   map[string]driver.Stmt
+	maxRows    int
+	loader     Loader            // the bulk inserts, when the dialect has its own way (SetLoader)
+	wrap       func(error) error // classifies the statements' errors (WrapErrors)
+	set, reset string            // run on each write connection when taken and at Close (Set)
+	pool       *sql.DB           // the write pool workers come from (EnableWorkers); nil: none
 }
 
 // Set runs set on the write connection, and reset at Close, before the
@@ -36,8 +39,44 @@ func (s *Session) Set(ctx context.Context, set, reset string) error {
 	if _, err := s.w.c.ExecContext(ctx, set); err != nil {
 		return err
 	}
-	s.reset = reset
+	s.set, s.reset = set, reset
 	return nil
+}
+
+// EnableWorkers lets the pack open workers (adapter.PackWorkers): more
+// connections from pool, the write connection's, with its settings (Set).
+func (s *Session) EnableWorkers(pool *sql.DB) { s.pool = pool }
+
+// Worker returns another write connection, or nil when the session has no
+// workers (EnableWorkers).
+func (s *Session) Worker(ctx context.Context) (adapter.PackWorker, error) {
+	if s.pool == nil {
+		return nil, nil
+	}
+	c, err := s.pool.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.set != "" {
+		if _, err := c.ExecContext(ctx, s.set); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return &worker{txConn{c: c}, s}, nil
+}
+
+// worker is a write connection of its own.
+type worker struct {
+	txConn
+	s *Session
+}
+
+func (w *worker) Write() adapter.SQL { return w.s.writer(&w.txConn) }
+
+func (w *worker) Close() error {
+	w.Rollback(context.Background())
+	return w.close(w.s.reset)
 }
 
 // Open takes a read and a write connection from the pools; release is
@@ -57,15 +96,52 @@ func Open(ctx context.Context, f *adapter.Flavor, read, write *sql.DB,
 }
 
 func (s *Session) Flavor() *adapter.Flavor { return s.flavor }
-func (s *Session) Read() adapter.SQL       { return runner{q: s.read} }
+func (s *Session) Read() adapter.SQL       { return runner{q: s.read, wrap: s.wrap} }
+
+// WrapErrors makes the statements' errors wrap(err) (the dialect's
+// classification: adapter.ErrDeadlock and the others).
+func (s *Session) WrapErrors(wrap func(error) error) { s.wrap = wrap }
 
 // Write runs on the write transaction while one is open, else on the
 // write connection (autocommit).
 func (s *Session) Write() adapter.SQL {
 	if s.prepared != nil {
-		return bulkRunner{runner{q: s.w}, s}
+		return bulkRunner{runner{q: s.w, wrap: s.wrap}, s}
 	}
-	return runner{q: s.w}
+	return s.writer(s.w)
+}
+
+// Execer runs a statement: the write transaction, while one is open.
+type Execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// Loader inserts len(values)/len(cols) rows of integers into table through
+// exec, in the dialect's fastest way; adapter.ErrBulkRefused makes the pack
+// insert them as multi-row INSERTs instead.
+type Loader func(ctx context.Context, exec Execer, table string, cols []string, values []int64) error
+
+// SetLoader makes the session's and its workers' Write an
+// adapter.BulkInserter through load.
+func (s *Session) SetLoader(load Loader) { s.loader = load }
+
+// writer runs on w, and inserts through the session's Loader if any.
+func (s *Session) writer(w *txConn) adapter.SQL {
+	r := runner{q: w, wrap: s.wrap}
+	if s.loader != nil {
+		return loadRunner{r, w, s.loader}
+	}
+	return r
+}
+
+type loadRunner struct {
+	runner
+	w    *txConn
+	load Loader
+}
+
+func (l loadRunner) InsertInt64s(ctx context.Context, table string, cols []string, values []int64) error {
+	return l.runner.classify(l.load(ctx, l.w, table, cols, values))
 }
 
 // PrepareInserts makes the session's Write an adapter.BulkInserter whose
@@ -217,12 +293,22 @@ type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 }
 
-type runner struct{ q querier }
+type runner struct {
+	q    querier
+	wrap func(error) error // nil: errors as they are
+}
+
+func (r runner) classify(err error) error {
+	if err == nil || r.wrap == nil {
+		return err
+	}
+	return r.wrap(err)
+}
 
 func (r runner) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	res, err := r.q.ExecContext(ctx, query, args...)
 	if err != nil {
-		return 0, err
+		return 0, r.classify(err)
 	}
 	return res.RowsAffected()
 }
@@ -230,7 +316,7 @@ func (r runner) Exec(ctx context.Context, query string, args ...any) (int64, err
 func (r runner) Query(ctx context.Context, query string, args ...any) (adapter.Rows, error) {
 	rows, err := r.q.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, err
+		return nil, r.classify(err)
 	}
 	return sqlRows{rows}, nil
 }
