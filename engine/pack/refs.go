@@ -95,6 +95,7 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	out := p.refWriters(ctx, cancel)
 	// The count, for the progress, runs on the write connection while the
 	// stream's query starts on the read one; the first batch waits for it.
 	var total int64
@@ -114,6 +115,7 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 			return fmt.Errorf("count the states to analyze: %w", err)
 		}
 		p.progress("analyze", 0, total)
+		out.total = total
 		return nil
 	}
 	chunks := make(chan stateChunk, 1)
@@ -133,7 +135,6 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 			}
 		}
 	}()
-	out := p.refWriters(ctx, cancel)
 	for b := range batches {
 		for _, u := range b.unreadable {
 			p.unreadable(u)
@@ -150,7 +151,6 @@ func (p *packer) analyze(ctx context.Context) (uint64, error) {
 			err = waitCount()
 		}
 		if err == nil {
-			out.total = total
 			err = out.send(ctx, p.refWrite(b), b.seen)
 		}
 		if err != nil {
@@ -371,14 +371,16 @@ type refWriter struct {
 }
 
 // refOut writes the batches, each in one database transaction, through the
-// session's write connection and, history-preserving, a second one when the
-// session has workers: while one connection writes a batch, the other
-// writes the next. Batches commit in their order, so that object_refs_added
-// never lists a transaction whose references a batch not yet committed
-// holds (a transaction's states may span two batches). History-free, each
-// batch deletes rows first and one connection writes them all: InnoDB's
-// locks on the gaps a delete leaves would make a later batch's inserts wait
-// for an earlier one's commit.
+// session's write connection and a second one when the session has workers:
+// while one connection writes a batch, the other writes the next. Batches
+// commit in their order, so that object_refs_added never lists a
+// transaction whose references a batch not yet committed holds (a
+// transaction's states may span two batches). History-preserving, the
+// batches only insert (the rows an interrupted run left are deleted
+// before). History-free, each batch deletes its objects' rows first, and one
+// connection writes them all: InnoDB's delete locks the row just past its
+// keys as it reads it, which a later batch may have inserted and holds until
+// its commit, itself waiting for this batch (a lock wait timeout in the tests).
 type refOut struct {
 	p       *packer
 	cancel  func()
@@ -389,7 +391,7 @@ type refOut struct {
 	mu      sync.Mutex    // err, done, the progress
 	err     error
 	done    int64
-	total   int64 // the states to write, for the progress
+	total   int64 // the states to write, for the progress; set before the first send
 	pending sync.WaitGroup
 }
 
@@ -398,8 +400,12 @@ func (p *packer) refWriters(ctx context.Context, cancel func()) *refOut {
 	close(o.prev)
 	o.all = []refWriter{{p.w, p.s}}
 	if ws, ok := p.s.(adapter.PackWorkers); ok && p.o.KeepHistory {
-		// Without a worker (an error included), one connection writes.
-		if wk, err := ws.Worker(ctx); err == nil && wk != nil {
+		// Without a worker, one connection writes.
+		wk, err := ws.Worker(ctx)
+		switch {
+		case err != nil:
+			p.o.Logf("pack: the analysis writes through one connection: a second one failed to open: %v", err)
+		case wk != nil:
 			o.worker = wk
 			o.all = append(o.all, refWriter{db{wk.Write(), p.s.Flavor()}, wk})
 		}
