@@ -427,12 +427,7 @@ func TestBulkWritesWhenTheServerPreparesNothing(t *testing.T) {
 	ctx := context.Background()
 	opts := testOptions(t)
 	s, in := openStorage(t, opts)
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd = opts.User, opts.Passwd
-	cfg.Net, cfg.Addr = "tcp", fmt.Sprintf("%s:%d", opts.Host, opts.Port)
-	admin, err := sql.Open("mysql", cfg.FormatDSN())
-	require.NoError(t, err)
-	defer admin.Close()
+	admin := adminDB(t, opts)
 	var was int64
 	require.NoError(t, admin.QueryRow("SELECT @@global.max_prepared_stmt_count").Scan(&was))
 	if _, err := admin.Exec("SET GLOBAL max_prepared_stmt_count = 0"); err != nil {
@@ -451,7 +446,7 @@ func TestBulkWritesWhenTheServerPreparesNothing(t *testing.T) {
 		states[oid] = []byte(fmt.Sprintf("state %d \x00'\\", i))
 		require.NoError(t, in.Store(oid, 0, states[oid]))
 	}
-	_, err = in.Vote(ctx)
+	_, err := in.Vote(ctx)
 	require.NoError(t, err)
 	_, err = in.FinishLock(ctx)
 	require.NoError(t, err)
@@ -461,16 +456,35 @@ func TestBulkWritesWhenTheServerPreparesNothing(t *testing.T) {
 	requireStates(t, s, states)
 }
 
+// freshHP is a dialect on the emptied test database, history-preserving,
+// closed at the test's end.
+func freshHP(t *testing.T, opts Options) *dialect {
+	zap(t, opts)
+	d, err := open(context.Background(), adapter.Settings{KeepHistory: true, CreateSchema: true, LockTimeout: 10 * time.Second}, opts, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { d.Close() })
+	return d
+}
+
+// adminDB is a connection pool to the test server without a database,
+// closed at the test's end: for its global settings.
+func adminDB(t *testing.T, opts Options) *sql.DB {
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd = opts.User, opts.Passwd
+	cfg.Net, cfg.Addr = "tcp", fmt.Sprintf("%s:%d", opts.Host, opts.Port)
+	admin, err := sql.Open("mysql", cfg.FormatDSN())
+	require.NoError(t, err)
+	t.Cleanup(func() { admin.Close() })
+	return admin
+}
+
 // A pack turns InnoDB's foreign key checks off on its write connection
 // only: every store connection, the pack's back in the pool among them,
 // has them on afterwards.
 func TestPackLeavesForeignKeyChecksOn(t *testing.T) {
 	ctx := context.Background()
 	opts := testOptions(t)
-	zap(t, opts)
-	d, err := open(ctx, adapter.Settings{KeepHistory: true, CreateSchema: true, LockTimeout: 10 * time.Second}, opts, nil)
-	require.NoError(t, err)
-	defer d.Close()
+	d := freshHP(t, opts)
 	s, err := d.OpenPack(ctx)
 	require.NoError(t, err)
 	var during int64
@@ -505,10 +519,7 @@ func TestPackLeavesForeignKeyChecksOn(t *testing.T) {
 func TestPackLoadsRowsAndFallsBackWithoutLocalInfile(t *testing.T) {
 	ctx := context.Background()
 	opts := testOptions(t)
-	zap(t, opts)
-	d, err := open(ctx, adapter.Settings{KeepHistory: true, CreateSchema: true, LockTimeout: 10 * time.Second}, opts, nil)
-	require.NoError(t, err)
-	defer d.Close()
+	d := freshHP(t, opts)
 	var rows []int64 // pack_state: tid, zoid
 	for i := range int64(5000) {
 		rows = append(rows, i*1_000_003-2_000_000_000, i)
@@ -546,12 +557,7 @@ func TestPackLoadsRowsAndFallsBackWithoutLocalInfile(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd = opts.User, opts.Passwd
-	cfg.Net, cfg.Addr = "tcp", fmt.Sprintf("%s:%d", opts.Host, opts.Port)
-	admin, err := sql.Open("mysql", cfg.FormatDSN())
-	require.NoError(t, err)
-	defer admin.Close()
+	admin := adminDB(t, opts)
 	if _, err := admin.Exec("SET GLOBAL local_infile = 0"); err != nil {
 		t.Skipf("cannot set local_infile: %v", err)
 	}
