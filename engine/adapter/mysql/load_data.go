@@ -18,8 +18,8 @@ import (
 // A pack's bulk inserts (object_ref, object_refs_added, pack_state: rows of
 // integers) go as LOAD DATA LOCAL INFILE, the rows written as text into the
 // statement's data stream: the server parses no SQL for them. Measured on
-// MariaDB 10.11, 283,000 object_ref rows: 0.59 s against 1.2-1.3 s as
-// multi-row INSERTs of 14,000 rows.
+// MariaDB 10.11, the analysis of 100,000 objects (283,000 object_ref rows):
+// 1.4-1.9 s as multi-row INSERTs of 14,000 rows, 1.0-1.3 s loaded.
 //
 // A server with local_infile off refuses the statement; the pack then
 // inserts as before (adapter.ErrBulkRefused), and stops asking.
