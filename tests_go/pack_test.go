@@ -33,6 +33,16 @@ func record(refs ...uint64) string {
 	return string(append(b, 'e', '.'))
 }
 
+// commitRecorded commits states over serials and records the new tid as
+// the serial of every object it wrote; it returns the tid.
+func commitRecorded(t *testing.T, in *engine.Instance, serials map[uint64]uint64, states map[uint64]string) uint64 {
+	tid := commit(t, in, serials, states)
+	for oid := range states {
+		serials[oid] = tid
+	}
+	return tid
+}
+
 // commitTree commits the root referring to a and c, and a to b; the tid.
 func commitTree(t *testing.T, s *engine.Storage, in *engine.Instance) (a, b, c, tid uint64) {
 	oids := takeOIDs(t, s, 3)
@@ -173,8 +183,8 @@ func TestPackAfterPrepackOnlyReplacesItsReferences(t *testing.T) {
 }
 
 // A pack whose plan spans several batches, most without an unreachable
-// object's revision (on PostgreSQL those go through a second connection
-// while the first takes the others): every superseded revision
+// object's revision (on PostgreSQL and MySQL those go through a second
+// connection while the first takes the others): every superseded revision
 // and the unreachable object go, every current state stays.
 func TestPackRemovesManyBatches(t *testing.T) {
 	eachDatabase(t, func(t *testing.T, o engine.Options) {
@@ -191,10 +201,7 @@ func TestPackRemovesManyBatches(t *testing.T) {
 			states[oid] = record()
 		}
 		serials := map[uint64]uint64{}
-		first := commit(t, in, serials, states)
-		for _, oid := range append(kids, 0) {
-			serials[oid] = first
-		}
+		first := commitRecorded(t, in, serials, states)
 		// Two rewrites of every child: 12,000 superseded revisions in two
 		// transactions (two batches); the root, rewritten last, reaches the
 		// garbage object once and then no more.
@@ -202,16 +209,9 @@ func TestPackRemovesManyBatches(t *testing.T) {
 		for i, oid := range kids {
 			changed[oid] = record(kids[(i+1)%len(kids)])
 		}
-		tid := commit(t, in, serials, changed)
-		for _, oid := range kids {
-			serials[oid] = tid
-		}
-		rewritten := commit(t, in, serials, changed)
-		for _, oid := range kids {
-			serials[oid] = rewritten
-		}
-		tid = commit(t, in, serials, map[uint64]string{0: record(append(kids, garbage)...), garbage: record()})
-		serials[0] = tid
+		commitRecorded(t, in, serials, changed)
+		rewritten := commitRecorded(t, in, serials, changed)
+		commitRecorded(t, in, serials, map[uint64]string{0: record(append(kids, garbage)...), garbage: record()})
 		last := commit(t, in, serials, map[uint64]string{0: record(kids...)})
 
 		res, err := s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true})
@@ -261,12 +261,9 @@ func TestPackReferencesOfManyBatchesServeTheNextPack(t *testing.T) {
 			if end == n {
 				states[extra] = record()
 			}
-			tid := commit(t, in, serials, states)
-			for oid := range states {
-				serials[oid] = tid
-			}
+			commitRecorded(t, in, serials, states)
 		}
-		serials[0] = commit(t, in, serials, map[uint64]string{0: record(kids[0])})
+		commitRecorded(t, in, serials, map[uint64]string{0: record(kids[0])})
 		res, err := s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true})
 		require.NoError(t, err)
 		require.Zero(t, res.Garbage)

@@ -385,7 +385,6 @@ type refOut struct {
 	p       *packer
 	cancel  func()
 	free    chan refWriter // the writers not writing
-	all     []refWriter
 	worker  adapter.PackWorker
 	prev    chan struct{} // closed when the batch sent last has committed
 	mu      sync.Mutex    // err, done, the progress
@@ -398,7 +397,8 @@ type refOut struct {
 func (p *packer) refWriters(ctx context.Context, cancel func()) *refOut {
 	o := &refOut{p: p, cancel: cancel, prev: make(chan struct{})}
 	close(o.prev)
-	o.all = []refWriter{{p.w, p.s}}
+	o.free = make(chan refWriter, 2)
+	o.free <- refWriter{p.w, p.s}
 	if ws, ok := p.s.(adapter.PackWorkers); ok && p.o.KeepHistory {
 		// Without a worker, one connection writes.
 		wk, err := ws.Worker(ctx)
@@ -407,12 +407,8 @@ func (p *packer) refWriters(ctx context.Context, cancel func()) *refOut {
 			p.o.Logf("pack: the analysis writes through one connection: a second one failed to open: %v", err)
 		case wk != nil:
 			o.worker = wk
-			o.all = append(o.all, refWriter{db{wk.Write(), p.s.Flavor()}, wk})
+			o.free <- refWriter{db{wk.Write(), p.s.Flavor()}, wk}
 		}
-	}
-	o.free = make(chan refWriter, len(o.all))
-	for _, w := range o.all {
-		o.free <- w
 	}
 	return o
 }

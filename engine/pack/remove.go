@@ -100,6 +100,29 @@ func (p *packer) removeRevisions(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// run removes r through w, in t's transactions; a guarded range goes
+	// through batch, on the session.
+	run := func(w db, t txns, r tidRange) error {
+		var revs []Rev
+		var n int64
+		remove := func() error {
+			var err error
+			revs, n, err = p.removeRange(ctx, w, r)
+			return err
+		}
+		err := p.again(r, &mu, func() error {
+			if r.guarded {
+				return p.batch(ctx, remove)
+			}
+			return inTxn(ctx, t, remove)
+		})
+		if err != nil {
+			cancel()
+			return fmt.Errorf("remove the revisions of transactions %d to %d: %w", r.lo, r.hi, err)
+		}
+		done(revs, n)
+		return nil
+	}
 	workerErr := make(chan error, 1)
 	if wk != nil {
 		// Ranges without an unreachable object's kept revision need no look
@@ -108,51 +131,18 @@ func (p *packer) removeRevisions(ctx context.Context) error {
 		go func() {
 			defer wk.Close()
 			w := db{wk.Write(), p.s.Flavor()}
-			for i := q.next(false); i >= 0; i = q.next(false) {
-				r := q.ranges[i]
-				var revs []Rev
-				var n int64
-				err := p.again(r, &mu, func() error {
-					return inTxn(ctx, wk, func() error {
-						var err error
-						revs, n, err = p.removeRange(ctx, w, r)
-						return err
-					})
-				})
-				if err != nil {
-					cancel()
-					workerErr <- fmt.Errorf("remove the revisions of transactions %d to %d: %w", r.lo, r.hi, err)
-					return
-				}
-				done(revs, n)
+			var err error
+			for i := q.next(false); i >= 0 && err == nil; i = q.next(false) {
+				err = run(w, wk, q.ranges[i])
 			}
-			workerErr <- nil
+			workerErr <- err
 		}()
 	} else {
 		workerErr <- nil
 	}
 	err = nil
 	for i := q.next(true); i >= 0 && err == nil; i = q.next(true) {
-		r := q.ranges[i]
-		var revs []Rev
-		var n int64
-		remove := func() error {
-			var err error
-			revs, n, err = p.removeRange(ctx, p.w, r)
-			return err
-		}
-		err = p.again(r, &mu, func() error {
-			if r.guarded {
-				return p.batch(ctx, remove)
-			}
-			return p.inTxn(ctx, remove)
-		})
-		if err != nil {
-			err = fmt.Errorf("remove the revisions of transactions %d to %d: %w", r.lo, r.hi, err)
-			cancel()
-			break
-		}
-		done(revs, n)
+		err = run(p.w, p.s, q.ranges[i])
 	}
 	if werr := <-workerErr; err == nil || errors.Is(err, context.Canceled) && werr != nil {
 		err = werr

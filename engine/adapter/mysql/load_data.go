@@ -71,16 +71,17 @@ type int64Rows struct {
 	values []int64
 	width  int
 	i      int
-	buf    []byte // written, not yet read
+	buf    []byte // rows written into text
+	off    int    // buf[off:] not yet read
 }
 
 func (r *int64Rows) Read(p []byte) (int, error) {
-	if len(r.buf) == 0 {
+	if r.off == len(r.buf) {
 		if r.i >= len(r.values) {
 			return 0, io.EOF
 		}
 		// About 16 kB of rows (the driver's packets) at a time.
-		r.buf = r.buf[:0]
+		r.buf, r.off = r.buf[:0], 0
 		for r.i+r.width <= len(r.values) && len(r.buf) < 16<<10 {
 			for c := 0; c < r.width; c++ {
 				if c > 0 {
@@ -92,7 +93,7 @@ func (r *int64Rows) Read(p []byte) (int, error) {
 			r.buf = append(r.buf, '\n')
 		}
 	}
-	n := copy(p, r.buf)
-	r.buf = r.buf[n:]
+	n := copy(p, r.buf[r.off:])
+	r.off += n
 	return n, nil
 }
