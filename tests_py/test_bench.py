@@ -61,3 +61,21 @@ def test_the_storage_ratio_takes_zodbs_own_time_away():
 def test_zodbshootouts_failure_marks_are_told_from_timings():
     assert shootout._magic(6.66) and shootout._magic(66.6) and shootout._magic(0.0666)
     assert not shootout._magic(6.6601) and not shootout._magic(0.0123)
+
+
+def test_the_blob_benchmark_moves_every_byte_beside_its_file_system_floor():
+    """A small --blobs run on SQLite: each step's row has both contenders and the floor, each of
+    which moved all of the step's bytes, and the storage's share."""
+    pytest.importorskip('relstorage')
+    from types import SimpleNamespace
+    from gorelstorage.bench import blobs
+    args = SimpleNamespace(rounds=1, blob_mb=1, blob_count=20, blob_kb=4)
+    rows = blobs.run(args, [('sqlite', None)])
+    assert [r['step'] for r in rows] == list(blobs.STEPS)
+    for row in rows:
+        expected = (1 << 20) if row['step'].endswith('big') else 20 * 4 << 10
+        for who in ('gorelstorage', 'relstorage', blobs.FLOOR):
+            moved = row[who]['mb_s'] * 1e6 * row[who]['seconds']
+            assert abs(moved - expected) < 1, (row['step'], who, moved)
+        assert row['storage_ratio'] is None or row['storage_ratio'] >= 0
+    assert '| sqlite | read 20 x 4 kB cold |' in blobs.markdown(rows, args)

@@ -38,7 +38,8 @@ func (d *dialect) chunkSize() int { return blobio.ChunkSize(d.settings.BlobChunk
 // ReadBlob implements adapter.BlobReader, in the snapshot. The first query
 // lists the blob's large objects and brings the first blob-chunk-size bytes
 // of the first one, so a small blob costs one round trip; the rest follows
-// a piece at a time.
+// in pipelined windows of pieces (readWindow), so that the server reads the
+// next pieces while this side writes the last.
 func (c *loadConn) ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (bool, error) {
 	size := c.d.chunkSize()
 	var objects []uint32
@@ -62,25 +63,62 @@ func (c *loadConn) ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (
 	}
 	for i, lo := range objects {
 		offset := int64(0)
-		piece := first
-		for {
-			if i > 0 || offset > 0 || !haveFirst {
-				piece = nil
-				err := c.query(ctx, sqlLOGet, []any{lo, offset, size}, func(r pgx.Rows) error { return r.Scan(&piece) })
-				if err != nil {
-					return false, fmt.Errorf("read large object %d of oid %d: %w", lo, oid, err)
-				}
-			}
-			if _, err := w.Write(piece); err != nil {
+		if i == 0 && haveFirst {
+			if _, err := w.Write(first); err != nil {
 				return false, err
 			}
-			offset += int64(len(piece))
-			if len(piece) < size {
-				break
+			if len(first) < size {
+				continue
 			}
+			offset = int64(len(first))
+		}
+		if err := c.readLargeObject(ctx, lo, offset, size, w); err != nil {
+			return false, fmt.Errorf("read large object %d of oid %d: %w", lo, oid, err)
 		}
 	}
 	return true, nil
+}
+
+// readWindow bounds how many bytes of a large object are asked for at once.
+// The pieces travel one after the other, so the server reads the next ones
+// while this side writes the last (the socket's buffers hold what runs
+// ahead, not this process); between windows the server waits a round trip.
+const readWindow = 64 << 20
+
+// readLargeObject writes large object lo from offset to its end, in pieces
+// of size bytes asked for in windows that double, from 4 pieces up to
+// readWindow bytes (a piece past the end is empty).
+func (c *loadConn) readLargeObject(ctx context.Context, lo uint32, offset int64, size int, w io.Writer) error {
+	window, most := 4, max(1, readWindow/size)
+	for done := false; !done; {
+		from := offset
+		err := c.run(ctx, func(b *pgx.Batch) {
+			for k := range window {
+				b.Queue(sqlLOGet, lo, from+int64(k*size), size)
+			}
+		}, func(br pgx.BatchResults) error {
+			for range window {
+				var piece []byte
+				if err := br.QueryRow().Scan(&piece); err != nil {
+					return err
+				}
+				if done {
+					continue
+				}
+				if _, err := w.Write(piece); err != nil {
+					return err
+				}
+				offset += int64(len(piece))
+				done = len(piece) < size
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		window = min(2*window, most)
+	}
+	return nil
 }
 
 // StageBlobs implements adapter.BlobStager: each file becomes a large object

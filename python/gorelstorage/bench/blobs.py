@@ -10,7 +10,16 @@ the database emptied first:
   read 1000       read them back, cold
 
 Reported: MB/s, and how much the process's peak memory grew during the step (MB). The contenders
-alternate order between rounds; the median time of the rounds is shown.
+and the floor below take turns going first between rounds; the median time of the rounds is shown.
+
+Beside them, each round, the file system's floor: the file work no storage of this kind avoids, done
+by Python alone in the same order on the same kind of directory, with no database. Writing, ZODB's
+own uncommitted file (its temporary directory) filled from the source, then renamed into the cache's
+layout (its directory and lock file created as both contenders create them); reading cold, the file
+written to a temporary name in the cache and renamed, then read back. After the cache's files were
+deleted, as before every cold read, creating files costs the file system more (ext4 skips the inodes
+it freed last), so the floor is measured in those conditions too. The storage's share is
+(GoRelStorage - floor) / (RelStorage - floor).
 """
 import json
 import os
@@ -23,6 +32,7 @@ import time
 
 from .contenders import CONTENDERS
 from .contenders import open_storage
+from .shootout import storage_ratio
 
 STEPS = ('write_big', 'read_big', 'write_many', 'read_many')
 _LABELS = {'write_big': 'write %d MB', 'read_big': 'read %d MB cold', 'write_many': 'write %d x %d kB',
@@ -41,8 +51,61 @@ def _source_file(path, size):
             f.write(block[:min(len(block), size - done)])
 
 
+# The pseudo-contender that does the file system's share of each step alone.
+FLOOR = 'floor'
+_FLOOR_TID = 0x03ea000000000000
+
+
+def _floor_path(blob_dir, oid):
+    """Where a cache in RelStorage's layout keeps oid's blob (zeocache: <oid % 997>/<oid / 997>.<tid>.blob)."""
+    return os.path.join(blob_dir, str(oid % 997), '%d.%016x.blob' % (oid // 997, _FLOOR_TID))
+
+
+def _floor_step(spec, name, big, count, small):
+    """The file work of one step, without a storage: (seconds, bytes moved, peak growth)."""
+    blob_dir = spec['blob_dir']
+    tmp_dir = os.path.join(blob_dir, 'tmp')
+    os.makedirs(tmp_dir, exist_ok=True)
+    sizes = [big] if name.endswith('big') else [small] * count
+    if name.startswith('write'):
+        sources = []
+        for i, size in enumerate(sizes):
+            path = os.path.join(spec['workdir'], 'src-%d' % i)
+            _source_file(path, size)
+            sources.append(path)
+    block = os.urandom(1 << 20)
+    os.sync()
+    base = _peak()
+    start = time.perf_counter()
+    moved = 0
+    for i, size in enumerate(sizes):
+        final = _floor_path(blob_dir, i + 1)
+        if name.startswith('write'):
+            fd, staged = tempfile.mkstemp(dir=tmp_dir)  # ZODB's uncommitted file
+            with os.fdopen(fd, 'wb') as f, open(sources[i], 'rb') as src:
+                shutil.copyfileobj(src, f, 1 << 20)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            os.close(os.open(os.path.join(os.path.dirname(final), '.lock'), os.O_RDWR | os.O_CREAT, 0o644))
+            os.rename(staged, final)
+            moved += size
+            continue
+        with open(final + '.tmp', 'wb') as f:  # the download
+            for done in range(0, size, len(block)):
+                f.write(block[:min(len(block), size - done)])
+        os.rename(final + '.tmp', final)
+        with open(final, 'rb') as f:
+            while True:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
+                moved += len(chunk)
+    return time.perf_counter() - start, moved, _peak() - base
+
+
 def step(spec, name, big, count, small):
     """Run one step in this process: (seconds, bytes moved, peak memory growth in bytes)."""
+    if spec['contender'] == FLOOR:
+        return _floor_step(spec, name, big, count, small)
     import transaction
     import ZODB
     from ZODB.blob import Blob
@@ -57,6 +120,7 @@ def step(spec, name, big, count, small):
                 path = os.path.join(spec['workdir'], 'src-%d' % i)
                 _source_file(path, size)
                 sources.append(path)
+            os.sync()
             base = _peak()
             start = time.perf_counter()
             for i, path in enumerate(sources):
@@ -66,6 +130,7 @@ def step(spec, name, big, count, small):
             transaction.commit()
             return time.perf_counter() - start, sum(sizes), _peak() - base
         keys = sorted(k for k in root.keys() if k.startswith('write_' + name[len('read_'):]))
+        os.sync()
         base = _peak()
         start = time.perf_counter()
         moved = 0
@@ -108,11 +173,13 @@ def run(args, databases):
     results = []
     try:
         for database, location in databases:
-            samples = {c: {s: [] for s in STEPS} for c in CONTENDERS}
+            samples = {c: {s: [] for s in STEPS} for c in CONTENDERS + (FLOOR,)}
             for rnd in range(args.rounds):
-                for contender in CONTENDERS[rnd % 2:] + CONTENDERS[:rnd % 2]:
+                everyone = CONTENDERS + (FLOOR,)
+                for contender in everyone[rnd % 3:] + everyone[:rnd % 3]:
                     loc = location or os.path.join(workdir, 'db-' + contender)
-                    _empty(database, loc)
+                    if contender != FLOOR:
+                        _empty(database, loc)
                     blob_dir = os.path.join(workdir, '%s-%d' % (contender, rnd))
                     for s in STEPS:
                         if s.startswith('read'):
@@ -123,12 +190,14 @@ def run(args, databases):
                     shutil.rmtree(blob_dir, ignore_errors=True)
             for s in STEPS:
                 row = {'database': database, 'step': s}
-                for c in CONTENDERS:
+                for c in CONTENDERS + (FLOOR,):
                     runs = sorted(samples[c][s], key=lambda r: r['seconds'])
                     mid = runs[len(runs) // 2]
                     row[c] = {'seconds': mid['seconds'], 'mb_s': mid['bytes'] / mid['seconds'] / 1e6,
                               'peak_mb': max(r['peak'] for r in runs) / 1e6}
-                row['ratio'] = row['gorelstorage']['seconds'] / row['relstorage']['seconds']
+                go, rs, floor = (row[c]['seconds'] for c in CONTENDERS + (FLOOR,))
+                row['ratio'] = go / rs
+                row['storage_ratio'] = storage_ratio(go, rs, floor)
                 results.append(row)
                 print(_line(row, args), file=sys.stderr)
     finally:
@@ -142,20 +211,28 @@ def _label(step, args):
     return _LABELS[step] % (args.blob_count, args.blob_kb)
 
 
+def _share(row):
+    share = row.get('storage_ratio')
+    return '-' if share is None else '%.2f' % share
+
+
 def _line(row, args):
-    g, r = row['gorelstorage'], row['relstorage']
-    return '%s %s: GoRelStorage %.0f MB/s (+%.0f MB), RelStorage %.0f MB/s (+%.0f MB), time ratio %.2f' % (
-        row['database'], _label(row['step'], args), g['mb_s'], g['peak_mb'], r['mb_s'], r['peak_mb'], row['ratio'])
+    g, r, f = row['gorelstorage'], row['relstorage'], row[FLOOR]
+    return ('%s %s: GoRelStorage %.3f s %.0f MB/s (+%.0f MB), RelStorage %.3f s %.0f MB/s (+%.0f MB), '
+            'file system floor %.3f s, time ratio %.2f, storage share %s') % (
+        row['database'], _label(row['step'], args), g['seconds'], g['mb_s'], g['peak_mb'], r['seconds'],
+        r['mb_s'], r['peak_mb'], f['seconds'], row['ratio'], _share(row))
 
 
 def markdown(results, args):
-    lines = ['| database | step | GoRelStorage MB/s | peak +MB | RelStorage MB/s | peak +MB | time ratio |',
-             '|---|---|---:|---:|---:|---:|---:|']
+    lines = ['| database | step | GoRelStorage s (MB/s) | peak +MB | RelStorage s (MB/s) | peak +MB '
+             '| file system floor s | time ratio | storage share |',
+             '|---|---|---:|---:|---:|---:|---:|---:|---:|']
     for row in results:
-        g, r = row['gorelstorage'], row['relstorage']
-        lines.append('| %s | %s | %.0f | %.0f | %.0f | %.0f | %.2f |' % (
-            row['database'], _label(row['step'], args), g['mb_s'], g['peak_mb'], r['mb_s'], r['peak_mb'],
-            row['ratio']))
+        g, r, f = row['gorelstorage'], row['relstorage'], row[FLOOR]
+        lines.append('| %s | %s | %.3f (%.0f) | %.0f | %.3f (%.0f) | %.0f | %.3f | %.2f | %s |' % (
+            row['database'], _label(row['step'], args), g['seconds'], g['mb_s'], g['peak_mb'], r['seconds'],
+            r['mb_s'], r['peak_mb'], f['seconds'], row['ratio'], _share(row)))
     return '\n'.join(lines)
 
 
