@@ -208,7 +208,12 @@ func open(ctx context.Context, s adapter.Settings, o Options, countRoundTrip fun
 	}
 	// innodb_lock_wait_timeout counts whole seconds, at least 1.
 	waitSeconds := max(1, int((timeout+time.Second-1)/time.Second))
-	common := `SET time_zone = '+00:00', character_set_results = binary,
+	// character_set_client = binary: the server takes the statements' bytes
+	// and parameters as they are. Under a text character set it reads every
+	// string parameter (pickles, blob chunks) as text in that set, at about
+	// 80 MB/s on MariaDB 10.11 against 500-600 MB/s as binary, measured with
+	// SELECT LENGTH(?) of 1 MB; the columns they go to are binary anyway.
+	common := `SET time_zone = '+00:00', character_set_client = binary, character_set_results = binary,
 		sql_mode = CONCAT_WS(',', NULLIF(@@sql_mode, ''), 'ANSI_QUOTES')`
 	if o.InitCommand != "" {
 		common = o.InitCommand + ";\n" + common
