@@ -157,9 +157,11 @@ def _read_blobs(storage, keys):
 
 def test_blob_bytes_survive_every_chunking(database, keep_history, shared, tmp_path):
     """Empty, one-byte, chunk-sized and multi-chunk blobs read back byte for byte from a
-    cold cache (a new blob directory)."""
+    cold cache (a new blob directory); 'windows' is read from PostgreSQL in three windows of
+    256 kB pieces after its first chunk, the last one partly past its end."""
     chunk = 4096
-    blobs = {'empty': b'', 'one': b'\0', 'exact': _payload(chunk), 'many': _payload(5 * chunk + 17)}
+    blobs = {'empty': b'', 'one': b'\0', 'exact': _payload(chunk), 'many': _payload(5 * chunk + 17),
+             'windows': _payload(chunk + (3 << 20) + 5)}
     blob_dir = str(tmp_path / 'blobs')
     storage = database.make(keep_history, blob_dir=blob_dir, shared_blob_dir=shared, blob_chunk_size=chunk)
     _commit_blobs(storage, blobs)
