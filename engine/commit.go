@@ -6,6 +6,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"encoding/hex"
@@ -418,6 +419,12 @@ func (in *Instance) FinishLock(ctx context.Context) (uint64, error) {
 		}
 		writes = append(writes, wr)
 	}
+	// In the order of their oids, not ZODB's (which stores the new objects a
+	// commit finds last first): SQLite's B-tree then fills its pages as it
+	// appends. 500 new objects of 1.5 kB took 514 pages in ZODB's order, one
+	// a page, and take about 260 in this one as in RelStorage's database:
+	// half the pages to read, and a page cache that holds twice the objects.
+	slices.SortFunc(writes, func(a, b adapter.Write) int { return cmp.Compare(a.OID, b.OID) })
 	meta := adapter.TxnInfo{TID: tid, Packed: t.packed, User: t.meta.User, Description: t.meta.Description,
 		Extension: t.meta.Extension}
 	if err := t.store.Move(ctx, tid, meta, writes); err != nil {
