@@ -424,7 +424,7 @@ func (in *Instance) FinishLock(ctx context.Context) (uint64, error) {
 	// appends. 500 new objects of 1.5 kB took 514 pages in ZODB's order, one
 	// a page, and take about 260 in this one as in RelStorage's database:
 	// half the pages to read, and a page cache that holds twice the objects.
-	slices.SortFunc(writes, func(a, b adapter.Write) int { return cmp.Compare(a.OID, b.OID) })
+	slices.SortFunc(writes, byOID)
 	meta := adapter.TxnInfo{TID: tid, Packed: t.packed, User: t.meta.User, Description: t.meta.Description,
 		Extension: t.meta.Extension}
 	if err := t.store.Move(ctx, tid, meta, writes); err != nil {
@@ -517,3 +517,6 @@ func (in *Instance) LockWaits() (objects, commit time.Duration) {
 	defer in.mu.Unlock()
 	return in.lockWaits[0], in.lockWaits[1]
 }
+
+// byOID orders writes by their objects' oids.
+func byOID(a, b adapter.Write) int { return cmp.Compare(a.OID, b.OID) }

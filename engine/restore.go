@@ -100,6 +100,7 @@ func (in *Instance) restoreTxns(ctx context.Context, st adapter.StoreConn, txns 
 			oids = append(oids, r.OID)
 			maxOID = max(maxOID, r.OID)
 		}
+		slices.SortFunc(writes[i], byOID) // as a commit writes them
 	}
 	slices.Sort(oids)
 	oids = slices.Compact(oids)

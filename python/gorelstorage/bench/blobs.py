@@ -51,6 +51,26 @@ def _source_file(path, size):
             f.write(block[:min(len(block), size - done)])
 
 
+def _sources(spec, sizes):
+    """The files a write step stores, one per size, in the work directory."""
+    paths = []
+    for i, size in enumerate(sizes):
+        path = os.path.join(spec['workdir'], 'src-%d' % i)
+        _source_file(path, size)
+        paths.append(path)
+    return paths
+
+
+def _read_all(f):
+    """Read f to its end in 1 MB pieces; the bytes read."""
+    n = 0
+    while True:
+        chunk = f.read(1 << 20)
+        if not chunk:
+            return n
+        n += len(chunk)
+
+
 # The pseudo-contender that does the file system's share of each step alone.
 FLOOR = 'floor'
 _FLOOR_TID = 0x03ea000000000000
@@ -68,11 +88,7 @@ def _floor_step(spec, name, big, count, small):
     os.makedirs(tmp_dir, exist_ok=True)
     sizes = [big] if name.endswith('big') else [small] * count
     if name.startswith('write'):
-        sources = []
-        for i, size in enumerate(sizes):
-            path = os.path.join(spec['workdir'], 'src-%d' % i)
-            _source_file(path, size)
-            sources.append(path)
+        sources = _sources(spec, sizes)
     block = os.urandom(1 << 20)
     os.sync()
     base = _peak()
@@ -94,11 +110,7 @@ def _floor_step(spec, name, big, count, small):
                 f.write(block[:min(len(block), size - done)])
         os.rename(final + '.tmp', final)
         with open(final, 'rb') as f:
-            while True:
-                chunk = f.read(1 << 20)
-                if not chunk:
-                    break
-                moved += len(chunk)
+            moved += _read_all(f)
     return time.perf_counter() - start, moved, _peak() - base
 
 
@@ -115,11 +127,7 @@ def step(spec, name, big, count, small):
         root = conn.root()
         if name.startswith('write'):
             sizes = [big] if name == 'write_big' else [small] * count
-            sources = []
-            for i, size in enumerate(sizes):
-                path = os.path.join(spec['workdir'], 'src-%d' % i)
-                _source_file(path, size)
-                sources.append(path)
+            sources = _sources(spec, sizes)
             os.sync()
             base = _peak()
             start = time.perf_counter()
@@ -136,11 +144,7 @@ def step(spec, name, big, count, small):
         moved = 0
         for key in keys:
             with root[key].open() as f:
-                while True:
-                    chunk = f.read(1 << 20)
-                    if not chunk:
-                        break
-                    moved += len(chunk)
+                moved += _read_all(f)
         return time.perf_counter() - start, moved, _peak() - base
     finally:
         db.close()
