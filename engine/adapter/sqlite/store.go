@@ -3,7 +3,9 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -51,30 +53,55 @@ func (c *storeConn) BeginCommit(ctx context.Context) error {
 	}
 }
 
+// LockObjects reads the current tids of the objects (SQLite's write lock,
+// taken at BeginCommit, locks them all): one primary-key read each through
+// the prepared statement on the driver, as loads do, not an IN list parsed
+// each time and scanned through database/sql.
 func (c *storeConn) LockObjects(ctx context.Context, readCurrent, modified []uint64) (map[uint64]uint64, error) {
 	current := make(map[uint64]uint64, len(readCurrent)+len(modified))
-	read := func(oids []uint64) error {
-		return chunks(oids, func(part []uint64) error {
-			in, args := inList(part)
-			rows, err := c.conn.QueryContext(ctx, c.q.currentTIDIn+in, args...)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var oid, tid uint64
-				if err := rows.Scan(&oid, &tid); err != nil {
+	err := c.conn.Raw(func(dc any) error {
+		st, err := sqlrow.Prepare(ctx, dc, c.q.currentTID)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		q := st.(oneStmt)
+		for _, oids := range [2][]uint64{readCurrent, modified} {
+			for _, oid := range oids {
+				tid, found, err := readTID(ctx, q, oid)
+				if err != nil {
 					return err
 				}
-				current[oid] = tid
+				if found {
+					current[oid] = tid
+				}
 			}
-			return rows.Err()
-		})
+		}
+		return nil
+	})
+	return current, err
+}
+
+// readTID runs q, a current-tid statement, for oid.
+func readTID(ctx context.Context, q oneStmt, oid uint64) (uint64, bool, error) {
+	rows, err := q.QueryContext(ctx, []driver.NamedValue{{Ordinal: 1, Value: int64(oid)}})
+	if err != nil {
+		return 0, false, err
 	}
-	if err := read(readCurrent); err != nil {
-		return nil, err
+	defer rows.Close()
+	var row [1]driver.Value
+	switch err := rows.Next(row[:]); err {
+	case io.EOF:
+		return 0, false, nil
+	case nil:
+	default:
+		return 0, false, err
 	}
-	return current, read(modified)
+	tid, ok := row[0].(int64)
+	if !ok {
+		return 0, false, fmt.Errorf("sqlite3: unexpected tid type %T", row[0])
+	}
+	return uint64(tid), true, nil
 }
 
 func (c *storeConn) States(ctx context.Context, oids []uint64) (map[uint64]adapter.Revision, error) {
