@@ -163,15 +163,5 @@ def test_sqlite_pages_are_filled_by_a_commits_new_objects(tmp_path, keep_history
         db.close()
     with sqlite3.connect(str(data_dir / 'main.sqlite3')) as c:
         c.execute('PRAGMA wal_checkpoint(TRUNCATE)')
-        table_pages = c.execute("SELECT count(*) FROM dbstat WHERE name = 'object_state'").fetchone()[0] \
-            if _has_dbstat(c) else c.execute('PRAGMA page_count').fetchone()[0]
+        table_pages = c.execute("SELECT count(*) FROM dbstat WHERE name = 'object_state'").fetchone()[0]
     assert table_pages < 330, '%d pages for 501 objects of 1.5 kB' % table_pages
-
-
-def _has_dbstat(c):
-    import sqlite3
-    try:
-        c.execute('SELECT 1 FROM dbstat LIMIT 1')
-        return True
-    except sqlite3.OperationalError:
-        return False

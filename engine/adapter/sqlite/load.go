@@ -124,19 +124,28 @@ func (c *loadConn) current(ctx context.Context, oids []uint64) ([]adapter.Revisi
 	return out, err
 }
 
-// readOne runs the prepared load statement for oid.
-func (c *loadConn) readOne(ctx context.Context, oid uint64) (adapter.Revision, bool, error) {
-	rows, err := c.one.QueryContext(ctx, []driver.NamedValue{{Ordinal: 1, Value: int64(oid)}})
+// rowOf runs q, a statement of one oid, and reads its first row into row;
+// found is false when it has none.
+func rowOf(ctx context.Context, q oneStmt, oid uint64, row []driver.Value) (found bool, err error) {
+	rows, err := q.QueryContext(ctx, []driver.NamedValue{{Ordinal: 1, Value: int64(oid)}})
 	if err != nil {
-		return adapter.Revision{}, false, err
+		return false, err
 	}
 	defer rows.Close()
-	var row [3]driver.Value
-	switch err := rows.Next(row[:]); err {
+	switch err := rows.Next(row); err {
 	case io.EOF:
-		return adapter.Revision{}, false, nil
+		return false, nil
 	case nil:
+		return true, nil
 	default:
+		return false, err
+	}
+}
+
+// readOne runs the prepared load statement for oid.
+func (c *loadConn) readOne(ctx context.Context, oid uint64) (adapter.Revision, bool, error) {
+	var row [3]driver.Value
+	if found, err := rowOf(ctx, c.one, oid, row[:]); !found {
 		return adapter.Revision{}, false, err
 	}
 	zoid, ok1 := row[0].(int64)

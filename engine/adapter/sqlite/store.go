@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
@@ -84,17 +83,8 @@ func (c *storeConn) LockObjects(ctx context.Context, readCurrent, modified []uin
 
 // readTID runs q, a current-tid statement, for oid.
 func readTID(ctx context.Context, q oneStmt, oid uint64) (uint64, bool, error) {
-	rows, err := q.QueryContext(ctx, []driver.NamedValue{{Ordinal: 1, Value: int64(oid)}})
-	if err != nil {
-		return 0, false, err
-	}
-	defer rows.Close()
 	var row [1]driver.Value
-	switch err := rows.Next(row[:]); err {
-	case io.EOF:
-		return 0, false, nil
-	case nil:
-	default:
+	if found, err := rowOf(ctx, q, oid, row[:]); !found {
 		return 0, false, err
 	}
 	tid, ok := row[0].(int64)

@@ -175,12 +175,13 @@ def _empty(database, location):
 def run(args, databases):
     workdir = tempfile.mkdtemp(prefix='gorelstorage-blob-bench-')
     results = []
+    everyone = CONTENDERS + (FLOOR,)
     try:
         for database, location in databases:
-            samples = {c: {s: [] for s in STEPS} for c in CONTENDERS + (FLOOR,)}
+            samples = {c: {s: [] for s in STEPS} for c in everyone}
             for rnd in range(args.rounds):
-                everyone = CONTENDERS + (FLOOR,)
-                for contender in everyone[rnd % 3:] + everyone[:rnd % 3]:
+                first = rnd % len(everyone)
+                for contender in everyone[first:] + everyone[:first]:
                     loc = location or os.path.join(workdir, 'db-' + contender)
                     if contender != FLOOR:
                         _empty(database, loc)
@@ -194,12 +195,12 @@ def run(args, databases):
                     shutil.rmtree(blob_dir, ignore_errors=True)
             for s in STEPS:
                 row = {'database': database, 'step': s}
-                for c in CONTENDERS + (FLOOR,):
+                for c in everyone:
                     runs = sorted(samples[c][s], key=lambda r: r['seconds'])
                     mid = runs[len(runs) // 2]
                     row[c] = {'seconds': mid['seconds'], 'mb_s': mid['bytes'] / mid['seconds'] / 1e6,
                               'peak_mb': max(r['peak'] for r in runs) / 1e6}
-                go, rs, floor = (row[c]['seconds'] for c in CONTENDERS + (FLOOR,))
+                go, rs, floor = (row[c]['seconds'] for c in everyone)
                 row['ratio'] = go / rs
                 row['storage_ratio'] = storage_ratio(go, rs, floor)
                 results.append(row)
