@@ -23,6 +23,9 @@ type PackOptions struct {
 	PrepackOnly bool   `json:"prepack_only"`
 	SkipPrepack bool   `json:"skip_prepack"`
 	CheckRefs   bool   `json:"check_refs"`
+	// Progress, when set, is told where the pack is each time
+	// PackProgress's answer changes.
+	Progress func(pack.Progress) `json:"-"`
 }
 
 // PackResult is what a pack did, with its log.
@@ -86,9 +89,14 @@ func (s *Storage) Pack(ctx context.Context, o PackOptions) (*PackResult, error) 
 		CheckRefs:   o.CheckRefs,
 		BlobsInDB:   s.blobs != nil && !s.opts.SharedBlobDir,
 		Removed:     s.packRemoved(),
-		Progress:    func(p pack.Progress) { s.packing.p.Store(&p) },
-		Sized:       sized,
-		Logf:        func(format string, args ...any) { out.Log = append(out.Log, fmt.Sprintf(format, args...)) },
+		Progress: func(p pack.Progress) {
+			s.packing.p.Store(&p)
+			if o.Progress != nil {
+				o.Progress(p)
+			}
+		},
+		Sized: sized,
+		Logf:  func(format string, args ...any) { out.Log = append(out.Log, fmt.Sprintf(format, args...)) },
 	})
 	if res != nil {
 		out.Result = *res

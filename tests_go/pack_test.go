@@ -2,6 +2,7 @@ package tests_go
 
 import (
 	"encoding/binary"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -51,6 +52,21 @@ func commitTree(t *testing.T, s *engine.Storage, in *engine.Instance) (a, b, c, 
 	return a, b, c, tid
 }
 
+// packAnnounced packs and returns, with the result, how many states the
+// analysis announced it would read (its progress's first total; 0 when it
+// announced none).
+func packAnnounced(t *testing.T, s *engine.Storage, o engine.PackOptions) (*engine.PackResult, int64) {
+	var announced atomic.Int64
+	o.Progress = func(p pack.Progress) {
+		if p.Phase == "analyze" && p.Total != 0 {
+			announced.CompareAndSwap(0, p.Total)
+		}
+	}
+	res, err := s.Pack(ctx, o)
+	require.NoError(t, err)
+	return res, announced.Load()
+}
+
 // A pack with garbage collection through the engine, on every database and
 // mode: what the root reaches stays, with its current state; what it no
 // longer reaches and (history-preserving) superseded revisions go; a second
@@ -62,10 +78,14 @@ func TestPackCollectsGarbage(t *testing.T) {
 		a, b, c, tid1 := commitTree(t, s, in)
 		tid2 := commit(t, in, map[uint64]uint64{0: tid1, a: tid1}, map[uint64]string{0: record(a), a: record(b)})
 
-		res, err := s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true})
-		require.NoError(t, err)
+		res, announced := packAnnounced(t, s, engine.PackOptions{TID: pack.MaxTID, GC: true})
 		require.Equal(t, tid2, res.PackTID)
 		require.EqualValues(t, 1, res.Garbage)
+		if o.KeepHistory {
+			// Not the first revisions of the root and a: they go.
+			require.EqualValues(t, 4, res.Analyzed)
+		}
+		require.Equal(t, res.Analyzed, announced, "the progress announced the states it read")
 		require.Empty(t, res.Unreadable)
 
 		for oid, want := range map[uint64]string{0: record(a), a: record(b), b: record()} {
@@ -73,7 +93,7 @@ func TestPackCollectsGarbage(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, want, string(state))
 		}
-		_, _, err = in.Load(ctx, c)
+		_, _, err := in.Load(ctx, c)
 		require.Equal(t, engine.KindPOSKey, engine.KindOf(err), "unreachable object removed")
 		if o.KeepHistory {
 			_, err = in.LoadSerial(ctx, a, tid1)
@@ -264,17 +284,17 @@ func TestPackReferencesOfManyBatchesServeTheNextPack(t *testing.T) {
 			commitRecorded(t, in, serials, states)
 		}
 		commitRecorded(t, in, serials, map[uint64]string{0: record(kids[0])})
-		res, err := s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true})
-		require.NoError(t, err)
+		res, announced := packAnnounced(t, s, engine.PackOptions{TID: pack.MaxTID, GC: true})
 		require.Zero(t, res.Garbage)
 		require.EqualValues(t, n+2, res.Analyzed)
+		require.EqualValues(t, n+2, announced)
 
 		// The chain's last link lets go of the extra object: only that one
 		// is garbage, found through every other link's recorded references.
 		commit(t, in, serials, map[uint64]string{kids[n-1]: record()})
-		res, err = s.Pack(ctx, engine.PackOptions{TID: pack.MaxTID, GC: true})
-		require.NoError(t, err)
+		res, announced = packAnnounced(t, s, engine.PackOptions{TID: pack.MaxTID, GC: true})
 		require.EqualValues(t, 1, res.Analyzed, "only the new revision is read")
+		require.EqualValues(t, 1, announced)
 		require.EqualValues(t, 1, res.Garbage)
 		_, _, err = in.Load(ctx, extra)
 		require.Equal(t, engine.KindPOSKey, engine.KindOf(err))

@@ -110,4 +110,9 @@ type Flavor struct {
 	// takes the commit lock last, in the same order. Otherwise (PostgreSQL's
 	// advisory locks, SQLite's one write lock) it takes the commit lock first.
 	RowsFirst bool
+	// ByTID, when set, follows object_state's name in a FROM clause that
+	// reads it in tid order, so that it is read through its tid index as
+	// the rows are sent (MySQL's FORCE INDEX): the planner would otherwise
+	// sort the whole table, states included, before the first row.
+	ByTID string
 }

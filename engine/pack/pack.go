@@ -117,9 +117,15 @@ type packer struct {
 	// object_refs_added does not list (an interrupted analysis's), sorted,
 	// found by readGraph before the analysis; only their rows are replaced.
 	stale []int64
-	start time.Time
-	phase string    // the current phase
-	since time.Time // when it began
+	// recorded: history-preserving with garbage collection, the
+	// transactions object_refs_added lists at the start, sorted.
+	recorded []int64
+	// toRead: history-preserving with garbage collection, how many states
+	// the analysis will read (counted by readObjects, for the progress).
+	toRead int64
+	start  time.Time
+	phase  string    // the current phase
+	since  time.Time // when it began
 }
 
 // Run packs through s, which holds the pack lock.

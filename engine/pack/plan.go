@@ -3,6 +3,7 @@ package pack
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 )
@@ -33,6 +34,13 @@ func (p *packer) prepack(ctx context.Context) error {
 	}
 	if err := p.w.empty(ctx, tables...); err != nil {
 		return err
+	}
+	if p.o.GC && p.o.KeepHistory {
+		// Before the objects: readObjects counts the states the analysis will
+		// read, those of transactions not listed.
+		if p.recorded, err = p.r.int64s(ctx, `SELECT tid FROM object_refs_added ORDER BY tid`); err != nil {
+			return fmt.Errorf("read the transactions analyzed before: %w", err)
+		}
 	}
 	g, err := p.readObjects(ctx)
 	if err != nil {
@@ -73,14 +81,7 @@ func (p *packer) prepack(ctx context.Context) error {
 // interrupted analysis left unrecorded (p.stale): only those need removing
 // before the analysis writes them again.
 func (p *packer) readGraph(ctx context.Context) error {
-	var recorded []int64
-	if p.o.KeepHistory {
-		var err error
-		if recorded, err = p.r.int64s(ctx, `SELECT tid FROM object_refs_added ORDER BY tid`); err != nil {
-			return err
-		}
-	}
-	stale, err := p.g.readEdges(ctx, p.r, p.o.KeepHistory, recorded)
+	stale, err := p.g.readEdges(ctx, p.r, p.o.KeepHistory, p.recorded)
 	p.stale = stale
 	return err
 }
@@ -91,35 +92,52 @@ const planBatch = 20000
 // readObjects returns the objects with revisions at or before the pack
 // time (history-free: every object), each with the revision it keeps, the
 // newest of those. History-preserving, the older revisions, which go
-// whatever the traversal finds, are written into pack_state as they pass:
-// the analysis does not read them.
+// whatever the traversal finds, are written into pack_state as they pass
+// (on the write connection, while the read goes on): the analysis does not
+// read them. With garbage collection, it also counts the states the
+// analysis will read (p.toRead).
 func (p *packer) readObjects(ctx context.Context) (*graph, error) {
 	g := &graph{}
+	hp := p.o.KeepHistory
 	// In the primary key's order, with no condition on tid (the databases
 	// would sort the rows again, in a third to a fifth of the time).
 	q := `SELECT zoid, tid FROM object_state ORDER BY zoid`
-	if p.o.KeepHistory {
+	if hp {
 		q = `SELECT zoid, tid FROM object_state ORDER BY zoid, tid`
 	}
-	var older []int64 // pack_state rows: tid, zoid
-	flush := func() error {
-		err := p.inTxn(ctx, func() error { return p.w.insert(ctx, "pack_state", []string{"tid", "zoid"}, older) })
-		older = older[:0]
-		return err
+	count := hp && p.o.GC
+	unread := func(tid int64) bool {
+		_, ok := slices.BinarySearch(p.recorded, tid)
+		return !ok
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	out, written := p.planWriter(ctx, cancel)
+	var older []int64 // pack_state rows: tid, zoid
 	err := p.r.each(ctx, q, nil, func(rows adapter.Rows) error {
 		var oid, tid int64
 		if err := rows.Scan(&oid, &tid); err != nil {
 			return err
 		}
-		if p.o.KeepHistory && uint64(tid) > p.res.PackTID {
+		if count && unread(tid) {
+			p.toRead++
+		}
+		if hp && uint64(tid) > p.res.PackTID {
 			return nil // after the pack time
 		}
 		if n := len(g.oids); n > 0 && g.oids[n-1] == uint64(oid) {
+			if count && unread(int64(g.keep[n-1])) {
+				p.toRead-- // superseded: in pack_state, not read
+			}
 			older = append(older, int64(g.keep[n-1]), oid)
 			g.keep[n-1] = uint64(tid)
 			if len(older) >= 2*planBatch {
-				return flush()
+				select {
+				case out <- older:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				older = make([]int64, 0, 2*planBatch)
 			}
 			return nil
 		}
@@ -128,10 +146,35 @@ func (p *packer) readObjects(ctx context.Context) (*graph, error) {
 		return nil
 	})
 	if err == nil && len(older) > 0 {
-		err = flush()
+		out <- older
+	}
+	close(out)
+	if werr := <-written; werr != nil {
+		err = werr // the read's error is then the cancellation
 	}
 	g.marked = make([]uint64, (len(g.oids)+63)/64)
 	return g, err
+}
+
+// planWriter writes the batches of pack_state rows sent on the channel
+// returned, each in a transaction of the write connection, until it is
+// closed; then the second channel gives the first error (after which it
+// called cancel and dropped the rest).
+func (p *packer) planWriter(ctx context.Context, cancel func()) (chan<- []int64, <-chan error) {
+	in, done := make(chan []int64, 1), make(chan error, 1)
+	go func() {
+		var err error
+		for rows := range in {
+			if err == nil {
+				err = p.inTxn(ctx, func() error { return p.w.insert(ctx, "pack_state", []string{"tid", "zoid"}, rows) })
+				if err != nil {
+					cancel()
+				}
+			}
+		}
+		done <- err
+	}()
+	return in, done
 }
 
 // fillPackObject writes the plan's objects into pack_object, as RelStorage's

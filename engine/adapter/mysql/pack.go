@@ -10,7 +10,7 @@ import (
 )
 
 var flavor = &adapter.Flavor{True: "TRUE", False: "FALSE", Txn: "transaction", Empty: "TRUNCATE TABLE", Analyze: "ANALYZE TABLE",
-	MaxParams: 60000, RowsFirst: true, JoinDelete: true}
+	MaxParams: 60000, RowsFirst: true, JoinDelete: true, ByTID: "FORCE INDEX (object_state_tid)"}
 
 // OpenPack takes RelStorage's pack lock (GET_LOCK on "<database>.pack", not
 // waiting) on a connection of its own, held until Close.
