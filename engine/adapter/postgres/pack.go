@@ -2,8 +2,11 @@ package postgres
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -137,18 +140,64 @@ func (r pgRunner) Exec(ctx context.Context, query string, args ...any) (int64, e
 	return tag.RowsAffected(), nil
 }
 
-// InsertInt64s inserts with COPY: one round trip, no statement to parse.
+// InsertInt64s inserts with COPY in binary form, written here: one round
+// trip, no statement to parse, and no value boxed and encoded one by one
+// (pgx's CopyFrom described the table first and allocated three times a
+// row: a tenth of a million-object pack's time in the engine). The pack's
+// tables are all of BIGINT columns, as RelStorage creates them.
 func (r pgRunner) InsertInt64s(ctx context.Context, table string, cols []string, values []int64) error {
-	w := len(cols)
-	_, err := r.conn.CopyFrom(ctx, pgx.Identifier{table}, cols, pgx.CopyFromSlice(len(values)/w,
-		func(i int) ([]any, error) {
-			row := make([]any, w)
-			for j := range row {
-				row[j] = values[i*w+j]
-			}
-			return row, nil
-		}))
+	if len(cols) == 0 || len(values)%len(cols) != 0 {
+		return fmt.Errorf("copy into %s: %d values are no whole rows of %d columns", table, len(values), len(cols))
+	}
+	names := make([]string, len(cols))
+	for i, c := range cols {
+		names[i] = pgx.Identifier{c}.Sanitize()
+	}
+	sql := "COPY " + pgx.Identifier{table}.Sanitize() + " (" + strings.Join(names, ", ") + ") FROM STDIN BINARY"
+	_, err := r.conn.PgConn().CopyFrom(ctx, &binaryInt64Rows{values: values, width: len(cols)}, sql)
 	return r.d.wrap(r.conn, err)
+}
+
+// binaryInt64Rows reads rows of BIGINTs in COPY's binary format: the
+// signature, flags and header extension length; each row its field count,
+// then each value's length (8) and its bytes, big-endian; -1 at the end.
+type binaryInt64Rows struct {
+	values  []int64
+	width   int
+	i       int  // values[i:] not yet written
+	started bool // the header is written
+	ended   bool // the trailer is written
+	buf     []byte
+	off     int // buf[off:] not yet read
+}
+
+var copyHeader = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+
+func (r *binaryInt64Rows) Read(p []byte) (int, error) {
+	if r.off == len(r.buf) {
+		if r.ended {
+			return 0, io.EOF
+		}
+		r.buf, r.off = r.buf[:0], 0
+		if !r.started {
+			r.buf, r.started = append(r.buf, copyHeader...), true
+		}
+		// About 64 kB of rows at a time.
+		for r.i+r.width <= len(r.values) && len(r.buf) < 64<<10 {
+			r.buf = binary.BigEndian.AppendUint16(r.buf, uint16(r.width))
+			for _, v := range r.values[r.i : r.i+r.width] {
+				r.buf = binary.BigEndian.AppendUint32(r.buf, 8)
+				r.buf = binary.BigEndian.AppendUint64(r.buf, uint64(v))
+			}
+			r.i += r.width
+		}
+		if r.i+r.width > len(r.values) {
+			r.buf, r.ended = binary.BigEndian.AppendUint16(r.buf, 0xffff), true
+		}
+	}
+	n := copy(p, r.buf[r.off:])
+	r.off += n
+	return n, nil
 }
 
 func (r pgRunner) Query(ctx context.Context, query string, args ...any) (adapter.Rows, error) {
