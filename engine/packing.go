@@ -24,7 +24,7 @@ type PackOptions struct {
 	SkipPrepack bool   `json:"skip_prepack"`
 	CheckRefs   bool   `json:"check_refs"`
 	// Progress, when set, is told where the pack is each time
-	// PackProgress's answer changes.
+	// PackProgress's answer changes, from the pack's goroutines.
 	Progress func(pack.Progress) `json:"-"`
 }
 
