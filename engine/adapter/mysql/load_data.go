@@ -13,6 +13,7 @@ import (
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlpack"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
 // A pack's bulk inserts (object_ref, object_refs_added, pack_state: rows of
@@ -52,7 +53,7 @@ func (d *dialect) loadInt64s(ctx context.Context, exec sqlpack.Execer, table str
 		return adapter.ErrBulkRefused
 	}
 	name := "gorelstorage-" + strconv.FormatUint(loadSeq.Add(1), 10)
-	mysql.RegisterReaderHandler(name, func() io.Reader { return &int64Rows{values: values, width: len(cols)} })
+	mysql.RegisterReaderHandler(name, func() io.Reader { return int64Rows(values, len(cols)) })
 	defer mysql.DeregisterReaderHandler(name)
 	q := fmt.Sprintf("LOAD DATA LOCAL INFILE 'Reader::%s' REPLACE INTO TABLE %s (%s)", name, table, strings.Join(cols, ", "))
 	_, err := exec.ExecContext(ctx, q)
@@ -65,35 +66,17 @@ func (d *dialect) loadInt64s(ctx context.Context, exec sqlpack.Execer, table str
 }
 
 // int64Rows reads rows of integers as LOAD DATA's default text: values
-// separated by tabs, rows ended by newlines. len(values) is a multiple of
-// width (loadInt64s checks).
-type int64Rows struct {
-	values []int64
-	width  int
-	i      int
-	buf    []byte // rows written into text
-	off    int    // buf[off:] not yet read
-}
-
-func (r *int64Rows) Read(p []byte) (int, error) {
-	if r.off == len(r.buf) {
-		if r.i >= len(r.values) {
-			return 0, io.EOF
-		}
-		// About 16 kB of rows (the driver's packets) at a time.
-		r.buf, r.off = r.buf[:0], 0
-		for r.i+r.width <= len(r.values) && len(r.buf) < 16<<10 {
-			for c := 0; c < r.width; c++ {
+// separated by tabs, rows ended by newlines, about 16 kB (the driver's
+// packets) at a time. len(values) is a multiple of width (loadInt64s checks).
+func int64Rows(values []int64, width int) *sqlrow.Int64Rows {
+	return &sqlrow.Int64Rows{Values: values, Width: width, Piece: 16 << 10,
+		Encode: func(buf []byte, row []int64) []byte {
+			for c, v := range row {
 				if c > 0 {
-					r.buf = append(r.buf, '\t')
+					buf = append(buf, '\t')
 				}
-				r.buf = strconv.AppendInt(r.buf, r.values[r.i], 10)
-				r.i++
+				buf = strconv.AppendInt(buf, v, 10)
 			}
-			r.buf = append(r.buf, '\n')
-		}
-	}
-	n := copy(p, r.buf[r.off:])
-	r.off += n
-	return n, nil
+			return append(buf, '\n')
+		}}
 }

@@ -579,7 +579,7 @@ func TestPackLoadsRowsAndFallsBackWithoutLocalInfile(t *testing.T) {
 func TestInt64RowsText(t *testing.T) {
 	values := []int64{1, -2, math.MaxInt64, math.MinInt64, 0, 7}
 	for _, size := range []int{1, 3, 64, 1 << 16} {
-		r := &int64Rows{values: values, width: 3}
+		r := int64Rows(values, 3)
 		var out []byte
 		buf := make([]byte, size)
 		for {

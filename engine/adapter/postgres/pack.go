@@ -5,12 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
+	"github.com/gorelstorage/gorelstorage/engine/adapter/internal/sqlrow"
 )
 
 var flavor = &adapter.Flavor{Numbered: "$", True: "TRUE", False: "FALSE", Txn: "transaction",
@@ -155,50 +155,25 @@ func (r pgRunner) InsertInt64s(ctx context.Context, table string, cols []string,
 		names[i] = pgx.Identifier{c}.Sanitize()
 	}
 	sql := "COPY " + pgx.Identifier{table}.Sanitize() + " (" + strings.Join(names, ", ") + ") FROM STDIN BINARY"
-	_, err := r.conn.PgConn().CopyFrom(ctx, &binaryInt64Rows{values: values, width: len(cols)}, sql)
+	_, err := r.conn.PgConn().CopyFrom(ctx, binaryInt64Rows(values, len(cols)), sql)
 	return r.d.wrap(r.conn, err)
 }
 
-// binaryInt64Rows reads rows of BIGINTs in COPY's binary format: the
-// signature, flags and header extension length; each row its field count,
-// then each value's length (8) and its bytes, big-endian; -1 at the end.
-type binaryInt64Rows struct {
-	values  []int64
-	width   int
-	i       int  // values[i:] not yet written
-	started bool // the header is written
-	ended   bool // the trailer is written
-	buf     []byte
-	off     int // buf[off:] not yet read
-}
-
-var copyHeader = []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00")
-
-func (r *binaryInt64Rows) Read(p []byte) (int, error) {
-	if r.off == len(r.buf) {
-		if r.ended {
-			return 0, io.EOF
-		}
-		r.buf, r.off = r.buf[:0], 0
-		if !r.started {
-			r.buf, r.started = append(r.buf, copyHeader...), true
-		}
-		// About 64 kB of rows at a time.
-		for r.i+r.width <= len(r.values) && len(r.buf) < 64<<10 {
-			r.buf = binary.BigEndian.AppendUint16(r.buf, uint16(r.width))
-			for _, v := range r.values[r.i : r.i+r.width] {
-				r.buf = binary.BigEndian.AppendUint32(r.buf, 8)
-				r.buf = binary.BigEndian.AppendUint64(r.buf, uint64(v))
+// binaryInt64Rows reads rows of BIGINTs in COPY's binary format, about
+// 64 kB at a time: the signature, flags and header extension length; each
+// row its field count, then each value's length (8) and its bytes,
+// big-endian; -1 at the end.
+func binaryInt64Rows(values []int64, width int) *sqlrow.Int64Rows {
+	return &sqlrow.Int64Rows{Values: values, Width: width, Piece: 64 << 10,
+		Head: []byte("PGCOPY\n\xff\r\n\x00\x00\x00\x00\x00\x00\x00\x00\x00"), Tail: []byte{0xff, 0xff},
+		Encode: func(buf []byte, row []int64) []byte {
+			buf = binary.BigEndian.AppendUint16(buf, uint16(len(row)))
+			for _, v := range row {
+				buf = binary.BigEndian.AppendUint32(buf, 8)
+				buf = binary.BigEndian.AppendUint64(buf, uint64(v))
 			}
-			r.i += r.width
-		}
-		if r.i+r.width > len(r.values) {
-			r.buf, r.ended = binary.BigEndian.AppendUint16(r.buf, 0xffff), true
-		}
-	}
-	n := copy(p, r.buf[r.off:])
-	r.off += n
-	return n, nil
+			return buf
+		}}
 }
 
 func (r pgRunner) Query(ctx context.Context, query string, args ...any) (adapter.Rows, error) {

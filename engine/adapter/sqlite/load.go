@@ -83,14 +83,14 @@ func (c *loadConn) Close() error {
 	return c.conn.Close()
 }
 
-// current reads the current revisions of oids (those that exist), one
+// Current reads the current revisions of oids (those that exist), one
 // primary-key read each through the driver directly: a cold read's hot path,
 // and a prefetch's. database/sql's per-query and per-row work cost about 1 us
 // of 4 a load; an IN list of a prefetch's oids is a statement to parse each
 // time and rows through database/sql (a prefetch of 500 objects: 3.8-5.2 us
 // an object that way, 2.5-3.8 this way). The statement belongs to the driver
 // connection c.conn holds for its lifetime.
-func (c *loadConn) current(ctx context.Context, oids []uint64) ([]adapter.Revision, error) {
+func (c *loadConn) Current(ctx context.Context, oids []uint64) ([]adapter.Revision, error) {
 	out := make([]adapter.Revision, 0, len(oids))
 	err := c.conn.Raw(func(dc any) error {
 		if c.one == nil {
@@ -208,10 +208,6 @@ func scanRevisions(rows *sql.Rows, out []adapter.Revision) ([]adapter.Revision, 
 		out = append(out, r)
 	}
 	return out, rows.Err()
-}
-
-func (c *loadConn) Current(ctx context.Context, oids []uint64) ([]adapter.Revision, error) {
-	return c.current(ctx, oids)
 }
 
 const (
