@@ -126,6 +126,50 @@ def test_pack_to_a_time_keeps_later_history(database):
         db.close()
 
 
+def _dangling_prev_tids(database, keep_history):
+    """object_state rows whose prev_tid names a transaction that does not exist, read
+    through RelStorage's own connection."""
+    rs = database.make_relstorage(keep_history)
+    conn, cursor = rs._adapter.connmanager.open()
+    try:
+        txn = '`transaction`' if database.name == 'mysql' else '"transaction"'
+        cursor.execute('SELECT o.zoid, o.tid, o.prev_tid FROM object_state o WHERE o.prev_tid <> 0'
+                       ' AND NOT EXISTS (SELECT 1 FROM %s t WHERE t.tid = o.prev_tid)' % txn)
+        return list(cursor.fetchall())
+    finally:
+        rs._adapter.connmanager.close(conn, cursor)
+        rs.close()
+
+
+def test_pack_removes_emptied_transactions_and_later_undo_works(database):
+    """History-preserving: a transaction whose every revision the pack removes goes, the
+    revisions kept no longer name it, and undo of a later transaction restores them."""
+    storage = database.make(True)
+    db = ZODB.DB(storage)
+    try:
+        with db.transaction() as conn:
+            conn.root()['a'] = PersistentMapping(v=1)
+        first = _tid(storage)
+        with db.transaction() as conn:
+            conn.root()['n'] = 1
+            conn.root()['a']['v'] = 2
+        middle = _tid(storage)
+        with db.transaction() as conn:
+            conn.root()['a']['v'] = 3
+        storage.pack(middle, referencesf)
+        a = _oid_of(db, 'a')
+        assert first not in [u64(t.tid) for t in storage.iterator()]
+        assert [u64(h['tid']) for h in storage.history(a, size=10)] == [_tid(storage), middle]
+        assert _dangling_prev_tids(database, True) == []
+        assert len(storage.undoLog()) == 1
+        db.undo(storage.undoLog(0, 1)[0]['id'])
+        transaction.commit()
+        with db.transaction() as conn:
+            assert conn.root()['a']['v'] == 2
+    finally:
+        db.close()
+
+
 def test_prepack_then_skip_prepack(database, keep_history):
     storage = database.make(keep_history)
     db = ZODB.DB(storage)
