@@ -132,7 +132,7 @@ def _dangling_prev_tids(database, keep_history):
     rs = database.make_relstorage(keep_history)
     conn, cursor = rs._adapter.connmanager.open()
     try:
-        txn = '`transaction`' if database.name == 'mysql' else '"transaction"'
+        txn = {'mysql': '`transaction`', 'oracle': 'transaction'}.get(database.name, '"transaction"')
         cursor.execute('SELECT o.zoid, o.tid, o.prev_tid FROM object_state o WHERE o.prev_tid <> 0'
                        ' AND NOT EXISTS (SELECT 1 FROM %s t WHERE t.tid = o.prev_tid)' % txn)
         return list(cursor.fetchall())
