@@ -158,8 +158,9 @@ func (p *packer) removeRevisions(ctx context.Context) error {
 // and then on InnoDB: one batch's UPDATE of prev_tid locks the index
 // entries it reads before their rows, the other batch's DELETE the rows
 // before their entries (4 to 9 times in a million objects' pack, of about
-// 75 batches, when every kept revision whose predecessor went was reset;
-// rare since only those whose predecessor's transaction goes are).
+// 75 batches, while the reset covered every kept revision whose predecessor
+// went; none in the slow-logged run since it covers only those whose
+// predecessor's transaction goes).
 const deadlockRetries = 10
 
 // again runs remove, one database transaction, until it succeeds, fails
@@ -587,9 +588,10 @@ func (p *packer) keep(ctx context.Context, newly []int64) error {
 	if _, err := p.w.onRevs(ctx, `DELETE FROM pack_state`, revs); err != nil {
 		return err
 	}
-	// Every older revision of theirs is still planned: the one kept now
-	// has no predecessor (the batches reset prev_tid only for revisions
-	// they keep, and may have passed these).
+	// Every older revision of theirs is still planned, and a batch that
+	// already passed them left their prev_tid as it was (they were
+	// planned then), though it may name a transaction that batch emptied:
+	// reset here, whatever that transaction becomes (a few rows).
 	_, err := p.w.onRevs(ctx, `UPDATE object_state SET prev_tid = 0`, revs)
 	return err
 }
