@@ -141,6 +141,7 @@ func (d *dialect) connect(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, 
 	if err != nil {
 		return nil, d.connectError(err)
 	}
+	registerTypes(conn.TypeMap())
 	return conn, nil
 }
 

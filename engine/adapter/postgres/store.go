@@ -163,7 +163,7 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 			oids := make([]int64, len(writes))
 			prev := make([]int64, len(writes))
 			sums := make([]*string, len(writes))
-			states := make([][]byte, len(writes))
+			states := make(byteaArray, len(writes))
 			var created, existing []int64 // current_object rows to insert, to upsert
 			for i, w := range writes {
 				oids[i], prev[i], states[i] = int64(w.OID), int64(w.PrevTID), w.State
@@ -190,7 +190,7 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 		// them: their oids were issued to this transaction, or a restore's duplicate
 		// fails here), the others, locked since the vote, upserted.
 		var newOIDs, upOIDs, delOIDs []int64
-		var newStates, upStates [][]byte
+		var newStates, upStates byteaArray
 		for _, w := range writes {
 			switch {
 			case w.State == nil:
@@ -350,7 +350,7 @@ func (c *storeConn) MoveMany(ctx context.Context, txns []adapter.MovedTxn) error
 	if c.d.settings.KeepHistory {
 		n := len(txns)
 		txnTIDs, packed, empty := make([]int64, n), make([]bool, n), make([]bool, n)
-		users, descs, exts := make([][]byte, n), make([][]byte, n), make([][]byte, n)
+		users, descs, exts := make(byteaArray, n), make(byteaArray, n), make(byteaArray, n)
 		for i, t := range txns {
 			txnTIDs[i], packed[i], empty[i] = int64(t.Meta.TID), t.Meta.Packed, len(t.Writes) == 0
 			users[i], descs[i], exts[i] = sqlrow.NonNil(t.Meta.User), sqlrow.NonNil(t.Meta.Description), sqlrow.NonNil(t.Meta.Extension)
@@ -358,7 +358,7 @@ func (c *storeConn) MoveMany(ctx context.Context, txns []adapter.MovedTxn) error
 		b.Queue(sqlInsertTxns, txnTIDs, packed, empty, users, descs, exts)
 		if len(flat) > 0 {
 			oids, prev := make([]int64, len(flat)), make([]int64, len(flat))
-			sums, states := make([]*string, len(flat)), make([][]byte, len(flat))
+			sums, states := make([]*string, len(flat)), make(byteaArray, len(flat))
 			for i, w := range flat {
 				oids[i], prev[i], states[i] = int64(w.OID), int64(w.PrevTID), w.State
 				if w.MD5 != nil {
@@ -375,7 +375,7 @@ func (c *storeConn) MoveMany(ctx context.Context, txns []adapter.MovedTxn) error
 		}
 	} else {
 		var upOIDs, upTIDs, delOIDs []int64
-		var states [][]byte
+		var states byteaArray
 		for oid, i := range last {
 			if flat[i].State == nil {
 				delOIDs = append(delOIDs, int64(oid))
