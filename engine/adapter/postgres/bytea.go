@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"slices"
 
@@ -42,6 +43,9 @@ func (byteaArrayPlan) Encode(value any, buf []byte) ([]byte, error) {
 		if e == nil {
 			nulls = 1
 		}
+	}
+	if size > math.MaxInt32 {
+		return nil, fmt.Errorf("postgresql: a bytea[] parameter of %d bytes is over the protocol's 2 GB", size)
 	}
 	buf = slices.Grow(buf, size)
 	buf = binary.BigEndian.AppendUint32(buf, 1)
