@@ -19,14 +19,29 @@ func (in *Instance) readErr(err error, what string) error {
 
 // Load returns the current state of oid in the instance's view: from the
 // shared cache when the index knows which revision the snapshot sees and the
-// cache holds it, else from the database (and then into the cache).
+// cache holds it, else from the database (and then into the cache). An
+// instance outside a polled snapshot (one that never polls, as a script's
+// root storage, starts a snapshot for every load, so that it sees every
+// commit made before) reads an object the cache does not hold with the new
+// snapshot's start: one round trip, where the start and then a read took two.
 func (in *Instance) Load(ctx context.Context, oid uint64) ([]byte, uint64, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	c, err := in.view(ctx)
-	if err != nil {
+	// As view, but a new snapshot's start carries the read where the dialect
+	// can send both at once.
+	if err := in.check(); err != nil {
 		return nil, 0, err
 	}
+	if !in.inSnapshot || !in.polled {
+		rev, loaded, err := in.startSnapshotLoad(ctx, oid, !in.likelyCached(oid))
+		if err != nil {
+			return nil, 0, err
+		}
+		if loaded {
+			return in.loaded(oid, rev)
+		}
+	}
+	c := in.load
 	if r, ok := in.prefetched[oid]; ok {
 		return r.State, r.TID, nil
 	}
@@ -38,12 +53,36 @@ func (in *Instance) Load(ctx context.Context, oid uint64) ([]byte, uint64, error
 	if err != nil {
 		return nil, 0, in.readErr(err, "load")
 	}
-	if len(revs) == 0 || revs[0].State == nil {
+	var rev adapter.Revision
+	if len(revs) > 0 {
+		rev = revs[0]
+	}
+	return in.loaded(oid, rev)
+}
+
+// likelyCached tells whether the shared cache holds the revision of oid
+// current at the index's head: the read a new snapshot's start would carry
+// is then left out, the snapshot most likely sees that revision (a commit
+// since makes a second round trip).
+func (in *Instance) likelyCached(oid uint64) bool {
+	sh := in.s.sh
+	head, epoch, fresh := sh.index.position()
+	if fresh || !sh.cache.Enabled() {
+		return false
+	}
+	tid, ok := sh.index.lookup(epoch, head, oid)
+	return ok && sh.cache.Has(oid, tid)
+}
+
+// loaded answers Load with the revision read from the database (an empty one
+// when the object has no row).
+func (in *Instance) loaded(oid uint64, rev adapter.Revision) ([]byte, uint64, error) {
+	if rev.State == nil {
 		return nil, 0, POSKeyError(oid, "no object %#x", oid)
 	}
-	in.keep(revs[0])
-	in.remember(oid, revs[0].TID, revs[0].State)
-	return revs[0].State, revs[0].TID, nil
+	in.keep(rev)
+	in.remember(oid, rev.TID, rev.State)
+	return rev.State, rev.TID, nil
 }
 
 // LoadCached is Load when it can be answered at once from the shared cache

@@ -78,6 +78,17 @@ const noChanges = 1<<63 - 1
 // shared index's head into it (one round trip where the dialect can start a
 // snapshot and poll at once), so that the cache can serve this snapshot.
 func (in *Instance) startSnapshot(ctx context.Context) error {
+	_, _, err := in.startSnapshotLoad(ctx, 0, false)
+	return err
+}
+
+// startSnapshotLoad is startSnapshot that also reads oid's current revision
+// in the new snapshot when want is set and the dialect can send that read
+// with the snapshot's start (adapter.SnapshotLoader): loaded tells whether it
+// did, found whether the object has a row. An instance that never polls (the
+// root storage of scripts and tools) starts a snapshot for every load, which
+// is then one round trip, as a load in a held snapshot is.
+func (in *Instance) startSnapshotLoad(ctx context.Context, oid uint64, want bool) (rev adapter.Revision, loaded bool, err error) {
 	if _, late := in.load.(adapter.LateEnder); late {
 		// The new snapshot's first round trip ends the old one: no timer.
 		in.inSnapshot, in.prefetched = false, nil
@@ -88,7 +99,7 @@ func (in *Instance) startSnapshot(ctx context.Context) error {
 	if in.load == nil {
 		c, err := in.s.dialect.OpenLoad(ctx)
 		if err != nil {
-			return classify(err, "open load connection")
+			return rev, false, classify(err, "open load connection")
 		}
 		in.load = c
 	}
@@ -104,8 +115,11 @@ func (in *Instance) startSnapshot(ctx context.Context) error {
 	limit := in.s.opts.CacheDeltaSizeLimit
 	var last uint64
 	var changes []adapter.Change
-	var err error
-	if p, ok := in.load.(adapter.SnapshotPoller); ok {
+	var found bool
+	if l, ok := in.load.(adapter.SnapshotLoader); ok && want {
+		last, changes, rev, found, err = l.BeginPollLoad(ctx, ask, limit+1, oid)
+		in.inSnapshot, loaded = err == nil, err == nil
+	} else if p, ok := in.load.(adapter.SnapshotPoller); ok {
 		last, changes, err = p.BeginPoll(ctx, ask, limit+1)
 		in.inSnapshot = err == nil
 	} else if err = in.load.Begin(ctx); err == nil {
@@ -117,12 +131,15 @@ func (in *Instance) startSnapshot(ctx context.Context) error {
 	}
 	if err != nil {
 		in.dropLoad() // a broken connection is reopened by the next read
-		return classify(err, "begin snapshot")
+		return rev, false, classify(err, "begin snapshot")
 	}
 	in.s.sawTID(last)
 	in.snapLast, in.snapEpoch = last, epoch
 	in.snapTID, in.indexed = x.merge(epoch, after, max(last, done), changes, len(changes) > limit)
-	return nil
+	if !found {
+		rev = adapter.Revision{}
+	}
+	return rev, loaded, nil
 }
 
 // view returns the load connection positioned for a read: the held snapshot

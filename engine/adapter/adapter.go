@@ -257,6 +257,15 @@ type SnapshotPoller interface {
 	BeginPoll(ctx context.Context, after uint64, limit int) (last uint64, changes []Change, err error)
 }
 
+// SnapshotLoader is implemented by load connections that can also read one
+// object's current revision in the round trip that starts a snapshot.
+type SnapshotLoader interface {
+	// BeginPollLoad is BeginPoll that also returns oid's current revision in
+	// the new snapshot; found is false when the object has no row.
+	BeginPollLoad(ctx context.Context, after uint64, limit int, oid uint64) (last uint64, changes []Change,
+		rev Revision, found bool, err error)
+}
+
 // LateEnder is implemented by load connections whose Begin (and BeginPoll)
 // ends a snapshot still open in the same round trip that starts the new one.
 // The instance may then leave End out between them: ZODB polls right after

@@ -17,7 +17,8 @@ import (
 // RoundTrips checks, in both history modes, that a commit of 1, 10, 100 and
 // 1000 objects (new, changed, or with readCurrent objects) takes
 // commitRoundTrips(objects, hp) round trips once a commit of its size has
-// prepared what it prepares, a poll, a load and the end of a snapshot 1 each,
+// prepared what it prepares, a poll, a load (also by an instance that never
+// polls, which starts a snapshot for it) and the end of a snapshot 1 each,
 // and 1024 new OIDs in a burst at most oidBurstRoundTrips. adapterName is a
 // dialect registered to call count once per round trip; zap empties the
 // database before each mode.
@@ -114,6 +115,30 @@ func RoundTrips(t *testing.T, adapterName string, options any, zap func(t *testi
 				_, _, err := other.Load(ctx, warm[1])
 				require.NoError(t, err)
 			}), "load after the cache was emptied")
+			// An instance that never polls (the root storage of scripts and
+			// tools) starts a snapshot for each load: the read goes with it.
+			root, err := s.NewInstance()
+			require.NoError(t, err)
+			defer root.Release()
+			for range 2 { // opens its connection; the second prepares ending a snapshot with the next
+				s.ClearCache()
+				_, _, err = root.Load(ctx, warm[0])
+				require.NoError(t, err)
+			}
+			for _, what := range []string{"not cached", "in the shared cache"} { // the first load fills it
+				require.Equal(t, int64(1), counted(func() {
+					state, tid, err := root.Load(ctx, warm[1])
+					require.NoError(t, err)
+					require.Equal(t, serials[warm[1]], tid)
+					require.NotEmpty(t, state)
+				}), "load by an instance that never polls, %s", what)
+			}
+			require.Equal(t, int64(1), counted(func() {
+				_, _, err := root.Load(ctx, 1<<60) // no such object
+				var e *engine.Error
+				require.ErrorAs(t, err, &e)
+				require.Equal(t, engine.KindPOSKey, e.Kind)
+			}), "load of a missing object by an instance that never polls")
 			// The end of a snapshot travels with the next poll...
 			require.Equal(t, int64(1), counted(func() {
 				other.Sync()

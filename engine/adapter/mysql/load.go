@@ -76,6 +76,36 @@ func (c *loadConn) BeginPoll(ctx context.Context, after uint64, limit int) (uint
 	return uint64(last), changes, err
 }
 
+// BeginPollLoad is BeginPoll with oid's current revision read in the same
+// round trip, in the new snapshot.
+func (c *loadConn) BeginPollLoad(ctx context.Context, after uint64, limit int, oid uint64) (
+	uint64, []adapter.Change, adapter.Revision, bool, error) {
+	if err := c.Begin(ctx); err != nil {
+		return 0, nil, adapter.Revision{}, false, err
+	}
+	var last int64
+	var changes []adapter.Change
+	var revs []adapter.Revision
+	s := &script{}
+	s.add(c.d.q.lastTID)
+	s.add(c.d.q.changes, int64(after), int64(1<<63-1), limit)
+	s.add(c.d.q.current, int64(oid))
+	err := c.run(ctx, s, func(r *resultSets) error {
+		changes, revs = changes[:0], revs[:0]
+		if err := r.next(func(rows *sql.Rows) error { return rows.Scan(&last) }); err != nil {
+			return err
+		}
+		if err := r.next(scanChange(&changes)); err != nil {
+			return err
+		}
+		return r.next(scanRevision(&revs))
+	})
+	if err != nil || len(revs) == 0 {
+		return uint64(last), changes, adapter.Revision{}, false, err
+	}
+	return uint64(last), changes, revs[0], true, nil
+}
+
 func scanChange(out *[]adapter.Change) func(*sql.Rows) error {
 	return func(r *sql.Rows) error { return sqlrow.ScanChange(r, out) }
 }

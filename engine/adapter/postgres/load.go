@@ -89,6 +89,47 @@ func (c *loadConn) BeginPoll(ctx context.Context, after uint64, limit int) (uint
 	return uint64(last), changes, err
 }
 
+// BeginPollLoad is BeginPoll with oid's current revision read in the same
+// round trip, in the new snapshot.
+func (c *loadConn) BeginPollLoad(ctx context.Context, after uint64, limit int, oid uint64) (
+	uint64, []adapter.Change, adapter.Revision, bool, error) {
+	if err := c.Begin(ctx); err != nil {
+		return 0, nil, adapter.Revision{}, false, err
+	}
+	var last int64
+	var changes []adapter.Change
+	var revs []adapter.Revision
+	err := c.run(ctx, func(b *pgx.Batch) {
+		b.Queue(c.d.q.lastTID)
+		b.Queue(c.d.q.changes, int64(after), int64(1<<63-1), limit)
+		b.Queue(c.d.q.current, int64(oid))
+	}, func(br pgx.BatchResults) error {
+		changes, revs = changes[:0], revs[:0]
+		if err := br.QueryRow().Scan(&last); err != nil {
+			return err
+		}
+		var err error
+		if changes, err = collectChanges(br.Query()); err != nil {
+			return err
+		}
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			if err := scanRevision(&revs)(rows); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+	if err != nil || len(revs) == 0 {
+		return uint64(last), changes, adapter.Revision{}, false, err
+	}
+	return uint64(last), changes, revs[0], true, nil
+}
+
 func collectChanges(rows pgx.Rows, err error) ([]adapter.Change, error) {
 	if err != nil {
 		return nil, err
