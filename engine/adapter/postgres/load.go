@@ -46,18 +46,23 @@ func (c *loadConn) run(ctx context.Context, queue func(*pgx.Batch), read func(pg
 // query runs one statement in the snapshot and scans each row with scan.
 func (c *loadConn) query(ctx context.Context, sql string, args []any, scan func(pgx.Rows) error) error {
 	return c.run(ctx, func(b *pgx.Batch) { b.Queue(sql, args...) }, func(br pgx.BatchResults) error {
-		rows, err := br.Query()
-		if err != nil {
+		return eachRow(br, scan)
+	})
+}
+
+// eachRow reads the next result of a batch, scanning each row with scan.
+func eachRow(br pgx.BatchResults, scan func(pgx.Rows) error) error {
+	rows, err := br.Query()
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := scan(rows); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
-	})
+	}
+	return rows.Err()
 }
 
 func (c *loadConn) LastTID(ctx context.Context) (uint64, error) {
@@ -112,17 +117,7 @@ func (c *loadConn) BeginPollLoad(ctx context.Context, after uint64, limit int, o
 		if changes, err = collectChanges(br.Query()); err != nil {
 			return err
 		}
-		rows, err := br.Query()
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := scanRevision(&revs)(rows); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
+		return eachRow(br, scanRevision(&revs))
 	})
 	if err != nil || len(revs) == 0 {
 		return uint64(last), changes, adapter.Revision{}, false, err
