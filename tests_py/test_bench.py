@@ -79,3 +79,22 @@ def test_the_blob_benchmark_moves_every_byte_beside_its_file_system_floor():
             assert abs(moved - expected) < 1, (row['step'], who, moved)
         assert row['storage_ratio'] is None or row['storage_ratio'] >= 0
     assert '| sqlite | read 20 x 4 kB cold |' in blobs.markdown(rows, args)
+
+
+def test_several_rounds_report_the_median_of_their_medians_and_the_ratios_range():
+    rounds = [
+        {'MappingStorage': {'add': 1.0}, 'gorelstorage_sqlite': {'add': 2.0}, 'relstorage_sqlite': {'add': 5.0}},
+        {'MappingStorage': {'add': 1.0}, 'gorelstorage_sqlite': {'add': 4.0}, 'relstorage_sqlite': {'add': 5.0}},
+        {'MappingStorage': {'add': 1.0}, 'gorelstorage_sqlite': {'add': 3.0, 'tpc': 1.0},
+         'relstorage_sqlite': {'add': 3.0}},
+    ]
+    combined = shootout.combine(rounds)
+    assert combined['gorelstorage_sqlite'] == {'add': 3.0, 'tpc': 1.0}, 'a workload one round has keeps its value'
+    assert combined['relstorage_sqlite']['add'] == 5.0
+    run = {'clients': 1, 'kind': 'threads', 'databases': ['sqlite'], 'medians': combined, 'rounds': rounds,
+           'failed': [], 'errors': []}
+    assert shootout.ratio_range(run, 'sqlite', 'add') == (0.25, 1.0)
+    assert shootout.ratio_range(run, 'sqlite', 'tpc') is None, 'RelStorage never ran it'
+    table = shootout.markdown({'objects': 500, 'mode': 'hf', 'runs': [run]})
+    assert 'medians of 3 runs' in table
+    assert '| add | 1000.000 | - | 5000.000 | 3000.000 | 0.60 | 0.50 ok | 0.25-1.00 |' in table

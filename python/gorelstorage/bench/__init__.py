@@ -242,7 +242,8 @@ def add_arguments(p):
     p.add_argument('--zodbshootout', action='store_true',
                    help='instead, zodbshootout 0.8 itself as the harness (installed by scripts/bench '
                         '--zodbshootout): GoRelStorage, RelStorage and ZEO on a FileStorage, --counts objects '
-                        '(500), --clients, --kinds, --reps values per workload (9), history-free unless --modes hp; '
+                        '(500), --clients, --kinds, --reps values per workload (9), --rounds runs of each '
+                        '(1; their medians\' median), history-free unless --modes hp; '
                         'RelStorage uses the database named like --postgresql\'s or --mysql\'s with 2 appended')
     p.add_argument('--json', default='bench-results.json',
                    help='where to save the results (bench-results.json; bench-blobs.json, bench-pack.json, '
@@ -259,6 +260,7 @@ def main(args):
         args.clients = args.clients or [1]
         args.kinds = args.kinds or ['threads']
         args.reps = args.reps or 9
+        args.rounds = args.rounds or 1
         return run_other(args, 'shootout')
     args.counts = args.counts or ([100] if quick else [1, 10, 100, 1000])
     args.clients = args.clients or [1, 2]

@@ -6,7 +6,9 @@ chosen database and ZEO (a ZEO server on a FileStorage, started here on loopback
 reads the pyperf results back: per workload, each contender's median time per operation (one
 transaction of ``--counts`` objects, or one call), MappingStorage's (zodbshootout's own floor:
 ZODB's work without a storage), and the storage's share of GoRelStorage's time against
-RelStorage's: (GoRelStorage - MappingStorage) / (RelStorage - MappingStorage).
+RelStorage's: (GoRelStorage - MappingStorage) / (RelStorage - MappingStorage). With --rounds N, each
+configuration runs N times and the median of the N medians is reported, with the storage ratio's
+range over the runs.
 
 GoRelStorage uses the database the DSN names; RelStorage the database of the same name with 2
 appended, on the same server (scripts/bench's test servers have both). Both are emptied.
@@ -19,6 +21,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -219,17 +222,50 @@ def run(args, databases):
     except ImportError:
         raise SystemExit('zodbshootout is not installed: scripts/bench --zodbshootout installs '
                          'zodbshootout 0.8.0, pyperf 2.3.1 and six')
-    results = {'objects': args.counts[0], 'mode': 'hp' if args.modes == ['hp'] else 'hf', 'runs': []}
+    results = {'objects': args.counts[0], 'mode': 'hp' if args.modes == ['hp'] else 'hf', 'rounds': args.rounds,
+               'runs': []}
     for clients in args.clients:
         for kind in args.kinds:
-            workdir = tempfile.mkdtemp(prefix='gorelstorage-shootout-')
-            try:
-                medians, failed, errors = run_config(args, databases, workdir, clients, kind)
-            finally:
-                shutil.rmtree(workdir, ignore_errors=True)
+            rounds, failed, errors = [], [], []
+            for n in range(args.rounds):
+                if args.rounds > 1:
+                    print('zodbshootout: round %d of %d' % (n + 1, args.rounds), file=sys.stderr)
+                workdir = tempfile.mkdtemp(prefix='gorelstorage-shootout-')
+                try:
+                    medians, f, e = run_config(args, databases, workdir, clients, kind)
+                finally:
+                    shutil.rmtree(workdir, ignore_errors=True)
+                rounds.append(medians)
+                failed += [x for x in f if x not in failed]
+                errors += [x for x in e if x not in errors]
             results['runs'].append({'clients': clients, 'kind': kind, 'databases': [db for db, _ in databases],
-                                    'medians': medians, 'failed': failed, 'errors': errors})
+                                    'medians': combine(rounds), 'rounds': rounds, 'failed': failed,
+                                    'errors': errors})
     return results
+
+
+def combine(rounds):
+    """Per contender and workload, the median of the rounds' medians (of the rounds that have one):
+    a run of zodbshootout on a busy machine moves a workload by a fifth or more, and the median of
+    several runs by less."""
+    out = {}
+    for medians in rounds:
+        for contender, workloads in medians.items():
+            for w, v in workloads.items():
+                out.setdefault(contender, {}).setdefault(w, []).append(v)
+    return {c: {w: statistics.median(vs) for w, vs in ws.items()} for c, ws in out.items()}
+
+
+def ratio_range(run, db, w):
+    """The lowest and highest storage ratio of workload w on db over a run's rounds (None when no
+    round defines it)."""
+    ratios = []
+    for medians in run.get('rounds', ()):
+        r = storage_ratio(medians.get('gorelstorage_' + db, {}).get(w), medians.get('relstorage_' + db, {}).get(w),
+                          medians.get('MappingStorage', {}).get(w))
+        if r is not None:
+            ratios.append(r)
+    return (min(ratios), max(ratios)) if ratios else None
 
 
 def markdown(results):
@@ -241,13 +277,16 @@ def markdown(results):
         for db in r['databases']:
             go = r['medians'].get('gorelstorage_' + db, {})
             rs = r['medians'].get('relstorage_' + db, {})
-            lines.append('\n**%s, %s, %d object(s), %d client(s) as %s** (ms per operation, medians; storage '
+            several = len(r.get('rounds', ())) > 1
+            lines.append('\n**%s, %s, %d object(s), %d client(s) as %s** (ms per operation, medians%s; storage '
                          'ratio = (GoRelStorage - MappingStorage) / (RelStorage - MappingStorage), goal %.1f; '
                          'n/a: failed, or disabled by zodbshootout)\n'
-                         % (db, results['mode'], results['objects'], r['clients'], r['kind'], GOAL[db]))
+                         % (db, results['mode'], results['objects'], r['clients'], r['kind'],
+                            ' of %d runs, and the storage ratio\'s range over them' % len(r['rounds'])
+                            if several else '', GOAL[db]))
             lines.append('| workload | MappingStorage | ZEO + FileStorage | RelStorage | GoRelStorage '
-                         '| ratio | storage ratio |')
-            lines.append('|---|---:|---:|---:|---:|---:|---:|')
+                         '| ratio | storage ratio |' + (' range |' if several else ''))
+            lines.append('|---|---:|---:|---:|---:|---:|---:|' + ('---:|' if several else ''))
             failed = {tuple(f) for f in r.get('failed', ())}
             for w in WORKLOADS:
                 if w not in go and w not in rs and ('gorelstorage_' + db, w) not in failed:
@@ -256,10 +295,12 @@ def markdown(results):
                 sr = storage_ratio(go.get(w), rs.get(w), floor.get(w))
                 mark = '' if sr is None or w not in GOALED else (' ok' if sr <= GOAL[db] else ' over')
                 cell = lambda name, m: _ms(m.get(w), (name, w) in failed)  # noqa: E731
+                span = ratio_range(r, db, w) if several else None
                 lines.append('| %s | %s | %s | %s | %s | %s | %s%s |' % (
                     w, cell('MappingStorage', floor), cell('zeo_filestorage', zeo), cell('relstorage_' + db, rs),
                     cell('gorelstorage_' + db, go), '%.2f' % ratio if ratio is not None else '-',
-                    '%.2f' % sr if sr is not None else '-', mark))
+                    '%.2f' % sr if sr is not None else '-', mark) +
+                    (' %s |' % ('%.2f-%.2f' % span if span else '-') if several else ''))
         for line in r.get('errors', ()):
             lines.append('\nzodbshootout reported: `%s`' % line)
     return '\n'.join(lines)
