@@ -58,27 +58,19 @@ func (c *loadConn) LastTID(ctx context.Context) (uint64, error) {
 // BeginPoll starts a snapshot and reads its newest tid and the changes
 // after `after` in one round trip.
 func (c *loadConn) BeginPoll(ctx context.Context, after uint64, limit int) (uint64, []adapter.Change, error) {
-	if err := c.Begin(ctx); err != nil {
-		return 0, nil, err
-	}
-	var last int64
-	var changes []adapter.Change
-	s := &script{}
-	s.add(c.d.q.lastTID)
-	s.add(c.d.q.changes, int64(after), int64(1<<63-1), limit)
-	err := c.run(ctx, s, func(r *resultSets) error {
-		changes = changes[:0]
-		if err := r.next(func(rows *sql.Rows) error { return rows.Scan(&last) }); err != nil {
-			return err
-		}
-		return r.next(scanChange(&changes))
-	})
-	return uint64(last), changes, err
+	last, changes, _, _, err := c.beginPoll(ctx, after, limit, 0, false)
+	return last, changes, err
 }
 
 // BeginPollLoad is BeginPoll with oid's current revision read in the same
 // round trip, in the new snapshot.
 func (c *loadConn) BeginPollLoad(ctx context.Context, after uint64, limit int, oid uint64) (
+	uint64, []adapter.Change, adapter.Revision, bool, error) {
+	return c.beginPoll(ctx, after, limit, oid, true)
+}
+
+// beginPoll is BeginPoll, and BeginPollLoad when load is set.
+func (c *loadConn) beginPoll(ctx context.Context, after uint64, limit int, oid uint64, load bool) (
 	uint64, []adapter.Change, adapter.Revision, bool, error) {
 	if err := c.Begin(ctx); err != nil {
 		return 0, nil, adapter.Revision{}, false, err
@@ -89,13 +81,15 @@ func (c *loadConn) BeginPollLoad(ctx context.Context, after uint64, limit int, o
 	s := &script{}
 	s.add(c.d.q.lastTID)
 	s.add(c.d.q.changes, int64(after), int64(1<<63-1), limit)
-	s.add(c.d.q.current, int64(oid))
+	if load {
+		s.add(c.d.q.current, int64(oid))
+	}
 	err := c.run(ctx, s, func(r *resultSets) error {
 		changes, revs = changes[:0], revs[:0]
 		if err := r.next(func(rows *sql.Rows) error { return rows.Scan(&last) }); err != nil {
 			return err
 		}
-		if err := r.next(scanChange(&changes)); err != nil {
+		if err := r.next(scanChange(&changes)); err != nil || !load {
 			return err
 		}
 		return r.next(scanRevision(&revs))

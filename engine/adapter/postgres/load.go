@@ -74,29 +74,19 @@ func (c *loadConn) LastTID(ctx context.Context) (uint64, error) {
 // BeginPoll starts a snapshot and reads its newest tid and the changes
 // after `after` in one round trip.
 func (c *loadConn) BeginPoll(ctx context.Context, after uint64, limit int) (uint64, []adapter.Change, error) {
-	if err := c.Begin(ctx); err != nil {
-		return 0, nil, err
-	}
-	var last int64
-	var changes []adapter.Change
-	err := c.run(ctx, func(b *pgx.Batch) {
-		b.Queue(c.d.q.lastTID)
-		b.Queue(c.d.q.changes, int64(after), int64(1<<63-1), limit)
-	}, func(br pgx.BatchResults) error {
-		changes = changes[:0]
-		if err := br.QueryRow().Scan(&last); err != nil {
-			return err
-		}
-		var err error
-		changes, err = collectChanges(br.Query())
-		return err
-	})
-	return uint64(last), changes, err
+	last, changes, _, _, err := c.beginPoll(ctx, after, limit, 0, false)
+	return last, changes, err
 }
 
 // BeginPollLoad is BeginPoll with oid's current revision read in the same
 // round trip, in the new snapshot.
 func (c *loadConn) BeginPollLoad(ctx context.Context, after uint64, limit int, oid uint64) (
+	uint64, []adapter.Change, adapter.Revision, bool, error) {
+	return c.beginPoll(ctx, after, limit, oid, true)
+}
+
+// beginPoll is BeginPoll, and BeginPollLoad when load is set.
+func (c *loadConn) beginPoll(ctx context.Context, after uint64, limit int, oid uint64, load bool) (
 	uint64, []adapter.Change, adapter.Revision, bool, error) {
 	if err := c.Begin(ctx); err != nil {
 		return 0, nil, adapter.Revision{}, false, err
@@ -107,14 +97,16 @@ func (c *loadConn) BeginPollLoad(ctx context.Context, after uint64, limit int, o
 	err := c.run(ctx, func(b *pgx.Batch) {
 		b.Queue(c.d.q.lastTID)
 		b.Queue(c.d.q.changes, int64(after), int64(1<<63-1), limit)
-		b.Queue(c.d.q.current, int64(oid))
+		if load {
+			b.Queue(c.d.q.current, int64(oid))
+		}
 	}, func(br pgx.BatchResults) error {
 		changes, revs = changes[:0], revs[:0]
 		if err := br.QueryRow().Scan(&last); err != nil {
 			return err
 		}
 		var err error
-		if changes, err = collectChanges(br.Query()); err != nil {
+		if changes, err = collectChanges(br.Query()); err != nil || !load {
 			return err
 		}
 		return eachRow(br, scanRevision(&revs))
