@@ -108,6 +108,33 @@ func TestFetchOfAMissingOrFailedBlobLeavesNothing(t *testing.T) {
 	}
 }
 
+// The cache's file is created while the download runs: when it cannot be,
+// the download's writes fail, Fetch names the file's error (not what the
+// download made of it), and nothing is left; an empty blob still gets its
+// file.
+func TestFetchReportsAFileThatCannotBeCreated(t *testing.T) {
+	d, err := Open(t.TempDir(), false)
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(d.Path(3, 4)+".tmp", 0o755)) // the download's name is taken
+	var writeErr error
+	_, _, err = d.Fetch(3, 4, func(w io.Writer) (bool, error) {
+		_, writeErr = w.Write([]byte("data"))
+		return writeErr == nil, errors.New("read failed")
+	})
+	require.ErrorIs(t, writeErr, syscall.EISDIR)
+	require.ErrorIs(t, err, syscall.EISDIR)
+	require.ErrorContains(t, err, "blob cache")
+	_, err = os.Stat(d.Path(3, 4))
+	require.ErrorIs(t, err, os.ErrNotExist)
+
+	path, n, err := d.Fetch(5, 6, func(io.Writer) (bool, error) { return true, nil })
+	require.NoError(t, err)
+	require.Zero(t, n)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Zero(t, st.Size())
+}
+
 func fill(t *testing.T, d *Dir, n int, size int) []string {
 	var paths []string
 	for i := range n {

@@ -232,14 +232,10 @@ func (d *Dir) Fetch(oid, tid uint64, download func(w io.Writer) (found bool, err
 		return path, 0, nil
 	}
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return "", 0, fmt.Errorf("blob cache: %w", err)
-	}
-	w := &countingWriter{w: f}
-	found, err := download(w)
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	f := createAsync(tmp)
+	found, err := download(f)
+	if cerr := f.Close(); cerr != nil {
+		err = fmt.Errorf("blob cache: %w", cerr) // the file's own failure, whatever the download made of it
 	}
 	if err == nil && !found {
 		err = ErrNotFound
@@ -251,7 +247,54 @@ func (d *Dir) Fetch(oid, tid uint64, download func(w io.Writer) (found bool, err
 		os.Remove(tmp)
 		return "", 0, err
 	}
-	return path, w.n, nil
+	return path, f.n, nil
+}
+
+// asyncFile is a file being created in another goroutine while the download
+// asks the database for the blob: creating a file costs ext4 hundreds of
+// microseconds when many were deleted shortly before (as a pruned cache's
+// were), about as long as a small blob's round trip, and the two overlap.
+// Writes wait for the file; they and Close report its creation's failure.
+type asyncFile struct {
+	created chan struct{}
+	f       *os.File
+	err     error // the creation's, then the first write's or close's
+	n       int64 // bytes written
+}
+
+func createAsync(path string) *asyncFile {
+	a := &asyncFile{created: make(chan struct{})}
+	go func() {
+		defer close(a.created)
+		a.f, a.err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	}()
+	return a
+}
+
+func (a *asyncFile) Write(p []byte) (int, error) {
+	<-a.created
+	if a.err != nil {
+		return 0, a.err
+	}
+	n, err := a.f.Write(p)
+	a.n += int64(n)
+	if err != nil {
+		a.err = err
+	}
+	return n, err
+}
+
+// Close waits for the creation and closes the file: the first error the
+// file met, nil when none.
+func (a *asyncFile) Close() error {
+	<-a.created
+	if a.f != nil {
+		if err := a.f.Close(); a.err == nil {
+			a.err = err
+		}
+		a.f = nil
+	}
+	return a.err
 }
 
 // touch marks path as used now (the pruner removes the least recently used
@@ -267,17 +310,6 @@ func touch(path string) bool {
 		_ = os.Chtimes(path, now, time.Unix(st.Mtim.Unix()))
 	}
 	return true
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 // Stage takes over the file a transaction stores for oid (ZODB hands it to
