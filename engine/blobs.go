@@ -139,7 +139,8 @@ func (in *Instance) LoadBlob(ctx context.Context, oid, tid uint64) (string, erro
 		}
 		return dir.Path(oid, tid), nil
 	}
-	path, n, err := dir.Fetch(oid, tid, func(w io.Writer) (bool, error) {
+	_, embedded := in.s.dialect.(adapter.Embedded)
+	path, n, err := dir.Fetch(oid, tid, !embedded, func(w io.Writer) (bool, error) {
 		in.mu.Lock()
 		defer in.mu.Unlock()
 		if err := in.check(); err != nil {

@@ -295,6 +295,13 @@ type BlobReader interface {
 	ReadBlob(ctx context.Context, oid, tid uint64, w io.Writer) (found bool, err error)
 }
 
+// Embedded is implemented by dialects whose database runs inside this
+// process (SQLite): a read waits for no server, so the engine does not
+// overlap file work with it.
+type Embedded interface {
+	Embedded()
+}
+
 // StagedBlob is a transaction's blob file for one object.
 type StagedBlob struct {
 	OID  uint64

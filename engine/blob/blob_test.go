@@ -73,7 +73,7 @@ func TestFetchDownloadsOnceAndAtomically(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			path, _, err := d.Fetch(7, 9, download)
+			path, _, err := d.Fetch(7, 9, true, download)
 			if err == nil {
 				var got []byte
 				if got, err = os.ReadFile(path); err == nil && !bytes.Equal(got, data) {
@@ -92,53 +92,57 @@ func TestFetchDownloadsOnceAndAtomically(t *testing.T) {
 }
 
 func TestFetchOfAMissingOrFailedBlobLeavesNothing(t *testing.T) {
-	d, err := Open(t.TempDir(), false)
-	require.NoError(t, err)
-	_, _, err = d.Fetch(1, 2, func(io.Writer) (bool, error) { return false, nil })
-	require.ErrorIs(t, err, ErrNotFound)
-	_, _, err = d.Fetch(1, 2, func(w io.Writer) (bool, error) {
-		w.Write([]byte("half"))
-		return false, errors.New("connection lost")
-	})
-	require.ErrorContains(t, err, "connection lost")
-	entries, err := os.ReadDir(filepath.Join(d.Root, d.Layout.Dir(1)))
-	require.NoError(t, err)
-	for _, e := range entries {
-		require.Equal(t, lockName, e.Name(), "a failed download left a file")
+	for _, overlap := range []bool{true, false} {
+		d, err := Open(t.TempDir(), false)
+		require.NoError(t, err)
+		_, _, err = d.Fetch(1, 2, overlap, func(io.Writer) (bool, error) { return false, nil })
+		require.ErrorIs(t, err, ErrNotFound)
+		_, _, err = d.Fetch(1, 2, overlap, func(w io.Writer) (bool, error) {
+			w.Write([]byte("half"))
+			return false, errors.New("connection lost")
+		})
+		require.ErrorContains(t, err, "connection lost")
+		entries, err := os.ReadDir(filepath.Join(d.Root, d.Layout.Dir(1)))
+		require.NoError(t, err)
+		for _, e := range entries {
+			require.Equal(t, lockName, e.Name(), "a failed download left a file (overlap %v)", overlap)
+		}
 	}
 }
 
-// The cache's file is created while the download runs: when it cannot be,
-// the download's writes fail, Fetch names the file's error (not what the
-// download made of it), and nothing is left; an empty blob still gets its
-// file.
+// The cache's file may be created while the download runs: when it cannot
+// be, the download's writes fail, Fetch names the file's error (not what
+// the download made of it), and nothing is left; an empty blob still gets
+// its file.
 func TestFetchReportsAFileThatCannotBeCreated(t *testing.T) {
-	d, err := Open(t.TempDir(), false)
-	require.NoError(t, err)
-	require.NoError(t, os.MkdirAll(d.Path(3, 4)+".tmp", 0o755)) // the download's name is taken
-	var writeErr error
-	_, _, err = d.Fetch(3, 4, func(w io.Writer) (bool, error) {
-		_, writeErr = w.Write([]byte("data"))
-		return writeErr == nil, errors.New("read failed")
-	})
-	require.ErrorIs(t, writeErr, syscall.EISDIR)
-	require.ErrorIs(t, err, syscall.EISDIR)
-	require.ErrorContains(t, err, "blob cache")
-	_, err = os.Stat(d.Path(3, 4))
-	require.ErrorIs(t, err, os.ErrNotExist)
+	for _, overlap := range []bool{true, false} {
+		d, err := Open(t.TempDir(), false)
+		require.NoError(t, err)
+		require.NoError(t, os.MkdirAll(d.Path(3, 4)+".tmp", 0o755)) // the download's name is taken
+		var writeErr error
+		_, _, err = d.Fetch(3, 4, overlap, func(w io.Writer) (bool, error) {
+			_, writeErr = w.Write([]byte("data"))
+			return writeErr == nil, errors.New("read failed")
+		})
+		require.ErrorIs(t, writeErr, syscall.EISDIR)
+		require.ErrorIs(t, err, syscall.EISDIR)
+		require.ErrorContains(t, err, "blob cache")
+		_, err = os.Stat(d.Path(3, 4))
+		require.ErrorIs(t, err, os.ErrNotExist)
 
-	path, n, err := d.Fetch(5, 6, func(io.Writer) (bool, error) { return true, nil })
-	require.NoError(t, err)
-	require.Zero(t, n)
-	st, err := os.Stat(path)
-	require.NoError(t, err)
-	require.Zero(t, st.Size())
+		path, n, err := d.Fetch(5, 6, overlap, func(io.Writer) (bool, error) { return true, nil })
+		require.NoError(t, err)
+		require.Zero(t, n)
+		st, err := os.Stat(path)
+		require.NoError(t, err)
+		require.Zero(t, st.Size())
+	}
 }
 
 func fill(t *testing.T, d *Dir, n int, size int) []string {
 	var paths []string
 	for i := range n {
-		path, _, err := d.Fetch(uint64(i), 1, func(w io.Writer) (bool, error) {
+		path, _, err := d.Fetch(uint64(i), 1, true, func(w io.Writer) (bool, error) {
 			_, err := w.Write(make([]byte, size))
 			return true, err
 		})

@@ -217,8 +217,10 @@ var ErrNotFound = errors.New("no such blob")
 // the cache with download when it is missing. Several threads or processes
 // asking at once download it once: the directory's lock is held while one
 // writes it to a temporary name, and the file appears whole by a rename.
-// n is the number of bytes downloaded (0 when the file was there).
-func (d *Dir) Fetch(oid, tid uint64, download func(w io.Writer) (found bool, err error)) (path string, n int64, err error) {
+// With overlap, that file is created while download waits for a server's
+// reply (see asyncFile); without, before download starts. n is the number
+// of bytes downloaded (0 when the file was there).
+func (d *Dir) Fetch(oid, tid uint64, overlap bool, download func(w io.Writer) (found bool, err error)) (path string, n int64, err error) {
 	path, ok := d.Cached(oid, tid)
 	if ok {
 		return path, 0, nil
@@ -232,7 +234,7 @@ func (d *Dir) Fetch(oid, tid uint64, download func(w io.Writer) (found bool, err
 		return path, 0, nil
 	}
 	tmp := path + ".tmp"
-	f := createAsync(tmp)
+	f := createAsync(tmp, overlap)
 	found, err := download(f)
 	if cerr := f.Close(); cerr != nil {
 		err = fmt.Errorf("blob cache: %w", cerr) // the file's own failure, whatever the download made of it
@@ -250,11 +252,15 @@ func (d *Dir) Fetch(oid, tid uint64, download func(w io.Writer) (found bool, err
 	return path, f.n, nil
 }
 
-// asyncFile is a file being created in another goroutine while the download
-// asks the database for the blob: creating a file costs ext4 hundreds of
-// microseconds when many were deleted shortly before (as a pruned cache's
-// were), about as long as a small blob's round trip, and the two overlap.
-// Writes wait for the file; they and Close report its creation's failure.
+// asyncFile is a file being created, in another goroutine while the download
+// asks a database server for the blob: creating a file costs ext4 hundreds
+// of microseconds when many were deleted shortly before (as a pruned cache's
+// were), about as long as a small blob's round trip, and the two overlap
+// (PostgreSQL, 1,000 blobs of 50 kB read cold: 1.24-2.73 s before, 0.76-1.71
+// after; MariaDB 0.42-1.10 before, 0.30-0.43 after). An embedded database's
+// read is shorter than the hand-over between threads (SQLite: 10-20% slower
+// so): the file is created first. Writes wait for the file; they and Close
+// report its creation's failure.
 type asyncFile struct {
 	created chan struct{}
 	f       *os.File
@@ -262,12 +268,17 @@ type asyncFile struct {
 	n       int64 // bytes written
 }
 
-func createAsync(path string) *asyncFile {
+func createAsync(path string, overlap bool) *asyncFile {
 	a := &asyncFile{created: make(chan struct{})}
-	go func() {
+	create := func() {
 		defer close(a.created)
 		a.f, a.err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	}()
+	}
+	if overlap {
+		go create()
+	} else {
+		create()
+	}
 	return a
 }
 

@@ -189,6 +189,11 @@ func (d *Dialect) prepare(ctx context.Context, s adapter.Settings) error {
 // Describe implements adapter.Dialect.
 func (d *Dialect) Describe() string { return "sqlite3:" + d.dir }
 
+// Embedded implements adapter.Embedded: the database is in this process.
+func (d *Dialect) Embedded() {}
+
+var _ adapter.Embedded = (*Dialect)(nil)
+
 // Close implements adapter.Dialect.
 func (d *Dialect) Close() error {
 	var errs []error
