@@ -179,10 +179,13 @@ func (in *Instance) stageBlobs(ctx context.Context, t *commit, st adapter.StoreC
 	if !ok {
 		return Errorf(KindUnsupported, "tpc_vote: this database adapter keeps no blobs")
 	}
-	staged := make([]adapter.StagedBlob, 0, len(t.blobs))
-	for _, oid := range sortedKeys(t.blobs) {
+	oids := sortedKeys(t.blobs)
+	staged := make([]adapter.StagedBlob, 0, len(oids))
+	for _, oid := range oids {
 		staged = append(staged, adapter.StagedBlob{OID: oid, Path: t.blobs[oid]})
 	}
+	// The cache's directories the files go to at finish are made meanwhile.
+	defer in.s.blobs.dir.Prepare(oids)()
 	if err := stager.StageBlobs(ctx, staged); err != nil {
 		return classify(err, "tpc_vote: store the blobs")
 	}

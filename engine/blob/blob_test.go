@@ -268,3 +268,24 @@ func TestOpenRemovesStaleStagedFiles(t *testing.T) {
 	require.ElementsMatch(t, []string{"savepoint-x", "fresh", "staged-new"}, names,
 		"only GoRelStorage's own files older than a day go")
 }
+
+// Prepare makes each directory once, with its lock file, and skips one it
+// cannot make: Install reports that one.
+func TestPrepareMakesTheDirectoriesInstallUses(t *testing.T) {
+	d, err := Open(t.TempDir(), false)
+	require.NoError(t, err)
+	blocked := uint64(5) // a file where its directory goes
+	require.NoError(t, os.WriteFile(filepath.Join(d.Root, d.Layout.Dir(blocked)), nil, 0o644))
+	d.Prepare([]uint64{1, 1 + cacheBuckets, 2, blocked})()
+	for _, oid := range []uint64{1, 2} {
+		require.FileExists(t, filepath.Join(d.Root, d.Layout.Dir(oid), lockName))
+	}
+	src := filepath.Join(d.Temp, "staged")
+	require.NoError(t, os.WriteFile(src, []byte("x"), 0o644))
+	path, err := d.Install(src, 1+cacheBuckets, 9)
+	require.NoError(t, err)
+	require.Equal(t, filepath.Join(d.Root, d.Layout.Dir(1)), filepath.Dir(path))
+	require.NoError(t, os.WriteFile(src, []byte("y"), 0o644))
+	_, err = d.Install(src, blocked, 9)
+	require.ErrorIs(t, err, syscall.ENOTDIR)
+}

@@ -178,6 +178,35 @@ func (d *Dir) lockDir(oid uint64) (*os.File, error) {
 	return lock(filepath.Join(dir, lockName), true)
 }
 
+// Prepare makes the directories of oids' files, with their lock files, in
+// another goroutine; the function returned waits for it to end. A commit's
+// vote prepares the directories its blobs go to at finish while the files
+// upload: after many files were deleted a directory and a lock file cost
+// ext4 hundreds of microseconds each (1,000 blobs of 50 kB into a new cache
+// on PostgreSQL: tpc_finish 1.0-1.3 s, a cold cache's mkdir and lock files
+// two thirds of it). Failures are left to Install, which meets them again.
+func (d *Dir) Prepare(oids []uint64) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		made := map[string]bool{}
+		for _, oid := range oids {
+			dir := filepath.Join(d.Root, d.Layout.Dir(oid))
+			if made[dir] {
+				continue
+			}
+			made[dir] = true
+			if os.MkdirAll(dir, 0o755) != nil {
+				continue
+			}
+			if f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o644); err == nil {
+				f.Close()
+			}
+		}
+	}()
+	return func() { <-done }
+}
+
 // lock takes an exclusive flock on path (creating it); without wait it
 // fails at once with errLocked when another holder has it.
 func lock(path string, wait bool) (*os.File, error) {
