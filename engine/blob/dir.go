@@ -183,8 +183,9 @@ func (d *Dir) lockDir(oid uint64) (*os.File, error) {
 // vote prepares the directories its blobs go to at finish while the files
 // upload: after many files were deleted a directory and a lock file cost
 // ext4 hundreds of microseconds each (1,000 blobs of 50 kB into a new cache
-// on PostgreSQL: tpc_finish 1.0-1.3 s, a cold cache's mkdir and lock files
-// two thirds of it). Failures are left to Install, which meets them again.
+// on PostgreSQL: tpc_finish 0.11-0.67 s, nearly all of it making them,
+// against 0.03-0.05 s prepared; the whole commit 0.95-1.46 -> 0.90-0.95 s).
+// Failures are left to Install, which meets them again.
 func (d *Dir) Prepare(oids []uint64) (wait func()) {
 	done := make(chan struct{})
 	go func() {

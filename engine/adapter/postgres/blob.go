@@ -24,6 +24,7 @@ const (
 		FROM blob_chunk WHERE zoid = $1 AND tid = $2 ORDER BY chunk_num`
 	sqlLOGet       = `SELECT lo_get($1, $2, $3)`
 	sqlLOCreate    = `SELECT lo_from_bytea(0, $1)`
+	sqlLOCreateAll = `SELECT lo_from_bytea(0, b.data) FROM unnest($1::bytea[]) WITH ORDINALITY AS b (data, n) ORDER BY b.n`
 	sqlLOPut       = `SELECT lo_put($1, $2, $3)`
 	sqlLOUnlink    = `SELECT lo_unlink($1)`
 	sqlInsertBlobs = `INSERT INTO blob_chunk (zoid, tid, chunk_num, chunk)
@@ -156,24 +157,42 @@ func writePiece(br pgx.BatchResults, w io.Writer, skip bool) (int, error) {
 }
 
 // StageBlobs implements adapter.BlobStager: each file becomes a large object
-// now, inside the write transaction; small files several per round trip, up
-// to blob-chunk-size bytes of them.
+// now, inside the write transaction; small files several per statement, up
+// to blob-chunk-size bytes of them in one statement: twenty large objects
+// made by one statement cost the server less than twenty statements (1,000
+// blobs of 50 kB, alternating runs: the vote 0.85-0.96 s one statement a
+// blob, 0.66-0.82 s so; batches of 8 MB were slower, 0.85-0.95 s, the
+// files read while the server waits).
 func (c *storeConn) StageBlobs(ctx context.Context, blobs []adapter.StagedBlob) error {
 	if !c.pending && !c.inTxn {
 		return fmt.Errorf("postgresql: blob staged outside a write transaction")
 	}
 	size := c.d.chunkSize()
 	return blobio.Group(blobs, size, size, func(batch []blobio.Small) error {
-		objects := make([]uint32, len(batch))
-		err := c.run(ctx, func(b *pgx.Batch) {
-			for _, s := range batch {
-				b.Queue(sqlLOCreate, s.Data)
+		objects := make([]uint32, 0, len(batch))
+		data := make(byteaArray, len(batch))
+		for i, s := range batch {
+			data[i] = s.Data
+		}
+		err := c.run(ctx, func(b *pgx.Batch) { b.Queue(sqlLOCreateAll, data) }, func(br pgx.BatchResults) error {
+			rows, err := br.Query()
+			if err != nil {
+				return err
 			}
-		}, func(br pgx.BatchResults) error {
-			for i := range batch {
-				if err := br.QueryRow().Scan(&objects[i]); err != nil {
+			for rows.Next() {
+				var lo uint32
+				if err := rows.Scan(&lo); err != nil {
+					rows.Close()
 					return err
 				}
+				objects = append(objects, lo)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
+			if len(objects) != len(batch) {
+				return fmt.Errorf("%d large objects created for %d blobs", len(objects), len(batch))
 			}
 			return nil
 		})

@@ -17,9 +17,11 @@ by Python alone in the same order on the same kind of directory, with no databas
 own uncommitted file (its temporary directory) filled from the source, then renamed into the cache's
 layout (its directory and lock file created as both contenders create them); reading cold, the file
 written to a temporary name in the cache and renamed, then read back. After the cache's files were
-deleted, as before every cold read, creating files costs the file system more (ext4 skips the inodes
-it freed last), so the floor is measured in those conditions too. The storage's share is
-(GoRelStorage - floor) / (RelStorage - floor).
+deleted, as before every cold read, creating files costs the file system more (ext4 without a
+journal skips the inodes freed in the last half minute), so the floor is measured in those conditions
+too. For the same reason no step deletes another's files: each round's blob directories stay until
+the benchmark ends (a contender's thousands of files removed just before the next one's steps made
+those slower by a third or more). The storage's share is (GoRelStorage - floor) / (RelStorage - floor).
 """
 import json
 import os
@@ -192,7 +194,7 @@ def run(args, databases):
                         spec = {'contender': contender, 'database': database, 'location': loc, 'hp': False,
                                 'blob_dir': blob_dir, 'workdir': workdir}
                         samples[contender][s].append(_run_step(spec, s, args))
-                    shutil.rmtree(blob_dir, ignore_errors=True)
+                    # The blob directory stays until the end (see the module's docstring).
             for s in STEPS:
                 row = {'database': database, 'step': s}
                 for c in everyone:
