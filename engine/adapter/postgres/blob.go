@@ -157,12 +157,12 @@ func writePiece(br pgx.BatchResults, w io.Writer, skip bool) (int, error) {
 }
 
 // StageBlobs implements adapter.BlobStager: each file becomes a large object
-// now, inside the write transaction; small files several per statement, up
-// to blob-chunk-size bytes of them in one statement: twenty large objects
-// made by one statement cost the server less than twenty statements (1,000
-// blobs of 50 kB, alternating runs: the vote 0.85-0.96 s one statement a
-// blob, 0.66-0.82 s so; batches of 8 MB were slower, 0.85-0.95 s, the
-// files read while the server waits).
+// now, inside the write transaction; small files together, up to
+// blob-chunk-size bytes of them in one statement: twenty large objects made
+// by one statement cost the server less than twenty statements (1,000 blobs
+// of 50 kB, alternating runs: the vote 0.85-0.96 s with a statement a blob,
+// 0.66-0.82 s so; batches of 8 MB were slower, 0.85-0.95 s, the files being
+// read while the server waits).
 func (c *storeConn) StageBlobs(ctx context.Context, blobs []adapter.StagedBlob) error {
 	if !c.pending && !c.inTxn {
 		return fmt.Errorf("postgresql: blob staged outside a write transaction")

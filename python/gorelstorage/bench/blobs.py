@@ -21,7 +21,8 @@ deleted, as before every cold read, creating files costs the file system more (e
 journal skips the inodes freed in the last half minute), so the floor is measured in those conditions
 too. For the same reason no step deletes another's files: each round's blob directories stay until
 the benchmark ends (when each round's directory was removed before the next contender's steps, the
-small steps' floors were 0.4-1.9 s instead of 0.07-0.33 s, and moved from run to run). The storage's share is (GoRelStorage - floor) / (RelStorage - floor).
+small steps' floors were 0.4-1.9 s instead of 0.07-0.33 s, and moved from run to run). The storage's
+share is (GoRelStorage - floor) / (RelStorage - floor).
 """
 import json
 import os
