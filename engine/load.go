@@ -27,21 +27,13 @@ func (in *Instance) readErr(err error, what string) error {
 func (in *Instance) Load(ctx context.Context, oid uint64) ([]byte, uint64, error) {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	// As view, but a new snapshot's start carries the read where the dialect
-	// can send both at once.
-	if err := in.check(); err != nil {
+	c, rev, loaded, err := in.viewRead(ctx, oid, true)
+	if err != nil {
 		return nil, 0, err
 	}
-	if !in.inSnapshot || !in.polled {
-		rev, loaded, err := in.startSnapshotLoad(ctx, oid, !in.likelyCached(oid))
-		if err != nil {
-			return nil, 0, err
-		}
-		if loaded {
-			return in.loaded(oid, rev)
-		}
+	if loaded {
+		return in.loaded(oid, rev)
 	}
-	c := in.load
 	if r, ok := in.prefetched[oid]; ok {
 		return r.State, r.TID, nil
 	}
@@ -53,11 +45,10 @@ func (in *Instance) Load(ctx context.Context, oid uint64) ([]byte, uint64, error
 	if err != nil {
 		return nil, 0, in.readErr(err, "load")
 	}
-	var rev adapter.Revision
-	if len(revs) > 0 {
-		rev = revs[0]
+	if len(revs) == 0 {
+		return in.loaded(oid, adapter.Revision{})
 	}
-	return in.loaded(oid, rev)
+	return in.loaded(oid, revs[0])
 }
 
 // likelyCached tells whether the shared cache holds the revision of oid

@@ -145,16 +145,27 @@ func (in *Instance) startSnapshotLoad(ctx context.Context, oid uint64, want bool
 // view returns the load connection positioned for a read: the held snapshot
 // once polled, else a fresh one.
 func (in *Instance) view(ctx context.Context) (adapter.LoadConn, error) {
+	c, _, _, err := in.viewRead(ctx, 0, false)
+	return c, err
+}
+
+// viewRead is view that, with read set, has a new snapshot's start carry
+// the read of oid where the dialect can send both at once, unless the
+// shared cache likely holds oid: loaded tells whether it did (rev is then
+// oid's current revision, empty when it has no row).
+func (in *Instance) viewRead(ctx context.Context, oid uint64, read bool) (
+	c adapter.LoadConn, rev adapter.Revision, loaded bool, err error) {
 	if err := in.check(); err != nil {
-		return nil, err
+		return nil, rev, false, err
 	}
 	if in.inSnapshot && in.polled {
-		return in.load, nil
+		return in.load, rev, false, nil
 	}
-	if err := in.startSnapshot(ctx); err != nil {
-		return nil, err
+	rev, loaded, err = in.startSnapshotLoad(ctx, oid, read && !in.likelyCached(oid))
+	if err != nil {
+		return nil, rev, false, err
 	}
-	return in.load, nil
+	return in.load, rev, loaded, nil
 }
 
 // Poll advances the snapshot and returns the oids changed by others since the

@@ -175,20 +175,13 @@ func (c *storeConn) StageBlobs(ctx context.Context, blobs []adapter.StagedBlob) 
 			data[i] = s.Data
 		}
 		err := c.run(ctx, func(b *pgx.Batch) { b.Queue(sqlLOCreateAll, data) }, func(br pgx.BatchResults) error {
-			rows, err := br.Query()
-			if err != nil {
-				return err
-			}
-			for rows.Next() {
+			err := eachRow(br, func(r pgx.Rows) error {
 				var lo uint32
-				if err := rows.Scan(&lo); err != nil {
-					rows.Close()
-					return err
-				}
+				err := r.Scan(&lo)
 				objects = append(objects, lo)
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
+				return err
+			})
+			if err != nil {
 				return err
 			}
 			if len(objects) != len(batch) {
