@@ -87,6 +87,7 @@ func (c *storeConn) moveBlobs(ctx context.Context, tid uint64, writes []adapter.
 			}
 			err := blobio.EachChunk(path, c.chunkSize, func(num int, chunk []byte) error {
 				_, err := insert.ExecContext(ctx, int64(w.OID), int64(tid), num, chunk)
+				c.written += int64(len(chunk))
 				return err
 			})
 			if err != nil {

@@ -43,6 +43,7 @@ type Dialect struct {
 	lockTimeout time.Duration
 	chunkSize   int     // blob-chunk-size
 	oidDB       *sql.DB // oids.sqlite3, one connection
+	ckpt        *checkpointer
 	q           queries
 }
 
@@ -183,6 +184,12 @@ func (d *Dialect) prepare(ctx context.Context, s adapter.Settings) error {
 			return fmt.Errorf("sqlite3: OID database: %w", err)
 		}
 	}
+	if d.writeDB != nil {
+		var err error
+		if d.ckpt, err = newCheckpointer(ctx, d.writeDB); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -196,6 +203,7 @@ var _ adapter.Embedded = (*Dialect)(nil)
 
 // Close implements adapter.Dialect.
 func (d *Dialect) Close() error {
+	d.ckpt.close()
 	var errs []error
 	for _, db := range []*sql.DB{d.readDB, d.writeDB, d.oidDB} {
 		if db != nil {
@@ -240,7 +248,7 @@ func (d *Dialect) OpenStore(ctx context.Context) (adapter.StoreConn, error) {
 		return nil, err
 	}
 	return &storeConn{conn: c, q: &d.q, keepHistory: d.keepHistory, lockTimeout: d.lockTimeout,
-		chunkSize: d.chunkSize}, nil
+		chunkSize: d.chunkSize, ckpt: d.ckpt}, nil
 }
 
 // isBusy tells whether err is SQLite's "database is locked".

@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/gorelstorage/gorelstorage/engine/adapter"
 	"github.com/stretchr/testify/require"
@@ -56,4 +58,71 @@ func TestPragmasRunOnEveryConnection(t *testing.T) {
 		require.NoError(t, db.QueryRow(`PRAGMA journal_mode`).Scan(&mode))
 		require.Equal(t, [3]any{-3000, 1000, "wal"}, [3]any{cacheSize, limit, mode})
 	}
+}
+
+func openTestDialect(t *testing.T, dir string, pragmas map[string]string) *Dialect {
+	raw, err := json.Marshal(Options{DataDir: dir, Pragmas: pragmas})
+	require.NoError(t, err)
+	d, err := Open(context.Background(), adapter.Settings{CreateSchema: true, Options: raw})
+	require.NoError(t, err)
+	return d.(*Dialect)
+}
+
+// A commit that writes more than wal_autocheckpoint pages returns before
+// its pages are copied from the WAL into the database, which the
+// checkpointer does afterwards; the connection goes back to the pool
+// checkpointing as SQLite does, and the data survives a close and reopen.
+func TestBigCommitIsCheckpointedInTheBackground(t *testing.T) {
+	ctx := context.Background()
+	dir := filepath.Join(t.TempDir(), "data")
+	d := openTestDialect(t, dir, nil)
+	require.NotNil(t, d.ckpt)
+	state := make([]byte, 2*d.ckpt.big)
+	for i := range state {
+		state[i] = byte(i * 7)
+	}
+	main := filepath.Join(dir, "main.sqlite3")
+	size := func() int64 {
+		fi, err := os.Stat(main)
+		require.NoError(t, err)
+		return fi.Size()
+	}
+	d.ckpt.busy.Lock() // the checkpointer is kept from starting
+	st, err := d.OpenStore(ctx)
+	require.NoError(t, err)
+	require.NoError(t, st.BeginCommit(ctx))
+	require.NoError(t, st.Move(ctx, 1<<32, adapter.TxnInfo{}, []adapter.Write{{OID: 1, State: state}}))
+	require.NoError(t, st.Commit(ctx))
+	require.Less(t, size(), int64(len(state)), "the commit copied its pages into main.sqlite3 itself")
+	d.ckpt.busy.Unlock()
+	var pages int
+	require.NoError(t, st.(*storeConn).conn.QueryRowContext(ctx, "PRAGMA wal_autocheckpoint").Scan(&pages))
+	require.Equal(t, d.ckpt.pages, pages, "the connection checkpoints as SQLite does again")
+	require.NoError(t, st.Close())
+
+	// The checkpointer copies them.
+	deadline := time.Now().Add(30 * time.Second)
+	for size() < int64(len(state)) {
+		require.True(t, time.Now().Before(deadline), "main.sqlite3 is %d bytes: the WAL was not checkpointed", size())
+		time.Sleep(10 * time.Millisecond)
+	}
+	require.NoError(t, d.Close())
+
+	d = openTestDialect(t, dir, nil)
+	defer d.Close()
+	lc, err := d.OpenLoad(ctx)
+	require.NoError(t, err)
+	defer lc.Close()
+	revs, err := lc.Current(ctx, []uint64{1})
+	require.NoError(t, err)
+	require.Len(t, revs, 1)
+	require.Equal(t, state, revs[0].State)
+}
+
+// With wal_autocheckpoint 0 in the configuration, commits never checkpoint:
+// no checkpointer either.
+func TestNoCheckpointerWithoutAutomaticCheckpoints(t *testing.T) {
+	d := openTestDialect(t, filepath.Join(t.TempDir(), "data"), map[string]string{"wal_autocheckpoint": "0"})
+	defer d.Close()
+	require.Nil(t, d.ckpt)
 }

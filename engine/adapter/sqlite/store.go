@@ -24,6 +24,8 @@ type storeConn struct {
 	lockTimeout time.Duration
 	chunkSize   int               // blob-chunk-size
 	blobs       map[uint64]string // staged blob files by oid, written at Move
+	written     int64             // bytes of states and blobs Move wrote
+	ckpt        *checkpointer     // nil: every commit checkpoints as SQLite does
 }
 
 // BeginCommit takes the write lock. SQLite's busy handler sleeps 1, 2, 5,
@@ -176,6 +178,9 @@ func (c *storeConn) Move(ctx context.Context, tid uint64, meta adapter.TxnInfo, 
 	if err != nil {
 		return err
 	}
+	for _, w := range writes {
+		c.written += int64(len(w.State))
+	}
 	return c.moveBlobs(ctx, tid, writes)
 }
 
@@ -228,12 +233,11 @@ func (c *storeConn) Commit(ctx context.Context) error {
 	if !c.inTxn {
 		return fmt.Errorf("sqlite3: commit without a transaction")
 	}
-	_, err := c.conn.ExecContext(ctx, "COMMIT")
-	if err != nil {
+	if err := c.ckpt.commit(ctx, c.conn, c.written); err != nil {
 		c.Rollback()
 		return err
 	}
-	c.inTxn, c.blobs = false, nil
+	c.inTxn, c.blobs, c.written = false, nil, 0
 	return nil
 }
 
@@ -242,7 +246,7 @@ func (c *storeConn) Commit(ctx context.Context) error {
 func (c *storeConn) MovesMany() {}
 
 func (c *storeConn) Rollback() {
-	c.blobs = nil
+	c.blobs, c.written = nil, 0
 	if c.inTxn {
 		c.conn.ExecContext(context.Background(), "ROLLBACK")
 		c.inTxn = false
