@@ -11,14 +11,14 @@ import (
 // in the background. SQLite checkpoints in the COMMIT that takes the WAL past
 // wal_autocheckpoint pages: the committing thread writes the pages a second
 // time and waits for two fsyncs (1,000 blobs of 50 kB, four runs alternating:
-// tpc_finish 0.30-0.38 s so, 0.14-0.22 s with this). A commit that writes at least that many pages' worth of
-// states and blobs commits with automatic checkpoints off, then has this
-// goroutine run a PASSIVE checkpoint, which neither waits for nor stops
-// readers and writers. Smaller commits leave checkpoints to SQLite, which
-// takes them when the WAL is long enough, as before. A process that dies
-// first leaves the WAL, which the next connection reads as SQLite always
-// does; Close stops the goroutine before the connections close (the last
-// one checkpoints).
+// tpc_finish 0.30-0.38 s so, 0.14-0.22 s with this). A commit that writes at
+// least that many pages' worth of states and blobs commits with automatic
+// checkpoints off, then has this goroutine run a PASSIVE checkpoint, which
+// neither waits for nor stops readers and writers. Smaller commits leave
+// checkpoints to SQLite, which takes them when the WAL is long enough, as
+// before. A process that dies first leaves the WAL, which the next
+// connection reads as SQLite always does; Close stops the goroutine before
+// the connections close (the last one checkpoints).
 type checkpointer struct {
 	db    *sql.DB // the write pool: a checkpoint needs a writable connection
 	pages int     // wal_autocheckpoint
