@@ -65,44 +65,93 @@ const maxBatch = 500
 
 // Group hands the blobs, in order, to small in batches of files no larger
 // than limit bytes (read whole, at most batchBytes and maxBatch files at a
-// time), and each larger one to large.
+// time), and each larger one to large. The files of the next batch are read
+// in another goroutine while small sends the last one, so at most three
+// batches are in memory (the one sent, one ready, one being read): 1,000
+// blobs of 50 kB, four runs alternating, the vote 0.74-0.88 -> 0.64-0.80 s
+// on PostgreSQL, 0.25-0.38 -> 0.23-0.27 s on MariaDB.
 func Group(blobs []adapter.StagedBlob, limit, batchBytes int, small func([]Small) error,
 	large func(adapter.StagedBlob) error) error {
+	items := make(chan groupItem, 1)
+	stop := make(chan struct{})
+	go readGroups(blobs, limit, batchBytes, items, stop)
+	defer func() {
+		close(stop)
+		for range items { // the reader ends, closing items
+		}
+	}()
+	for it := range items {
+		var err error
+		switch {
+		case it.err != nil:
+			err = it.err
+		case it.large != nil:
+			err = large(*it.large)
+		default:
+			err = small(it.batch)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// groupItem is what Group's reader hands over: a batch of small files, a
+// large one, or the error that ends the reading.
+type groupItem struct {
+	batch []Small
+	large *adapter.StagedBlob
+	err   error
+}
+
+// readGroups sends Group's items on out, in order, until the blobs are done,
+// a file cannot be read, or stop is closed; it closes out.
+func readGroups(blobs []adapter.StagedBlob, limit, batchBytes int, out chan<- groupItem, stop <-chan struct{}) {
+	defer close(out)
+	send := func(it groupItem) bool {
+		select {
+		case out <- it:
+			return true
+		case <-stop:
+			return false
+		}
+	}
 	var batch []Small
 	held := 0
-	flush := func() error {
+	flush := func() bool {
 		if len(batch) == 0 {
-			return nil
+			return true
 		}
-		err := small(batch)
+		ok := send(groupItem{batch: batch})
 		batch, held = nil, 0
-		return err
+		return ok
 	}
-	for _, b := range blobs {
+	for i := range blobs {
+		b := &blobs[i]
 		st, err := os.Stat(b.Path)
 		if err != nil {
-			return fmt.Errorf("read blob file: %w", err)
+			send(groupItem{err: fmt.Errorf("read blob file: %w", err)})
+			return
 		}
 		if st.Size() > int64(limit) {
-			if err := flush(); err != nil {
-				return err
-			}
-			if err := large(b); err != nil {
-				return err
+			if !flush() || !send(groupItem{large: b}) {
+				return
 			}
 			continue
 		}
 		if held+int(st.Size()) > batchBytes || len(batch) == maxBatch {
-			if err := flush(); err != nil {
-				return err
+			if !flush() {
+				return
 			}
 		}
 		data, err := os.ReadFile(b.Path)
 		if err != nil {
-			return fmt.Errorf("read blob file: %w", err)
+			send(groupItem{err: fmt.Errorf("read blob file: %w", err)})
+			return
 		}
 		batch = append(batch, Small{OID: b.OID, Data: data})
 		held += len(data)
 	}
-	return flush()
+	flush()
 }
