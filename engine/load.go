@@ -138,8 +138,8 @@ func (in *Instance) remember(oid, tid uint64, state []byte) {
 	if in.s.opts.KeepHistory || len(state) > maxRecentBytes/4 {
 		return
 	}
-	if in.recent == nil || in.recentBytes+len(state) > maxRecentBytes {
-		in.recent, in.recentBytes = make(map[[2]uint64][]byte), 0
+	if in.recent == nil || in.recentBytes+len(state) > maxRecentBytes || in.recentPacks != in.s.sh.packs.Load() {
+		in.recent, in.recentBytes, in.recentPacks = make(map[[2]uint64][]byte), 0, in.s.sh.packs.Load()
 	}
 	in.recent[[2]uint64{oid, tid}] = state
 	in.recentBytes += len(state)
@@ -208,6 +208,9 @@ func (in *Instance) LoadSerial(ctx context.Context, oid, tid uint64) ([]byte, er
 	defer in.mu.Unlock()
 	if err := in.check(); err != nil {
 		return nil, err
+	}
+	if in.recentPacks != in.s.sh.packs.Load() {
+		in.recent, in.recentBytes = nil, 0 // a pack may have removed them
 	}
 	if state, ok := in.recent[[2]uint64{oid, tid}]; ok {
 		return state, nil

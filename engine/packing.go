@@ -103,7 +103,9 @@ func (s *Storage) Pack(ctx context.Context, o PackOptions) (*PackResult, error) 
 	}
 	if out.Removed > 0 {
 		// Removed revisions must not be served from the cache (loadSerial
-		// of a packed revision fails, as with every storage).
+		// of a packed revision fails, as with every storage), nor from what
+		// the instances remember (history-free).
+		s.sh.packs.Add(1)
 		s.sh.cache.Clear()
 	}
 	if err != nil {

@@ -28,6 +28,10 @@ type shared struct {
 	limit int64   // bytes the cache file may hold
 
 	committed atomic.Uint64 // the newest tid committed through this process
+	// packs counts the packs in this process that removed something: the
+	// history-free states an instance remembers (Instance.recent) from before
+	// one are dropped, as the cache is cleared.
+	packs atomic.Uint64
 
 	pinMu sync.Mutex
 	pins  map[*Instance]struct{} // polled instances: the index keeps what they have not polled
