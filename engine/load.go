@@ -138,8 +138,9 @@ func (in *Instance) remember(oid, tid uint64, state []byte) {
 	if in.s.opts.KeepHistory || len(state) > maxRecentBytes/4 {
 		return
 	}
-	if in.recent == nil || in.recentBytes+len(state) > maxRecentBytes || in.recentPacks != in.s.sh.packs.Load() {
-		in.recent, in.recentBytes, in.recentPacks = make(map[[2]uint64][]byte), 0, in.s.sh.packs.Load()
+	packs := in.s.sh.packs.Load()
+	if in.recent == nil || in.recentBytes+len(state) > maxRecentBytes || in.recentPacks != packs {
+		in.recent, in.recentBytes, in.recentPacks = make(map[[2]uint64][]byte), 0, packs
 	}
 	in.recent[[2]uint64{oid, tid}] = state
 	in.recentBytes += len(state)
