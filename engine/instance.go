@@ -44,7 +44,7 @@ type Instance struct {
 	// read, which the database no longer holds once another commit replaced it.
 	recent      map[[2]uint64][]byte
 	recentBytes int
-	recentPacks uint64 // shared.packs when recent was started
+	recentPacks uint64 // shared.packs when recent was last checked (forgetPacked)
 	released    bool
 	lockWaits   [2]time.Duration // the last vote's object locks, the last finish's commit lock
 

@@ -138,12 +138,20 @@ func (in *Instance) remember(oid, tid uint64, state []byte) {
 	if in.s.opts.KeepHistory || len(state) > maxRecentBytes/4 {
 		return
 	}
-	packs := in.s.sh.packs.Load()
-	if in.recent == nil || in.recentBytes+len(state) > maxRecentBytes || in.recentPacks != packs {
-		in.recent, in.recentBytes, in.recentPacks = make(map[[2]uint64][]byte), 0, packs
+	in.forgetPacked()
+	if in.recent == nil || in.recentBytes+len(state) > maxRecentBytes {
+		in.recent, in.recentBytes = make(map[[2]uint64][]byte), 0
 	}
 	in.recent[[2]uint64{oid, tid}] = state
 	in.recentBytes += len(state)
+}
+
+// forgetPacked drops the remembered states when a pack in this process
+// removed something since they were remembered: it may have removed them.
+func (in *Instance) forgetPacked() {
+	if packs := in.s.sh.packs.Load(); in.recentPacks != packs {
+		in.recent, in.recentBytes, in.recentPacks = nil, 0, packs
+	}
 }
 
 // prefetchBatch is how many objects one prefetch round trip asks for.
@@ -210,9 +218,7 @@ func (in *Instance) LoadSerial(ctx context.Context, oid, tid uint64) ([]byte, er
 	if err := in.check(); err != nil {
 		return nil, err
 	}
-	if in.recentPacks != in.s.sh.packs.Load() {
-		in.recent, in.recentBytes = nil, 0 // a pack may have removed them
-	}
+	in.forgetPacked()
 	if state, ok := in.recent[[2]uint64{oid, tid}]; ok {
 		return state, nil
 	}
