@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -125,4 +126,36 @@ func TestNoCheckpointerWithoutAutomaticCheckpoints(t *testing.T) {
 	d := openTestDialect(t, filepath.Join(t.TempDir(), "data"), map[string]string{"wal_autocheckpoint": "0"})
 	defer d.Close()
 	require.Nil(t, d.ckpt)
+}
+
+// The statements of many oids look each one up by primary key, in both
+// schemas: SQLite scans nothing but the JSON array of oids.
+func TestManyOidStatementsUseThePrimaryKey(t *testing.T) {
+	for _, hp := range []bool{false, true} {
+		raw, err := json.Marshal(Options{DataDir: filepath.Join(t.TempDir(), "data")})
+		require.NoError(t, err)
+		d, err := Open(context.Background(), adapter.Settings{KeepHistory: hp, CreateSchema: true, Options: raw})
+		require.NoError(t, err)
+		q := newQueries(hp)
+		for _, text := range []string{q.currentMany, q.currentTIDs} {
+			rows, err := d.(*Dialect).readDB.Query(`EXPLAIN QUERY PLAN `+text, `[1,2,3]`)
+			require.NoError(t, err)
+			var plan []string
+			for rows.Next() {
+				var id, parent, unused int
+				var detail string
+				require.NoError(t, rows.Scan(&id, &parent, &unused, &detail))
+				plan = append(plan, detail)
+			}
+			require.NoError(t, rows.Err())
+			rows.Close()
+			for _, step := range plan {
+				if strings.HasPrefix(step, "SCAN ") {
+					require.True(t, strings.HasPrefix(step, "SCAN json_each"), "history-preserving %v, %s: %q", hp, text, plan)
+				}
+			}
+			require.NotEmpty(t, plan)
+		}
+		require.NoError(t, d.Close())
+	}
 }

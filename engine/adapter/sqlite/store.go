@@ -55,45 +55,33 @@ func (c *storeConn) BeginCommit(ctx context.Context) error {
 }
 
 // LockObjects reads the current tids of the objects (SQLite's write lock,
-// taken at BeginCommit, locks them all): one primary-key read each through
-// the prepared statement on the driver, as loads do, not an IN list parsed
-// each time and scanned through database/sql.
+// taken at BeginCommit, locks them all) in one statement on the driver, as
+// a prefetch reads states: the oids as a JSON array, each looked up by
+// primary key.
 func (c *storeConn) LockObjects(ctx context.Context, readCurrent, modified []uint64) (map[uint64]uint64, error) {
 	current := make(map[uint64]uint64, len(readCurrent)+len(modified))
+	oids := append(append(make([]uint64, 0, len(readCurrent)+len(modified)), readCurrent...), modified...)
+	if len(oids) == 0 {
+		return current, nil
+	}
 	err := c.conn.Raw(func(dc any) error {
-		st, err := sqlrow.Prepare(ctx, dc, c.q.currentTID)
+		st, err := sqlrow.Prepare(ctx, dc, c.q.currentTIDs)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
-		q := st.(oneStmt)
-		for _, oids := range [2][]uint64{readCurrent, modified} {
-			for _, oid := range oids {
-				tid, found, err := readTID(ctx, q, oid)
-				if err != nil {
-					return err
-				}
-				if found {
-					current[oid] = tid
-				}
+		var row [2]driver.Value
+		return eachRow(ctx, st.(oneStmt), oids, row[:], func() error {
+			oid, ok1 := row[0].(int64)
+			tid, ok2 := row[1].(int64)
+			if !ok1 || !ok2 {
+				return fmt.Errorf("sqlite3: unexpected current tid row types %T %T", row[0], row[1])
 			}
-		}
-		return nil
+			current[uint64(oid)] = uint64(tid)
+			return nil
+		})
 	})
 	return current, err
-}
-
-// readTID runs q, a current-tid statement, for oid.
-func readTID(ctx context.Context, q oneStmt, oid uint64) (uint64, bool, error) {
-	var row [1]driver.Value
-	if found, err := rowOf(ctx, q, oid, row[:]); !found {
-		return 0, false, err
-	}
-	tid, ok := row[0].(int64)
-	if !ok {
-		return 0, false, fmt.Errorf("sqlite3: unexpected tid type %T", row[0])
-	}
-	return uint64(tid), true, nil
 }
 
 func (c *storeConn) States(ctx context.Context, oids []uint64) (map[uint64]adapter.Revision, error) {
