@@ -98,3 +98,36 @@ def test_several_rounds_report_the_median_of_their_medians_and_the_ratios_range(
     table = shootout.markdown({'objects': 500, 'mode': 'hf', 'runs': [run]})
     assert 'medians of 3 runs' in table
     assert '| add | 1000.000 | - | 5000.000 | 3000.000 | 0.60 | 0.50 ok | 0.25-1.00 |' in table
+
+
+def test_time_inside_the_storage_is_counted_and_zodb_sees_the_same_storage(tmp_path):
+    """gorelstorage bench's TimedStorage: ZODB treats it as the storage it wraps (GoRelStorage is
+    still an IMVCCStorage, MappingStorage still gets ZODB's adapter), the workloads run, and the
+    time counted inside the storage is some of the workload's time, not more, not none."""
+    import time
+    import ZODB
+    from ZODB.MappingStorage import MappingStorage
+    from ZODB.mvccadapter import MVCCAdapter
+    from gorelstorage import GoRelStorage
+    from gorelstorage import SQLite3
+    from gorelstorage.bench import inside
+    for storage, mvcc in ((GoRelStorage(SQLite3(str(tmp_path / 'data'))), True), (MappingStorage(), False)):
+        timed = inside.TimedStorage(storage)
+        db = ZODB.DB(timed)
+        try:
+            assert db.storage is timed
+            assert isinstance(db._mvcc_storage, inside.TimedStorage) == mvcc
+            assert isinstance(db._mvcc_storage, MVCCAdapter) != mvcc
+            with db.transaction() as conn:
+                conn.root()['m'] = PersistentMapping((i, PersistentMapping(x=i)) for i in range(200))
+            inside.reset()
+            start = time.perf_counter()
+            conn = db.open()
+            conn.cacheMinimize()
+            assert sum(v['x'] for v in conn.root()['m'].values()) == sum(range(200))
+            conn.close()
+            elapsed = time.perf_counter() - start
+            assert 0 < inside.seconds() < elapsed
+            assert len(db.storage) == len(storage)
+        finally:
+            db.close()

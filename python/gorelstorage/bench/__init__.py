@@ -20,7 +20,10 @@ own), with N objects per transaction of ``--size`` bytes:
   conflicts      N transactions each adding 1 to one BTrees.Length all clients share (resolved)
 
 Times are microseconds per object (per transaction or call for the last four), the median and
-p99 over every recorded sample. Beside them, in the same run:
+p99 over every recorded sample. Every sample also records the time spent inside the storage:
+each call on the storage and its instances goes through a proxy that times it (the same for every
+contender), and the storage ratio is GoRelStorage's time inside over RelStorage's, held to 0.7 on
+SQLite and 0.5 on the servers. Beside them, in the same run:
 
   ZEO            ZEO 6 on a FileStorage (a server on loopback, started for each run, the
                  client cache as big as the others'), the storage most sites would otherwise keep
@@ -51,6 +54,7 @@ from .report import summary
 from .roundtrips import count_round_trips
 from .workloads import WORKLOADS
 from .workloads import floor
+from .workloads import inside_key
 from .workloads import run_config
 from .workloads import zodb_floor
 
@@ -117,7 +121,7 @@ def run(args):
                                                                        str(e).splitlines()[0][:200]), file=sys.stderr)
                     for clients in args.clients:
                         for kind in args.kinds:
-                            samples = {c: {w: [] for w in WORKLOADS} for c in CONTENDERS}
+                            samples = {c: {k: [] for w in WORKLOADS for k in (w, inside_key(w))} for c in CONTENDERS}
                             failed = None
                             for rnd in range(args.rounds):
                                 order = CONTENDERS[rnd % 2:] + CONTENDERS[:rnd % 2]
@@ -131,8 +135,8 @@ def run(args):
                                             raise
                                         failed = '%s failed: %s' % (contender, str(e).splitlines()[0][:200])
                                         break
-                                    for w in WORKLOADS:
-                                        samples[contender][w].extend(got[w])
+                                    for k, got_samples in got.items():
+                                        samples[contender][k].extend(got_samples)
                                 if failed:
                                     break
                             config = {'database': database, 'mode': mode, 'objects': n, 'clients': clients,
@@ -155,10 +159,16 @@ def run(args):
                                 for c in CONTENDERS:
                                     row[c] = _stats(samples[c][w])
                                 row['ratio'] = row['gorelstorage']['median'] / row['relstorage']['median']
+                                # the time inside the storage's API, us per object (medians)
+                                row['inside'] = {c: _stats(samples[c][inside_key(w)])['median'] for c in CONTENDERS}
+                                row['storage_ratio'] = _ratio(row['inside']['gorelstorage'],
+                                                              row['inside']['relstorage'])
                                 if zeo:
                                     row[ZEO] = _stats(zeo[w])
+                                    row['inside'][ZEO] = _stats(zeo[inside_key(w)])['median']
                                 row['round_trips'] = {c: trips[c] and trips[c][w] for c in CONTENDERS}
                                 row['zodb'] = report['zodb'][str(n)][w]
+                                row['inside']['zodb'] = report['zodb'][str(n)][inside_key(w)]
                                 report['results'].append(row)
                             print(_progress(report['results'][-len(WORKLOADS):]), file=sys.stderr)
     finally:
@@ -177,12 +187,17 @@ def run(args):
     return 0
 
 
+def _ratio(go, rs):
+    """go / rs, None when RelStorage spent no measurable time (steamin, hot: the storage is not called)."""
+    return go / rs if rs > 0 else None
+
+
 def _zeo_samples(runs, args, n, clients, kind):
     """ZEO on a FileStorage for one configuration, run once for every database and mode (it
     uses neither): {workload: samples} over --rounds runs, each on a new server and file."""
     key = (n, clients, kind)
     if key not in runs:
-        got = {w: [] for w in WORKLOADS}
+        got = {k: [] for w in WORKLOADS for k in (w, inside_key(w))}
         for _ in range(args.rounds):
             spec = {'contender': ZEO, 'database': 'zeo', 'hp': True, 'location': None}
             for w, samples in run_config(spec, clients, kind, n, args.size, args.reps).items():
