@@ -20,8 +20,7 @@ WORKLOADS = ('add', 'store', 'update', 'warm', 'cold', 'prefetch_cold', 'hot', '
              'readCurrent', 'ex_commit', 'tpc', 'new_oid', 'conflicts')
 
 
-# The workloads whose storage time (inside the storage's API) the goal holds to GOAL of
-# RelStorage's, per database.
+# The workloads whose time inside the storage the goal holds to goal(database) of RelStorage's.
 GOAL_WORKLOADS = ('add', 'store', 'update', 'cold', 'prefetch_cold', 'readCurrent', 'ex_commit', 'tpc',
                   'new_oid', 'conflicts')
 
