@@ -56,6 +56,7 @@ from .workloads import WORKLOADS
 from .workloads import floor
 from .workloads import inside_key
 from .workloads import run_config
+from .workloads import sample_keys
 from .workloads import zodb_floor
 
 
@@ -121,7 +122,7 @@ def run(args):
                                                                        str(e).splitlines()[0][:200]), file=sys.stderr)
                     for clients in args.clients:
                         for kind in args.kinds:
-                            samples = {c: {k: [] for w in WORKLOADS for k in (w, inside_key(w))} for c in CONTENDERS}
+                            samples = {c: {k: [] for k in sample_keys()} for c in CONTENDERS}
                             failed = None
                             for rnd in range(args.rounds):
                                 order = CONTENDERS[rnd % 2:] + CONTENDERS[:rnd % 2]
@@ -197,7 +198,7 @@ def _zeo_samples(runs, args, n, clients, kind):
     uses neither): {workload: samples} over --rounds runs, each on a new server and file."""
     key = (n, clients, kind)
     if key not in runs:
-        got = {k: [] for w in WORKLOADS for k in (w, inside_key(w))}
+        got = {k: [] for k in sample_keys()}
         for _ in range(args.rounds):
             spec = {'contender': ZEO, 'database': 'zeo', 'hp': True, 'location': None}
             for w, samples in run_config(spec, clients, kind, n, args.size, args.reps).items():

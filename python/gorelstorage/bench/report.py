@@ -5,9 +5,9 @@ import platform
 import statistics
 from .contenders import CONTENDERS
 from .contenders import ZEO
-from .workloads import GOAL_WORKLOADS
+from .shootout import GOAL
+from .shootout import GOALED
 from .workloads import WORKLOADS
-from .workloads import goal
 
 
 def _stats(samples):
@@ -51,13 +51,12 @@ def _sr(row):
     sr = row.get('storage_ratio')
     if sr is None:
         return '-'
-    return '%.2f%s' % (sr, _miss(row))
+    return '%.2f%s' % (sr, '!' if row['workload'] in GOALED and sr > GOAL[row['database']] else '')
 
 
-def _miss(row):
-    sr = row.get('storage_ratio')
-    held = row['workload'] in GOAL_WORKLOADS
-    return '!' if held and sr is not None and sr > goal(row['database']) else ''
+def _has_storage_ratios(report):
+    """Whether the run measured the time inside the storage (runs before it did not)."""
+    return any(r.get('storage_ratio') is not None for r in report['results'])
 
 
 def _geomeans(rows):
@@ -119,7 +118,7 @@ def overview(report):
     over its configurations and their range; then the same of the storage ratios, with the
     configurations that miss the goal."""
     out = _overview(report, 'ratio', 'median ratio (range)')
-    if any(r.get('storage_ratio') is not None for r in report['results']):
+    if _has_storage_ratios(report):
         out += [''] + _overview(report, 'storage_ratio', 'median storage ratio (range) misses')
     return '\n'.join(out)
 
@@ -136,8 +135,8 @@ def _overview(report, key, head):
                 cells.append('-')
                 continue
             cell = '%.2f (%.2f-%.2f)' % (statistics.median(v), v[0], v[-1])
-            if key == 'storage_ratio' and w in GOAL_WORKLOADS:
-                cell += ' %d' % sum(x > goal(d) for x in v)
+            if key == 'storage_ratio' and w in GOALED:
+                cell += ' %d' % sum(x > GOAL[d] for x in v)
             cells.append(cell)
         out.append('| %s | %s |' % (w, ' | '.join(cells)))
     out.append('')
@@ -147,7 +146,7 @@ def _overview(report, key, head):
     else:
         out.append('Storage ratio: time inside the storage, GoRelStorage / RelStorage; the goal 0.7 on SQLite, '
                    '0.5 on the servers, for %s; the number after the range: configurations over it.'
-                   % ', '.join(GOAL_WORKLOADS))
+                   % ', '.join(GOALED))
     return out
 
 
@@ -174,7 +173,7 @@ def summary(report):
         out.append('**%s** (per configuration: ratio GoRelStorage / RelStorage of the median times, and '
                    'in brackets the storage ratio, of the times inside the storage, `!` over the goal of %.1f; '
                    'columns: mode, objects x clients, t = threads, p = processes; us per object in %s)'
-                   % (database, goal(database), label(first)))
+                   % (database, GOAL[database], label(first)))
         out.append('')
         out.append('| workload | Go us | RS us | inside Go / RS us | ZEO us | ZODB alone us | round trips Go / RS | '
                    + ' | '.join(label(c) for c in configs) + ' |')
@@ -199,7 +198,7 @@ def chart(report, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    key = 'storage_ratio' if any(r.get('storage_ratio') is not None for r in report['results']) else 'ratio'
+    key = 'storage_ratio' if _has_storage_ratios(report) else 'ratio'
     spread = _spread(report, key)
     fig, axes = plt.subplots(len(spread), 1, figsize=(11, 3.2 * len(spread)), squeeze=False)
     for ax, (database, configs, ratios) in zip(axes[:, 0], spread):
@@ -211,17 +210,17 @@ def chart(report, path):
             lows.append(mid - v[0] if v else 0)
             highs.append(v[-1] - mid if v else 0)
             colors.append('tab:red' if mid > 1 else
-                          ('tab:orange' if w in GOAL_WORKLOADS and mid > goal(database) else 'tab:green'))
+                          ('tab:orange' if w in GOALED and mid > GOAL[database] else 'tab:green'))
         ax.bar(range(len(WORKLOADS)), mids, color=colors, yerr=[lows, highs], capsize=3)
         ax.axhline(1.0, color='black', linewidth=0.8)
-        ax.axhline(goal(database), color='red', linewidth=0.8, linestyle='--')
+        ax.axhline(GOAL[database], color='red', linewidth=0.8, linestyle='--')
         ax.set_yscale('log')
         ax.set_xticks(range(len(WORKLOADS)))
         ax.set_xticklabels(WORKLOADS, rotation=30, ha='right')
         ax.set_title('%s: GoRelStorage / RelStorage %s, median and range over %d configurations '
                      '(lower is better; dashed: the goal, %.1f)' % (
                          database, 'time inside the storage' if key == 'storage_ratio' else 'time', configs,
-                         goal(database)), fontsize=10)
+                         GOAL[database]), fontsize=10)
     fig.suptitle('GoRelStorage %s vs RelStorage %s, %d-byte objects' % (
         report['machine'].get('gorelstorage'), report['machine'].get('relstorage'), report['settings']['size']),
         fontsize=10)

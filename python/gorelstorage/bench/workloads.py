@@ -20,22 +20,13 @@ WORKLOADS = ('add', 'store', 'update', 'warm', 'cold', 'prefetch_cold', 'hot', '
              'readCurrent', 'ex_commit', 'tpc', 'new_oid', 'conflicts')
 
 
-# The workloads whose time inside the storage the goal holds to goal(database) of RelStorage's.
-GOAL_WORKLOADS = ('add', 'store', 'update', 'cold', 'prefetch_cold', 'readCurrent', 'ex_commit', 'tpc',
-                  'new_oid', 'conflicts')
-
-
-def goal(database):
-    """The storage ratio a database is held to: SQLite, in-process for both, 0.7; servers 0.5."""
-    return 0.7 if database == 'sqlite' else 0.5
-
-
 def inside_key(workload):
     """The key of a workload's samples of time spent inside the storage (us per object)."""
     return workload + '/inside'
 
 
-def _keys():
+def sample_keys():
+    """The keys of a client's samples: each workload's time, and its time inside the storage."""
     return [k for w in WORKLOADS for k in (w, inside_key(w))]
 
 
@@ -99,7 +90,7 @@ def _run_client(db, storage, index, n, size, reps, wait):
     from ZODB.POSException import ConflictError
     from zodbpickle import pickle
 
-    out = {k: [] for k in _keys()}
+    out = {k: [] for k in sample_keys()}
     tm = transaction.TransactionManager()
 
     def mapping(conn):
@@ -342,7 +333,7 @@ def run_config(spec, clients, kind, n, size, reps):
             results[i] = r
         for p in procs:
             p.join()
-    merged = {k: [] for k in _keys()}
+    merged = {k: [] for k in sample_keys()}
     for r in results.values():
         for w, samples in r.items():
             merged[w].extend(samples)
