@@ -79,14 +79,14 @@ func (c *loadConn) Close() error {
 		s.Close()
 	}
 	c.conn.Raw(func(any) error {
-		for _, st := range []*oneStmt{&c.one, &c.many} {
-			if *st != nil {
-				(*st).Close()
-				*st = nil
+		for _, st := range []oneStmt{c.one, c.many} {
+			if st != nil {
+				st.Close()
 			}
 		}
 		return nil
 	})
+	c.one, c.many = nil, nil
 	return c.conn.Close()
 }
 
