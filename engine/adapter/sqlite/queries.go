@@ -7,7 +7,6 @@ type queries struct {
 	changes     string
 	current     string // one oid
 	currentMany string // the oids as a JSON array
-	currentIn   string // prefix for "zoid IN (...)"
 	currentFrom string
 	count       string
 	currentTIDs string // the oids as a JSON array
@@ -27,7 +26,6 @@ func newQueries(keepHistory bool) queries {
 			current: `SELECT zoid, tid, state FROM object_state WHERE zoid = ?1 AND tid = (SELECT tid FROM current_object WHERE zoid = ?1)`,
 			currentMany: `SELECT o.zoid, o.tid, o.state FROM current_object c JOIN object_state o ON o.zoid = c.zoid AND o.tid = c.tid
 				WHERE c.zoid` + inJSON,
-			currentIn:   `SELECT zoid, tid, state FROM current_object_state WHERE zoid IN `,
 			currentFrom: `SELECT zoid, tid, state FROM current_object_state WHERE zoid >= ? ORDER BY zoid LIMIT ?`,
 			count:       `SELECT COUNT(*) FROM current_object`,
 			currentTIDs: `SELECT zoid, tid FROM current_object WHERE zoid` + inJSON,
@@ -38,39 +36,8 @@ func newQueries(keepHistory bool) queries {
 		changes:     `SELECT zoid, tid FROM object_state WHERE tid > ? AND tid <= ? LIMIT ?`,
 		current:     `SELECT zoid, tid, state FROM object_state WHERE zoid = ?`,
 		currentMany: `SELECT zoid, tid, state FROM object_state WHERE zoid` + inJSON,
-		currentIn:   `SELECT zoid, tid, state FROM object_state WHERE zoid IN `,
 		currentFrom: `SELECT zoid, tid, state FROM object_state WHERE zoid >= ? ORDER BY zoid LIMIT ?`,
 		count:       `SELECT COUNT(*) FROM object_state`,
 		currentTIDs: `SELECT zoid, tid FROM object_state WHERE zoid` + inJSON,
 	}
-}
-
-// maxParams keeps IN lists under SQLite's bound-parameter limit.
-const maxParams = 500
-
-// inList returns "(?,?,...)" for n parameters and the arguments for oids.
-func inList(oids []uint64) (string, []any) {
-	b := make([]byte, 0, 2*len(oids)+1)
-	args := make([]any, len(oids))
-	b = append(b, '(')
-	for i, o := range oids {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, '?')
-		args[i] = int64(o)
-	}
-	return string(append(b, ')')), args
-}
-
-// chunks calls fn for consecutive slices of at most maxParams oids.
-func chunks(oids []uint64, fn func([]uint64) error) error {
-	for len(oids) > 0 {
-		n := min(len(oids), maxParams)
-		if err := fn(oids[:n]); err != nil {
-			return err
-		}
-		oids = oids[n:]
-	}
-	return nil
 }

@@ -29,19 +29,6 @@ func TestPragmasAreCheckedAndOrdered(t *testing.T) {
 	}
 }
 
-func TestInListAndChunks(t *testing.T) {
-	in, args := inList([]uint64{3, 1, 2})
-	require.Equal(t, "(?,?,?)", in)
-	require.Equal(t, []any{int64(3), int64(1), int64(2)}, args)
-	oids := make([]uint64, 2*maxParams+1)
-	var sizes []int
-	require.NoError(t, chunks(oids, func(part []uint64) error {
-		sizes = append(sizes, len(part))
-		return nil
-	}))
-	require.Equal(t, []int{maxParams, maxParams, 1}, sizes)
-}
-
 // The pragmas the configuration names run on every connection the dialect
 // opens, for reading and for writing.
 func TestPragmasRunOnEveryConnection(t *testing.T) {

@@ -84,19 +84,27 @@ func (c *storeConn) LockObjects(ctx context.Context, readCurrent, modified []uin
 	return current, err
 }
 
+// States reads the committed states of objects whose conflicts are resolved,
+// through the statement a prefetch reads with (the oids as a JSON array).
 func (c *storeConn) States(ctx context.Context, oids []uint64) (map[uint64]adapter.Revision, error) {
 	out := make(map[uint64]adapter.Revision, len(oids))
-	err := chunks(oids, func(part []uint64) error {
-		in, args := inList(part)
-		rows, err := c.conn.QueryContext(ctx, c.q.currentIn+in, args...)
+	if len(oids) == 0 {
+		return out, nil
+	}
+	err := c.conn.Raw(func(dc any) error {
+		st, err := sqlrow.Prepare(ctx, dc, c.q.currentMany)
 		if err != nil {
 			return err
 		}
-		revs, err := scanRevisions(rows, nil)
-		for _, r := range revs {
-			out[r.OID] = r
-		}
-		return err
+		defer st.Close()
+		var row [3]driver.Value
+		return eachRow(ctx, st.(oneStmt), oids, row[:], func() error {
+			r, err := revisionOf(row)
+			if err == nil {
+				out[r.OID] = r
+			}
+			return err
+		})
 	})
 	return out, err
 }
