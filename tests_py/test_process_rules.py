@@ -107,7 +107,7 @@ def test_the_c_module_and_the_ctypes_fallback_behave_alike(tmp_path, force_ctype
         s = gorelstorage.GoRelStorage(gorelstorage.SQLite3(%r))
         t = TransactionMetaData(); s.tpc_begin(t); s.store(z64, None, b'root', '', t); s.tpc_vote(t)
         tid = s.tpc_finish(t)
-        print(n.uses_ctypes(), s.load(z64) == (b'root', tid))
+        print(n.uses_ctypes(), s.load(z64) == (b'root', tid), s.load(z64, '') == (b'root', tid))
         try:
             s.load(p64(42))
         except KeyError as e:
@@ -119,10 +119,14 @@ def test_the_c_module_and_the_ctypes_fallback_behave_alike(tmp_path, force_ctype
             print('conflict', e.oid == z64, e.serials == (tid, p64(1)))
         s.tpc_abort(t)
         s.close()
+        try:
+            s.load(z64)
+        except gorelstorage.StorageClosedError:
+            print('closed')
     """ % str(tmp_path / 'd'))], capture_output=True, text=True, timeout=120, env=env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split('\n')[:3] == [
-        '%s True' % (force_ctypes == '1'), 'missing True', 'conflict True True']
+    assert result.stdout.split('\n')[:4] == [
+        '%s True True' % (force_ctypes == '1'), 'missing True', 'conflict True True', 'closed']
 
 
 def test_a_go_panic_becomes_an_exception(tmp_path):

@@ -207,28 +207,32 @@ static PyObject *tid_bytes(uint64_t tid) {
     return PyBytes_FromStringAndSize((const char *)b, 8);
 }
 
-/* load(load_cached_address, load_address, instance, oid, hold) -> (state, tid):
- * ZODB's load. oid is 8 bytes; the cached lookup runs with the GIL held (it
- * never waits), a miss goes to the database with the GIL released unless hold
- * is true (an in-process database). */
+/* load(load_cached_address, load_address, instance, hold, oid[, version]) ->
+ * (state, tid): ZODB's load (the version is ignored, as ZODB's storages do);
+ * the first four arguments are bound once per instance (functools.partial),
+ * so that ZODB's call reaches C with no Python frame. oid is 8 bytes. Unless
+ * hold is true, the cached lookup runs with the GIL held (it never waits) and
+ * a miss goes to the database with the GIL released; with hold (an in-process
+ * database, a read of a few microseconds) the whole load is one call keeping
+ * the GIL. */
 static PyObject *load(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 5) {
-        PyErr_SetString(PyExc_TypeError, "load(load_cached_address, load_address, instance, oid, hold)");
+    if (nargs != 5 && nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "load(load_cached_address, load_address, instance, hold, oid[, version])");
         return NULL;
     }
     void *cached = PyLong_AsVoidPtr(args[0]);
     void *fetch = PyLong_AsVoidPtr(args[1]);
     arg a[2];
     a[0].u = PyLong_AsUnsignedLongLongMask(args[2]);
-    int hold = PyObject_IsTrue(args[4]);
+    int hold = PyObject_IsTrue(args[3]);
     if (PyErr_Occurred())
         return NULL;
     char *oid;
     Py_ssize_t len;
-    if (!PyBytes_Check(args[3]) || PyBytes_AsStringAndSize(args[3], &oid, &len) < 0 || len != 8) {
+    if (!PyBytes_Check(args[4]) || PyBytes_AsStringAndSize(args[4], &oid, &len) < 0 || len != 8) {
         if (!PyErr_Occurred())
-            PyErr_Format(PyExc_TypeError, "oid must be 8 bytes, not %R", args[3]);
+            PyErr_Format(PyExc_TypeError, "oid must be 8 bytes, not %R", args[4]);
         return NULL;
     }
     a[1].u = 0;
@@ -237,9 +241,15 @@ static PyObject *load(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (check_bound() < 0)
         return NULL;
     R r;
-    int32_t kind = run(cached, 2, a, &r, 1);
-    if (kind == 0 && r.v[1] == 0)
-        kind = run(fetch, 2, a, &r, hold);
+    int32_t kind;
+    if (hold) {
+        /* The whole load keeps the GIL: one call, which looks in the cache first. */
+        kind = run(fetch, 2, a, &r, 1);
+    } else {
+        kind = run(cached, 2, a, &r, 1);
+        if (kind == 0 && r.v[1] == 0)
+            kind = run(fetch, 2, a, &r, 0);
+    }
     if (kind != 0)
         return raise_error(kind, &r);
     PyObject *state = PyBytes_FromStringAndSize((const char *)r.data, r.data ? r.len : 0);
@@ -268,7 +278,7 @@ static PyObject *bind(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"call", (PyCFunction)(void (*)(void))call, METH_FASTCALL, "call(address, shape, hold_gil, *args)"},
-    {"load", (PyCFunction)(void (*)(void))load, METH_FASTCALL, "load(cached, load, instance, oid, hold)"},
+    {"load", (PyCFunction)(void (*)(void))load, METH_FASTCALL, "load(cached, load, instance, hold, oid[, version])"},
     {"bind", bind, METH_VARARGS, "bind(error_factory, fork_error_factory)"},
     {NULL, NULL, 0, NULL},
 };

@@ -9,6 +9,7 @@ ctypes call's cost), else through ctypes; GORELSTORAGE_CTYPES=1 forces ctypes.
 import collections
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import struct
@@ -354,7 +355,7 @@ def load(instance, oid, hold=False):
     miss releases the GIL while it reads from the database, unless ``hold`` (honoured
     by the C module; the ctypes fallback always releases it)."""
     if _load_pair is not None and _cooperative is None:
-        return _calls.load(*_load_pair, instance, oid, hold)
+        return _calls.load(*_load_pair, instance, hold, oid)
     o = struct.unpack('>Q', oid)[0] if isinstance(oid, bytes) and len(oid) == 8 else None
     if o is None:
         raise TypeError('oid must be 8 bytes, not %r' % (oid,))
@@ -362,6 +363,15 @@ def load(instance, oid, hold=False):
     if not hit:
         data, tid, _, _ = call('grs_load', instance, o)
     return data or b'', struct.pack('>Q', tid)
+
+
+def loader(instance, hold=False):
+    """``load(oid, version='')`` bound to an instance, as :func:`load`: the C module's own
+    function where it is in use (a cache hit then runs no Python code), else a function
+    calling :func:`load`. A released instance's loader raises StorageClosedError."""
+    if _load_pair is not None and _cooperative is None:
+        return functools.partial(_calls.load, *_load_pair, instance, bool(hold))
+    return lambda oid, version='': load(instance, oid, hold)
 
 
 @contextlib.contextmanager

@@ -215,6 +215,9 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         # commit raises) gives its database connections back when it is collected.
         self._finalizer = weakref.finalize(self, _release_quietly, _native.release, self._instance)
         self._finalizer.atexit = False
+        # ZODB's load, bound to the instance (see load below): the engine serializes the
+        # instance's calls itself, and a stale handle is refused there.
+        self._fast_load = self.load = _native.loader(self._instance, _database.reads_in_process)
         self._lock = threading.RLock()          # one native call at a time on this instance
         self._tpc_cond = threading.Condition()  # one transaction at a time
         self._transaction = None
@@ -327,9 +330,14 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
     # --- loading --------------------------------------------------------
 
     def load(self, oid, version=''):
-        if self._instance is None:
-            raise _native.StorageClosedError('the storage instance is released or closed')
+        """(state, tid) of oid in this instance's snapshot. Each instance hides this method
+        behind ``_native.loader``'s function (``self._fast_load``): a storage-cache hit is
+        then one call into C and Go, with no Python frame and no lock of this class (the
+        engine's instance serializes its own calls). tpc_finish uncovers this method while it
+        runs: a load from another thread then waits for the commit to be visible."""
         with self._lock:
+            if self._instance is None:
+                raise _native.StorageClosedError('the storage instance is released or closed')
             return _native.load(self._instance, oid, self._db.reads_in_process)
 
     def getTid(self, oid):
@@ -621,13 +629,17 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         self._check_txn(transaction)
         try:
             with self._lock:  # loads from other threads wait until the commit is visible
-                tid, lock_wait = self._call(_native.finish_lock)
-                tid = p64(tid)
+                del self.load  # they go through the class's load, which takes the lock
                 try:
-                    if f is not None:
-                        f(tid)
+                    tid, lock_wait = self._call(_native.finish_lock)
+                    tid = p64(tid)
+                    try:
+                        if f is not None:
+                            f(tid)
+                    finally:
+                        self._call(_native.finish_commit)
                 finally:
-                    self._call(_native.finish_commit)
+                    self.load = self._fast_load
         except BaseException:
             self._abort_quietly()
             raise
