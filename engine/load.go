@@ -120,10 +120,10 @@ func (in *Instance) cached(oid uint64, countMiss bool) ([]byte, uint64, bool) {
 }
 
 // keep puts a current revision read through the snapshot into the shared
-// cache and tells the index.
+// cache (its state as it is: see adapter.Revision) and tells the index.
 func (in *Instance) keep(r adapter.Revision) {
 	sh := in.s.sh
-	sh.cache.Put(r.OID, r.TID, r.State)
+	sh.cache.PutOwned(r.OID, r.TID, r.State)
 	sh.trace.record(traceStore, r.OID, r.TID, len(r.State))
 	if in.indexed {
 		sh.index.learn(in.snapEpoch, in.snapTID, r.OID, r.TID)

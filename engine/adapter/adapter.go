@@ -186,7 +186,9 @@ type StateChecker interface {
 }
 
 // Revision is one stored state of an object. State is nil for a deletion or an
-// undone creation.
+// undone creation. A revision read from the database is the reader's: its State
+// is a slice no one else holds (the drivers copy rows out of their buffers), so
+// the engine keeps it in the shared cache without copying it again.
 type Revision struct {
 	OID   uint64
 	TID   uint64

@@ -207,7 +207,24 @@ func (c *Cache) Put(oid, tid uint64, state []byte) {
 	if !c.Enabled() || state == nil {
 		return
 	}
-	data, compressed := c.encode(state)
+	data, compressed := c.compressed(state)
+	if !compressed {
+		data = bytes.Clone(state)
+	}
+	c.put(oid, tid, data, compressed)
+}
+
+// PutOwned is Put of a state the caller gives to the cache: nothing else
+// changes it (a revision just read from the database, which readers of the
+// cache share as they share every entry), so it is kept without a copy.
+func (c *Cache) PutOwned(oid, tid uint64, state []byte) {
+	if !c.Enabled() || state == nil {
+		return
+	}
+	data, compressed := c.compressed(state)
+	if !compressed {
+		data = state
+	}
 	c.put(oid, tid, data, compressed)
 }
 
@@ -363,10 +380,10 @@ func (c *Cache) Stats() Stats {
 		Limit: c.shardLimit * shardCount}
 }
 
-// encode compresses a state by RelStorage's rule: only past 100 bytes,
+// compressed compresses a state by RelStorage's rule: only past 100 bytes,
 // never one already marked compressed (zc.zlibstorage's states), and only
-// when it gets smaller. The result is the cache's own copy.
-func (c *Cache) encode(state []byte) ([]byte, bool) {
+// when it gets smaller; ok is false when the state is to be kept as it is.
+func (c *Cache) compressed(state []byte) (data []byte, ok bool) {
 	if c.compress && len(state) > compressMin && !bytes.HasPrefix(state, zlibPrefix) {
 		var b bytes.Buffer
 		b.Write(zlibPrefix)
@@ -377,7 +394,7 @@ func (c *Cache) encode(state []byte) ([]byte, bool) {
 			return b.Bytes(), true
 		}
 	}
-	return bytes.Clone(state), false
+	return nil, false
 }
 
 // decompress undoes encode; ok is false when the data cannot be read

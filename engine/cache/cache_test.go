@@ -80,7 +80,12 @@ func TestCompressionRoundTripsAndSavesBytes(t *testing.T) {
 		c.Put(1, 1, compressible)
 		c.Put(2, 1, small)
 		c.Put(3, 1, already)
-		for oid, want := range map[uint64][]byte{1: compressible, 2: small, 3: already} {
+		// A state read from the database is given to the cache: the same rules apply.
+		c.PutOwned(11, 1, bytes.Clone(compressible))
+		c.PutOwned(12, 1, bytes.Clone(small))
+		c.PutOwned(13, 1, bytes.Clone(already))
+		for oid, want := range map[uint64][]byte{1: compressible, 2: small, 3: already,
+			11: compressible, 12: small, 13: already} {
 			got, ok := c.Get(oid, 1)
 			require.True(t, ok)
 			require.Equal(t, want, got, "oid %d comes back exactly as stored", oid)
@@ -91,6 +96,17 @@ func TestCompressionRoundTripsAndSavesBytes(t *testing.T) {
 	require.True(t, e.compressed)
 	require.True(t, bytes.HasPrefix(e.data, zlibPrefix), "RelStorage's marker")
 	require.False(t, z.shard(3).entries[key{3, 1}].compressed, "never compressed twice")
+}
+
+// Put keeps its own copy: the caller may reuse its buffer.
+func TestPutCopiesTheState(t *testing.T) {
+	c := New(Options{Bytes: 10 << 20, ObjectMax: 16384})
+	buf := []byte("the state as stored")
+	c.Put(1, 1, buf)
+	copy(buf, "something else entirely")
+	got, ok := c.Get(1, 1)
+	require.True(t, ok)
+	require.Equal(t, []byte("the state as stored"), got)
 }
 
 // Objects read again and again survive a scan through many objects read once.
