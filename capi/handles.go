@@ -9,9 +9,9 @@ import (
 // handles maps the opaque 64-bit numbers Python holds to Go objects. A stale
 // or forged number gets an error, never a crash.
 var handles = struct {
-	sync.Mutex
-	next uint64
-	m    map[uint64]any
+	sync.RWMutex // read by every call, written when a storage or instance opens or goes
+	next         uint64
+	m            map[uint64]any
 }{next: 1, m: map[uint64]any{}}
 
 func putHandle(v any) uint64 {
@@ -30,9 +30,9 @@ func dropHandle(h uint64) {
 }
 
 func getStorage(h uint64) (*engine.Storage, error) {
-	handles.Lock()
+	handles.RLock()
 	v, ok := handles.m[h].(*engine.Storage)
-	handles.Unlock()
+	handles.RUnlock()
 	if !ok {
 		return nil, engine.Errorf(engine.KindClosed, "storage handle %d is closed or invalid", h)
 	}
@@ -40,9 +40,9 @@ func getStorage(h uint64) (*engine.Storage, error) {
 }
 
 func getInstance(h uint64) (*engine.Instance, error) {
-	handles.Lock()
+	handles.RLock()
 	v, ok := handles.m[h].(*engine.Instance)
-	handles.Unlock()
+	handles.RUnlock()
 	if !ok {
 		return nil, engine.Errorf(engine.KindClosed, "instance handle %d is released or invalid", h)
 	}

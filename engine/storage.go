@@ -34,8 +34,8 @@ type Storage struct {
 	warnMu   sync.Mutex
 	warnings []string // not yet reported
 
-	mu        sync.Mutex
-	closed    bool
+	mu        sync.Mutex  // guards instances, and closed's change
+	closed    atomic.Bool // read without mu by every call's check
 	instances map[*Instance]struct{}
 }
 
@@ -126,9 +126,7 @@ func (s *Storage) Name() string {
 func (s *Storage) SortKey() string { return s.dialect.Describe() }
 
 func (s *Storage) check() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed.Load() {
 		return Errorf(KindClosed, "the storage is closed")
 	}
 	return nil
@@ -216,7 +214,7 @@ func (s *Storage) Size(ctx context.Context) (int64, int64, error) {
 func (s *Storage) NewInstance() (*Instance, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed.Load() {
 		return nil, Errorf(KindClosed, "the storage is closed")
 	}
 	in := &Instance{s: s}
@@ -233,11 +231,11 @@ func (s *Storage) forget(in *Instance) {
 // Close releases every instance and the database.
 func (s *Storage) Close() error {
 	s.mu.Lock()
-	if s.closed {
+	if s.closed.Load() {
 		s.mu.Unlock()
 		return nil
 	}
-	s.closed = true
+	s.closed.Store(true)
 	ins := make([]*Instance, 0, len(s.instances))
 	for in := range s.instances {
 		ins = append(ins, in)
