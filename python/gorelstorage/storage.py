@@ -629,7 +629,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         self._check_txn(transaction)
         try:
             with self._lock:  # loads from other threads wait until the commit is visible
-                del self.load  # they go through the class's load, which takes the lock
+                self.__dict__.pop('load', None)  # they go through the class's load, which takes the lock
                 try:
                     tid, lock_wait = self._call(_native.finish_lock)
                     tid = p64(tid)
