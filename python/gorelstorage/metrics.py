@@ -79,7 +79,7 @@ class Metrics:
             'HistoryPreserving' if hp else 'HistoryFree')
         methods = dict(_METHODS, checkCurrentSerialInTransaction=(self.checkCurrent, True))
         for name, (stat, sampled) in methods.items():
-            setattr(storage, name, _counted(getattr(storage, name), stat, SAMPLE_RATE if sampled else 1.0))
+            setattr(storage, name, _counted(getattr(storage, name), name, stat, SAMPLE_RATE if sampled else 1.0))
 
     def vote(self, lock_seconds, conflicts, resolved):
         self._send(timings={self.locker + '.lock_current_objects.t': lock_seconds},
@@ -125,7 +125,7 @@ class Metrics:
         client.sendbuf(buf)
 
 
-def _counted(method, stat, rate):
+def _counted(method, name, stat, rate):
     timing = stat + '.t'
 
     def counted(*args, **kwargs):
@@ -141,8 +141,8 @@ def _counted(method, stat, rate):
             client.incr(stat, 1, rate, buf=buf, rate_applied=True)
             client.timing(timing, elapsed, rate, buf=buf, rate_applied=True)
             client.sendbuf(buf)
-    counted.__name__ = counted.__qualname__ = method.__name__
-    counted.__doc__ = method.__doc__
+    counted.__name__ = counted.__qualname__ = name  # load is a functools.partial, without a name
+    counted.__doc__ = getattr(method, '__doc__', None)
     return counted
 
 

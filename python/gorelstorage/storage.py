@@ -217,7 +217,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         self._finalizer.atexit = False
         # ZODB's load, bound to the instance (see load below): the engine serializes the
         # instance's calls itself, and a stale handle is refused there.
-        self._fast_load = self.load = _native.loader(self._instance, _database.reads_in_process)
+        self.load = _native.loader(self._instance, _database.reads_in_process)
         self._lock = threading.RLock()          # one native call at a time on this instance
         self._tpc_cond = threading.Condition()  # one transaction at a time
         self._transaction = None
@@ -235,7 +235,11 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
             alsoProvides(self, IBlobStorage, IBlobStorageRestoreable)
         self._voted_at = None  # when tpc_vote returned: the time to tpc_finish is reported
         self._iternext = None  # record_iternext's page
-        self._metrics = metrics.for_storage(self, self._db.adapter.engine_name, self._options.keep_history)
+        try:
+            self._metrics = metrics.for_storage(self, self._db.adapter.engine_name, self._options.keep_history)
+        except BaseException:
+            self.close()  # a storage that failed to open holds no connection
+            raise
 
     # --- identity -------------------------------------------------------
 
@@ -331,7 +335,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
 
     def load(self, oid, version=''):
         """(state, tid) of oid in this instance's snapshot. Each instance hides this method
-        behind ``_native.loader``'s function (``self._fast_load``): a storage-cache hit is
+        behind ``_native.loader``'s function (``self.load``): a storage-cache hit is
         then one call into C and Go, with no Python frame and no lock of this class (the
         engine's instance serializes its own calls). tpc_finish uncovers this method while it
         runs: a load from another thread then waits for the commit to be visible."""
@@ -629,7 +633,7 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
         self._check_txn(transaction)
         try:
             with self._lock:  # loads from other threads wait until the commit is visible
-                self.__dict__.pop('load', None)  # they go through the class's load, which takes the lock
+                bound = self.__dict__.pop('load', None)  # they go through the class's load, which takes the lock
                 try:
                     tid, lock_wait = self._call(_native.finish_lock)
                     tid = p64(tid)
@@ -639,7 +643,8 @@ class GoRelStorage(UndoLogCompatible, ConflictResolvingStorage):
                     finally:
                         self._call(_native.finish_commit)
                 finally:
-                    self.load = self._fast_load
+                    if bound is not None:
+                        self.load = bound  # the loader, or the metrics' wrapper of it
         except BaseException:
             self._abort_quietly()
             raise
