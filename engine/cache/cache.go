@@ -204,26 +204,28 @@ func (c *Cache) touch(s *shard, e *entry) {
 // Put caches state as what tid wrote for oid. States over the object limit
 // are not cached. The cache keeps its own copy.
 func (c *Cache) Put(oid, tid uint64, state []byte) {
-	if !c.Enabled() || state == nil {
-		return
-	}
-	data, compressed := c.compressed(state)
-	if !compressed {
-		data = bytes.Clone(state)
-	}
-	c.put(oid, tid, data, compressed)
+	c.add(oid, tid, state, false)
 }
 
 // PutOwned is Put of a state the caller gives to the cache: nothing else
 // changes it (a revision just read from the database, which readers of the
 // cache share as they share every entry), so it is kept without a copy.
 func (c *Cache) PutOwned(oid, tid uint64, state []byte) {
+	c.add(oid, tid, state, true)
+}
+
+// add is Put and PutOwned: the state compressed when that pays, else kept
+// as it is when owned, else copied.
+func (c *Cache) add(oid, tid uint64, state []byte, owned bool) {
 	if !c.Enabled() || state == nil {
 		return
 	}
 	data, compressed := c.compressed(state)
 	if !compressed {
 		data = state
+		if !owned {
+			data = bytes.Clone(state)
+		}
 	}
 	c.put(oid, tid, data, compressed)
 }
@@ -397,7 +399,7 @@ func (c *Cache) compressed(state []byte) (data []byte, ok bool) {
 	return nil, false
 }
 
-// decompress undoes encode; ok is false when the data cannot be read
+// decompress undoes compressed; ok is false when the data cannot be read
 // (treated as a miss).
 func decompress(data []byte) ([]byte, bool) {
 	r, err := zlib.NewReader(bytes.NewReader(data[len(zlibPrefix):]))
