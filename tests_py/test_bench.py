@@ -131,3 +131,48 @@ def test_time_inside_the_storage_is_counted_and_zodb_sees_the_same_storage(tmp_p
             assert len(db.storage) == len(storage)
         finally:
             db.close()
+
+
+def test_two_client_threads_read_cold_without_emptying_each_others_prefetch(tmp_path):
+    """Client threads share the storage's cache, and each cold read starts by emptying it: every
+    client empties it before any reads, so the states a client prefetched answer its reads, and a
+    prefetch_cold round reads from the database each client's objects once (and the few objects
+    above them), not again after the other client's emptying."""
+    import threading
+    import ZODB
+    from gorelstorage.bench import workloads
+    from gorelstorage.bench.contenders import open_storage
+    from gorelstorage.bench.inside import TimedStorage
+    n, reps, clients = 200, 4, 2
+    spec = {'contender': 'gorelstorage', 'database': 'sqlite', 'hp': False, 'location': str(tmp_path / 'data')}
+    workloads.populate(spec, clients)
+    db = ZODB.DB(TimedStorage(open_storage(spec)), pool_size=clients + 2)
+    arriving = [None] * clients
+    marks = []  # (workload, states read from the database so far), once per barrier
+    barrier = threading.Barrier(clients, action=lambda: marks.append(
+        (arriving[0], db.storage.cache_stats()['stores'])))
+    errors = []
+
+    def client(i):
+        def wait(w):
+            arriving[i] = w
+            barrier.wait()
+        try:
+            workloads.run_client(db, i, n, 300, reps, wait)
+        except BaseException as e:
+            errors.append(e)
+            barrier.abort()
+    try:
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        db.close()
+    assert not errors
+    start = next(k for k, (w, _) in enumerate(marks) if w == 'prefetch_cold')
+    end = next(k for k in range(start, len(marks)) if marks[k][0] is None)
+    read = marks[end][1] - marks[start][1]
+    # Per round and client: its n objects, its mapping, the root and the mapping above them.
+    assert clients * n * reps <= read <= clients * (n + 3) * reps

@@ -67,7 +67,8 @@ def run_client(db, index, n, size, reps, wait, profile=None):
     inside_key(workload) the time of the same runs spent inside the storage (when ``db`` is on a
     TimedStorage).
     ``wait(workload)`` is called before each workload's timed runs and ``wait(None)`` after them
-    (a barrier between clients; the round-trip count's marks). With ``profile``, the client's
+    (a barrier between clients; the round-trip count's marks), and around the emptying of the
+    storage's cache before each cold read (the same workload again). With ``profile``, the client's
     Python profile is written to ``profile + '.pstats'``."""
     storage = db._mvcc_storage.new_instance()  # the storage API workloads need an instance of their own
     profiler = None
@@ -126,7 +127,11 @@ def _run_client(db, storage, index, n, size, reps, wait):
         if clear_conn:
             conn.cacheMinimize()
         if clear_storage:
+            # Threads share the storage's cache: every client empties it before any reads, as
+            # zodbshootout does, or one client's clear drops the states another just prefetched.
+            wait(workload)
             _clear_storage_cache(db)
+            wait(workload)
         before = _fetched_from_database(db)
         _reset_inside()
         start = time.perf_counter()
